@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The test command: sets up dependencies, configures, builds and runs the whole test suite.
+#   scripts/test.sh            CPU preset (Release)
+#   scripts/test.sh asan       address + undefined-behaviour sanitizers
+#   scripts/test.sh cuda       also builds the CUDA backend (gpu tests skip without a GPU)
+# With no argument it runs the cpu preset, then the asan preset and the cuda build check when
+# CROSSBATCH_FULL=1 (CI sets it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+jobs=$(nproc)
+run_preset() {
+  local preset=$1
+  echo "== preset $preset ==" >&2
+  cmake --preset "$preset" >/dev/null
+  cmake --build --preset "$preset" -j "$jobs"
+  ctest --preset "$preset" -j "$jobs"
+}
+
+if (($#)); then
+  for preset in "$@"; do run_preset "$preset"; done
+else
+  run_preset cpu
+  if [ "${CROSSBATCH_FULL:-0}" = 1 ]; then
+    run_preset asan
+    command -v nvcc >/dev/null && run_preset cuda
+  fi
+fi
