@@ -32,6 +32,8 @@ struct device_traits<cpu> {
   static void copy(void* dst, const void* src, std::size_t bytes) {
     if (bytes) std::memcpy(dst, src, bytes);
   }
+  static void upload(void* dst, const void* src, std::size_t bytes) { copy(dst, src, bytes); }
+  static void download(void* dst, const void* src, std::size_t bytes) { copy(dst, src, bytes); }
 };
 
 }  // namespace crossbatch

@@ -7,11 +7,8 @@
 #include <array>
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define CROSSBATCH_HD __host__ __device__
-#else
-#define CROSSBATCH_HD
-#endif
+#include "crossbatch/core/host_device.hpp"
+
 
 namespace crossbatch {
 

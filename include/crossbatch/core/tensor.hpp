@@ -89,6 +89,11 @@ struct tensor_view {
   }
 };
 
+// A read-only input parameter of an op: T is deduced from the op's output view only, so callers may
+// pass mutable views (or tensors) where a const view is expected.
+template <class T, class D = cpu>
+using in_view = std::type_identity_t<tensor_view<const T, D>>;
+
 // Owning contiguous tensor in the memory of device D.
 template <class T, class D = cpu>
 class tensor {
@@ -125,7 +130,7 @@ class tensor {
   int rank() const { return static_cast<int>(m_shape.size()); }
   index_t size() const { return numel(m_shape); }
   index_t dim(int i) const { return m_shape[i < 0 ? i + rank() : i]; }
-  bool empty() const { return size() == 0; }
+  bool empty() const { return m_data == nullptr; }  // default-constructed or zero elements
 
   tensor_view<T, D> view() { return {m_data, m_shape}; }
   tensor_view<const T, D> view() const { return {m_data, m_shape}; }

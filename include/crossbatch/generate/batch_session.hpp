@@ -1,0 +1,152 @@
+// One batch of prompts running through a decoder model: left padding, one prefill, then one token
+// per sequence per step with the KV cache. It returns final hidden states and float logits at the
+// newest position of every sequence; sampling and stopping belong to the caller (generate.hpp),
+// so experiments that act on hidden states or combine models (mixers, LDA) reuse it.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "crossbatch/attention/mask.hpp"
+#include "crossbatch/core/transfer.hpp"
+#include "crossbatch/model/decoder.hpp"
+
+namespace crossbatch {
+
+template <class T, class D = cpu>
+class batch_session {
+ public:
+  using mask_type = all_of<causal, left_padding>;
+
+  // Validates the prompts against the model's context: every prompt non-empty, ids inside the
+  // vocabulary, and longest prompt + max_new_tokens within max_position_embeddings.
+  batch_session(const context<D>& ctx, const decoder_model<T, D>& model,
+                const std::vector<std::vector<int>>& prompts, int max_new_tokens)
+      : m_ctx(ctx), m_model(model) {
+    const auto& c = model.config;
+    require(!prompts.empty(), "generate: no prompts");
+    require(max_new_tokens >= 0, "generate: max_new_tokens must be >= 0");
+    m_batch = static_cast<int>(prompts.size());
+    for (std::size_t s = 0; s < prompts.size(); ++s) {
+      require(!prompts[s].empty(), "generate: prompt " + std::to_string(s) + " is empty");
+      for (int id : prompts[s])
+        require(id >= 0 && id < c.vocab_size, "generate: prompt " + std::to_string(s) + " holds token id " +
+                                                  std::to_string(id) + " outside the vocabulary of " + std::to_string(c.vocab_size));
+      m_prompt_len = std::max(m_prompt_len, static_cast<int>(prompts[s].size()));
+    }
+    for (std::size_t s = 0; s < prompts.size(); ++s)
+      if (static_cast<int>(prompts[s].size()) + max_new_tokens > c.max_positions)
+        throw value_error("generate: prompt " + std::to_string(s) + " has " + std::to_string(prompts[s].size()) +
+                          " tokens; with max_new_tokens " + std::to_string(max_new_tokens) + " it exceeds the model's context of " +
+                          std::to_string(c.max_positions) + " positions");
+    const int slots = m_prompt_len + max_new_tokens;
+    m_cache = model.make_cache(m_batch, slots);
+    m_ws = decoder_workspace<T, D>(c, index_t(m_batch) * m_prompt_len);
+    m_x = tensor<T, D>({m_batch, m_prompt_len, c.hidden_size});
+    m_last = tensor<T, D>({m_batch, c.hidden_size});
+    m_hidden = tensor<T, D>({m_batch, c.hidden_size});
+    m_logits = tensor<T, D>({m_batch, c.vocab_size});
+
+    // Left padding: sequence s occupies slots [pad_s, prompt_len); positions count from 0 there.
+    tensor<std::int32_t> ids({m_batch, m_prompt_len}), pos({m_batch, m_prompt_len}), pad({m_batch});
+    for (int s = 0; s < m_batch; ++s) {
+      const int len = static_cast<int>(prompts[s].size()), p = m_prompt_len - len;
+      pad(s) = p;
+      m_next_position.push_back(len);
+      for (int t = 0; t < m_prompt_len; ++t) {
+        ids(s, t) = t < p ? 0 : prompts[s][t - p];
+        pos(s, t) = t < p ? 0 : t - p;
+      }
+    }
+    m_pad = to_device<D>(pad);
+    m_prompt_ids = to_device<D>(ids);
+    m_prompt_pos = to_device<D>(pos);
+    m_step_ids = tensor<std::int32_t, D>({m_batch});
+    m_step_pos = tensor<std::int32_t, D>({m_batch});
+  }
+
+  int batch() const { return m_batch; }
+  int prompt_length() const { return m_prompt_len; }  // padded
+  int slots_used() const { return m_cache.length; }
+  mask_type mask() const { return mask_type(causal{}, left_padding{m_pad.data()}); }
+  const decoder_model<T, D>& model() const { return m_model; }
+
+  // Runs the prompts; afterwards hidden() and logits() hold the newest position of each sequence.
+  void prefill() {
+    require(m_cache.length == 0, "prefill: already ran");
+    const auto& c = m_model.config;
+    const index_t n = index_t(m_batch) * m_prompt_len;
+    auto x2 = m_x.view().reshape({n, c.hidden_size});
+    m_model.embed_tokens(m_ctx, x2, flat(m_prompt_ids), flat(m_prompt_pos));
+    m_model.run_layers(m_ctx, m_x.view(), flat(m_prompt_pos), m_cache, 0, mask(), 0, c.num_layers, m_ws);
+    m_cache.length = m_prompt_len;
+    gather_last(m_x.view(), m_prompt_len - 1);
+    finish_step();
+  }
+
+  // Feeds one token per sequence (B) and advances one slot.
+  void step(const std::vector<std::int32_t>& next) {
+    const auto& c = m_model.config;
+    require(m_cache.length > 0, "step: call prefill first");
+    require(static_cast<int>(next.size()) == m_batch, "step: need one token per sequence");
+    require(m_cache.length < m_cache.capacity(), "step: the KV cache is full (max_new_tokens reached)");
+    tensor<std::int32_t> ids({m_batch}), pos({m_batch});
+    for (int s = 0; s < m_batch; ++s) {
+      require(next[s] >= 0 && next[s] < c.vocab_size, "step: token id " + std::to_string(next[s]) + " outside the vocabulary");
+      ids(s) = next[s];
+      pos(s) = m_next_position[s]++;
+    }
+    device_traits<D>::upload(m_step_ids.data(), ids.data(), sizeof(std::int32_t) * m_batch);
+    device_traits<D>::upload(m_step_pos.data(), pos.data(), sizeof(std::int32_t) * m_batch);
+    auto x = tensor_view<T, D>(m_x.data(), {m_batch, 1, c.hidden_size});
+    m_model.embed_tokens(m_ctx, x.reshape({m_batch, c.hidden_size}), m_step_ids.view(), m_step_pos.view());
+    m_model.run_layers(m_ctx, x, m_step_pos.view(), m_cache, m_cache.length, mask(), 0, c.num_layers, m_ws);
+    ++m_cache.length;
+    gather_last(x, 0);
+    finish_step();
+  }
+
+  // Final-normed hidden states (B, C) and logits (B, V) of the newest position, on the device.
+  tensor_view<const T, D> hidden() const { return m_hidden.view(); }
+  tensor_view<const T, D> logits() const { return m_logits.view(); }
+  // Pre-norm residual stream (B, C) at the newest position (after the last layer).
+  tensor_view<T, D> last_residual() { return m_last.view(); }
+
+  // Logits as float on the host (B, V), for host-side sampling.
+  tensor<float> logits_host() const {
+    auto h = to_host(m_logits);
+    tensor<float> f(h.shape());
+    for (index_t i = 0; i < h.size(); ++i) f.data()[i] = static_cast<float>(h.data()[i]);
+    return f;
+  }
+
+  // Recomputes hidden() and logits() from last_residual() (after a caller changed it).
+  void finish_step() {
+    m_model.final_norm(m_ctx, m_hidden.view(), m_last.view());
+    m_model.logits(m_ctx, m_logits.view(), m_hidden.view());
+  }
+
+ private:
+  static tensor_view<const std::int32_t, D> flat(const tensor<std::int32_t, D>& t) {
+    return tensor_view<const std::int32_t, D>(t.data(), {t.size()});
+  }
+  // m_last (B, C) = x[:, t, :] for x (B, T, C).
+  void gather_last(tensor_view<T, D> x, index_t t) {
+    const index_t c = x.shape[2];
+    for (int s = 0; s < m_batch; ++s)
+      device_traits<D>::copy(m_last.data() + s * c, x.data + (s * x.shape[1] + t) * c, sizeof(T) * c);
+  }
+
+  const context<D>& m_ctx;
+  const decoder_model<T, D>& m_model;
+  int m_batch = 0, m_prompt_len = 0;
+  std::vector<int> m_next_position;
+  kv_cache<T, D> m_cache;
+  decoder_workspace<T, D> m_ws;
+  tensor<T, D> m_x, m_last, m_hidden, m_logits;
+  tensor<std::int32_t, D> m_pad, m_prompt_ids, m_prompt_pos, m_step_ids, m_step_pos;
+};
+
+}  // namespace crossbatch

@@ -1,0 +1,95 @@
+// CPU attention against a float64 brute-force softmax(q k^T / sqrt(D) + mask) v on random inputs:
+// grouped-query heads, strided queries, every mask policy, probabilities output, and fully masked
+// query rows (padding) giving zeros. Also write_kv placing keys at the right slots.
+#define BOOST_TEST_MODULE attention
+#include <cmath>
+#include <random>
+
+#include "crossbatch/attention/attention.hpp"
+#include "support.hpp"
+
+using namespace crossbatch;
+
+namespace {
+
+template <class M>
+void check_against_brute(const M& mask, int b, int tq, int h, int hkv, int d, int q_start, int kv_len, unsigned seed) {
+  context<cpu> ctx;
+  auto q = cbtest::random_tensor<float>({b, tq, h, d}, seed);
+  auto k = cbtest::random_tensor<float>({b, hkv, kv_len + 3, d}, seed + 1);
+  auto v = cbtest::random_tensor<float>({b, hkv, kv_len + 3, d}, seed + 2);
+  tensor<float> out({b, tq, h, d});
+  tensor<float> probs({b, h, tq, kv_len});
+  const float scale = 1.0f / std::sqrt(float(d));
+  attention(ctx, out.view(), q.view(), k.view(), v.view(), mask, {q_start, kv_len, scale, 7}, probs.view());
+  double worst = 0;
+  for (int bi = 0; bi < b; ++bi)
+    for (int hi = 0; hi < h; ++hi)
+      for (int ti = 0; ti < tq; ++ti) {
+        const int kvh = hi / (h / hkv), qs = q_start + ti;
+        std::vector<double> s(kv_len, -INFINITY);
+        double m = -INFINITY;
+        for (int kk = 0; kk < kv_len; ++kk) {
+          if (!mask.allowed(bi, qs, kk)) continue;
+          double dot = 0;
+          for (int j = 0; j < d; ++j) dot += double(q(bi, ti, hi, j)) * k(bi, kvh, kk, j);
+          s[kk] = dot * scale;
+          m = std::max(m, s[kk]);
+        }
+        double z = 0;
+        for (double& x : s) z += (x = std::isinf(x) ? 0.0 : std::exp(x - m));
+        for (int j = 0; j < d; ++j) {
+          double acc = 0;
+          for (int kk = 0; kk < kv_len; ++kk) acc += z > 0 ? s[kk] / z * v(bi, kvh, kk, j) : 0.0;
+          worst = std::max(worst, std::fabs(acc - out(bi, ti, hi, j)));
+        }
+        for (int kk = 0; kk < kv_len; ++kk)
+          worst = std::max(worst, std::fabs((z > 0 ? s[kk] / z : 0.0) - probs(bi, hi, ti, kk)));
+      }
+  BOOST_TEST(worst <= dtype_traits<float>::atol, "max abs error " << worst);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(gqa_causal_left_padding) {
+  std::vector<int> pad = {0, 4, 9};
+  const left_padding lp{pad.data()};
+  check_against_brute(all_of<causal, left_padding>(causal{}, lp), 3, 12, 4, 2, 8, 0, 12, 11);  // prefill
+  check_against_brute(all_of<causal, left_padding>(causal{}, lp), 3, 1, 4, 2, 8, 15, 16, 12);  // decode step
+  check_against_brute(all_of<causal, left_padding>(causal{}, lp), 3, 1, 6, 1, 16, 40, 41, 13); // MQA
+}
+
+BOOST_AUTO_TEST_CASE(other_policies) {
+  std::vector<int> len = {5, 20};
+  check_against_brute(right_padding{len.data()}, 2, 20, 2, 2, 4, 0, 20, 21);
+  check_against_brute(no_mask{}, 2, 9, 3, 3, 5, 0, 9, 22);
+  check_against_brute(all_of<causal, sliding_window>(causal{}, sliding_window{5}), 2, 30, 2, 1, 8, 0, 30, 23);
+  std::vector<int> seg(2 * 40), gs = {30, 24};
+  for (int s = 0; s < 2; ++s)
+    for (int i = 0; i < 40; ++i) seg[s * 40 + i] = i < 4 ? 0 : i < gs[s] ? 1 + (i - 4) / 7 : -1;
+  segment_isolation si{seg.data(), gs.data(), 40};
+  check_against_brute(all_of<causal, segment_isolation>(causal{}, si), 2, 40, 2, 2, 8, 0, 40, 24);
+}
+
+BOOST_AUTO_TEST_CASE(fully_masked_rows_are_zero) {
+  context<cpu> ctx;
+  std::vector<int> pad = {6};
+  auto q = cbtest::random_tensor<float>({1, 8, 1, 4}, 1);
+  auto k = cbtest::random_tensor<float>({1, 1, 8, 4}, 2);
+  tensor<float> out({1, 8, 1, 4});
+  attention(ctx, out.view(), q.view(), k.view(), k.view(), all_of<causal, left_padding>(causal{}, left_padding{pad.data()}),
+            {0, 8, 0.5f});
+  for (int t = 0; t < 6; ++t)
+    for (int j = 0; j < 4; ++j) BOOST_TEST(out(0, t, 0, j) == 0.0f);
+  BOOST_TEST(out(0, 6, 0, 0) != 0.0f);
+}
+
+BOOST_AUTO_TEST_CASE(write_kv_slots_and_capacity) {
+  context<cpu> ctx;
+  tensor<float> cache = full<float>({2, 3, 10, 4}, -1.f);
+  auto fresh = cbtest::random_tensor<float>({2, 2, 3, 4}, 5);
+  write_kv(ctx, cache.view(), fresh.view(), 7);
+  BOOST_TEST(cache(1, 2, 8, 3) == fresh(1, 1, 2, 3));
+  BOOST_TEST(cache(0, 0, 6, 0) == -1.f);
+  BOOST_CHECK_THROW(write_kv(ctx, cache.view(), fresh.view(), 9), value_error);
+}
