@@ -1,0 +1,48 @@
+#!/usr/bin/env python3
+"""Joins bench_decode's JSON lines with hf_reference_cuda.py's and bench_attention's and prints the
+table that tools/device_check.sh shows last: tokens/s, ratio to transformers eager (and compiled
+where measured), and at batch 1 the fraction of the bandwidth roofline.
+
+    summarize.py decode.json hf.json [attention.json]
+"""
+import json
+import sys
+
+
+def load(path):
+    try:
+        return [json.loads(line) for line in open(path) if line.strip().startswith("{")]
+    except OSError:
+        return []
+
+
+def main():
+    ours = load(sys.argv[1])
+    hf = load(sys.argv[2]) if len(sys.argv) > 2 else []
+    att = load(sys.argv[3]) if len(sys.argv) > 3 else []
+    ref = {(r["shape"], r["batch"], r["mode"]): r.get("tokens_per_s") for r in hf if r.get("kind") == "hf"}
+    bw = next((r for r in ours if r.get("kind") == "bandwidth"), None)
+    if bw:
+        print(f"{bw['device']}: copy bandwidth {bw['copy_bandwidth_gbs']:.0f} GB/s")
+    best = {}
+    for r in ours:
+        if r.get("kind") != "decode":
+            continue
+        k = (r["shape"], r["batch"])
+        if k not in best or r["tokens_per_s"] > best[k]["tokens_per_s"]:
+            best[k] = r
+    print(f"{'shape':14s} {'batch':>5s} {'mode':10s} {'tok/s':>9s} {'HF eager':>9s} {'x eager':>8s} {'HF comp':>8s} "
+          f"{'x comp':>7s} {'roofline':>8s}")
+    for (shape, b), r in sorted(best.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        e, c = ref.get((shape, b, "eager")), ref.get((shape, b, "compiled"))
+        roof = f"{100 * r['roofline_fraction']:.0f}%" if b == 1 else ""
+        print(f"{shape:14s} {b:5d} {r['mode']:10s} {r['tokens_per_s']:9.0f} {e or 0:9.0f} "
+              f"{(r['tokens_per_s'] / e) if e else 0:8.1f} {c or 0:8.0f} {(r['tokens_per_s'] / c) if c else 0:7.1f} {roof:>8s}")
+    for a in att:
+        print(f"attention prefill 5x256, B={a['batch']}: causal {a['causal_ms']:.3f} ms, segment isolation "
+              f"{a['segment_isolation_ms']:.3f} ms, dense mask {a['dense_mask_ms']:.3f} ms "
+              f"(isolation/causal {a['iso_over_causal']:.2f})")
+
+
+if __name__ == "__main__":
+    main()
