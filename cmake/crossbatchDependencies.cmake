@@ -2,6 +2,8 @@
 include(CMakeFindDependencyMacro)
 find_dependency(Eigen3 3.4 NO_MODULE)
 find_dependency(nlohmann_json 3.10)
+# OpenMP threads the CPU matrix products (context<cpu>::threads).
+find_dependency(OpenMP COMPONENTS CXX)
 # PCRE2 (Unicode-aware regular expressions for tokenizer pre-splitting) ships no CMake config on
 # Debian; it does ship pkg-config files.
 if(NOT TARGET PCRE2::8)

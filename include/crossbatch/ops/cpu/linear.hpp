@@ -1,7 +1,9 @@
 // Linear layers on the CPU: out = x W^T (+ b), W in the Hugging Face (out, in) layout.
-// float uses Eigen's GEMM/GEMV directly; half and bfloat16 are widened to float first.
+// float uses Eigen's GEMM/GEMV directly, threaded with OpenMP when the program is built with it
+// (context<cpu>::threads); half and bfloat16 are widened to float first (a reference path).
 #pragma once
 
+#include <algorithm>
 #include <optional>
 
 #include "crossbatch/core/context.hpp"
@@ -11,7 +13,7 @@ namespace crossbatch {
 
 // out (N, O) = x (N, I) @ w (O, I)^T + bias (O) when bias has data.
 template <class T>
-void linear(const context<cpu>&, tensor_view<T> out, in_view<T> x, in_view<T> w,
+void linear(const context<cpu>& ctx, tensor_view<T> out, in_view<T> x, in_view<T> w,
             in_view<T> bias = {}) {
   require<shape_error>(x.rank() == 2 && w.rank() == 2 && out.rank() == 2, "linear: x, w and out must be 2-D");
   const index_t n = x.shape[0], in = x.shape[1], o = w.shape[0];
@@ -21,11 +23,22 @@ void linear(const context<cpu>&, tensor_view<T> out, in_view<T> x, in_view<T> w,
   using namespace cpu_detail;
   if constexpr (std::is_same_v<T, float>) {
     auto y = as_matrix(out);
-    if (n == 1) {
-      // GEMV: one dot product per output row of W.
-      y.row(0).noalias() = (as_matrix(w) * as_matrix(x).row(0).transpose()).transpose();
+    const auto xm = as_matrix(x);
+    const auto wm = as_matrix(w);
+    if (n <= 16) {
+      // Few rows (decode): memory-bound on W, so split W's rows (the outputs) across threads;
+      // each thread streams its own slice of W once.
+      const index_t chunks = std::max<index_t>(1, std::min<index_t>(ctx.threads, o / 64));
+      const index_t per = (o + chunks - 1) / chunks;
+#pragma omp parallel for num_threads(static_cast<int>(chunks)) schedule(static) if (chunks > 1)
+      for (index_t c = 0; c < chunks; ++c) {
+        const index_t begin = c * per, len = std::min(per, o - begin);
+        if (len <= 0) continue;
+        y.middleCols(begin, len).noalias() = xm * wm.middleRows(begin, len).transpose();
+      }
     } else {
-      y.noalias() = as_matrix(x) * as_matrix(w).transpose();
+      Eigen::setNbThreads(ctx.threads);  // Eigen's GEMM is parallel when built with OpenMP
+      y.noalias() = xm * wm.transpose();
     }
     if (bias.data) y.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias.data, o);
   } else {

@@ -1,0 +1,63 @@
+// CPU decode throughput of a GPT-2-124M-shaped model with random weights, fp32: prefill a batch of
+// prompts, then time fixed-length greedy decode. Prints one JSON object per batch size on stdout
+// (bench/cpu_decode/run.sh puts it next to PyTorch eager on the same shapes).
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <filesystem>
+#include <iostream>
+#include <thread>
+
+#include "crossbatch/generate/generate.hpp"
+#include "crossbatch/model/random_weights.hpp"
+
+using namespace crossbatch;
+
+int main(int argc, char** argv) {
+  CLI::App app("CPU decode benchmark (random GPT-2 124M weights, fp32)");
+  std::string dir = "/tmp/crossbatch_bench_gpt2_124m";
+  std::vector<int> batches = {1, 8};
+  int prompt = 64, new_tokens = 64, threads = 0, repeats = 3;
+  app.add_option("--model-dir", dir, "where the random model is written (reused if present)");
+  app.add_option("--batch", batches, "batch sizes");
+  app.add_option("--prompt", prompt, "prompt length");
+  app.add_option("--new-tokens", new_tokens, "tokens generated per sequence");
+  app.add_option("--threads", threads, "CPU threads (0: all cores)");
+  app.add_option("--repeats", repeats, "timed repetitions (median reported)");
+  CLI11_PARSE(app, argc, argv);
+
+  const json config = {{"model_type", "gpt2"}, {"vocab_size", 50257}, {"n_embd", 768}, {"n_layer", 12}, {"n_head", 12},
+                       {"n_positions", 1024}, {"layer_norm_epsilon", 1e-5}, {"activation_function", "gelu_new"}};
+  if (!std::filesystem::exists(dir + "/config.json")) {
+    std::cerr << "writing random GPT-2 124M weights to " << dir << "\n";
+    write_random_model(dir, config, 0);
+  }
+  context<cpu> ctx;
+  ctx.threads = threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
+  const auto model = decoder_model<float>::load(dir);
+  for (int b : batches) {
+    std::vector<std::vector<int>> prompts(b);
+    for (int s = 0; s < b; ++s)
+      for (int i = 0; i < prompt; ++i) prompts[s].push_back((s * 131 + i * 17) % 50257);
+    generation_options opt;
+    opt.max_new_tokens = new_tokens;
+    opt.stop_at_eos = false;
+    std::vector<double> decode, prefill;
+    generate(ctx, model, prompts, greedy{}, [&] { auto o = opt; o.max_new_tokens = 4; return o; }());  // warm-up
+    for (int r = 0; r < repeats; ++r) {
+      const auto res = generate(ctx, model, prompts, greedy{}, opt);
+      decode.push_back(res.decode_seconds);
+      prefill.push_back(res.prefill_seconds);
+      std::cerr << "batch " << b << " repeat " << r + 1 << "/" << repeats << ": " << (b * (new_tokens - 1)) / res.decode_seconds
+                << " tok/s\n";
+    }
+    std::sort(decode.begin(), decode.end());
+    std::sort(prefill.begin(), prefill.end());
+    const double d = decode[decode.size() / 2], p = prefill[prefill.size() / 2];
+    // The first new token comes from the prefill; decode covers the other new_tokens - 1 steps.
+    std::cout << json{{"impl", "crossbatch"}, {"batch", b}, {"prompt", prompt}, {"new_tokens", new_tokens},
+                      {"threads", ctx.threads}, {"decode_tokens_per_s", b * (new_tokens - 1) / d},
+                      {"prefill_tokens_per_s", b * prompt / p}, {"ms_per_step", 1000 * d / (new_tokens - 1)}}
+                     .dump()
+              << std::endl;
+  }
+}
