@@ -1,7 +1,8 @@
 // Decode throughput of the CUDA backend on random-weight models of real shapes (GPT-2 124M,
 // SmolLM2-135M, Qwen2.5-0.5B) in bfloat16: prompt 128, 128 new tokens, greedy, batch 1/8/64,
-// through graph_generator (CUDA graph per step) and, for comparison, the same device-driven step
-// launched eagerly and with programmatic dependent launch. Also measures the device-to-device copy
+// through graph_generator (CUDA graph per step; the fused decode step where the batch allows, else
+// run_layers) and, for comparison, the unfused step, the step launched eagerly, each with and
+// without programmatic dependent launch. Also measures the device-to-device copy
 // bandwidth and reports, at batch 1, the fraction of the bandwidth roofline (weight + KV bytes per
 // step over that bandwidth). Prints a table and writes JSON lines to --json.
 //   bench_decode [--shapes a,b] [--batches 1,8,64] [--prompt 128] [--new 128] [--reps 3] [--json f]
@@ -66,7 +67,7 @@ int main(int argc, char** argv) {
   std::vector<int> batches = {1, 8, 64};
   int prompt = 128, fresh = 128, reps = 3;
   std::string json_path;
-  std::vector<std::string> modes = {"graph", "graph+pdl", "eager"};
+  std::vector<std::string> modes = {"fused+pdl", "fused", "graph+pdl", "graph", "eager"};
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--shapes") shapes = split(v);
@@ -107,7 +108,8 @@ int main(int argc, char** argv) {
       graph_generator<bfloat16> g(ctx, model, b, prompt, fresh);
       for (const auto& mode : modes) {
         g.use_graph = mode != "eager";
-        ctx.pdl = mode == "graph+pdl";
+        g.fused = mode.rfind("fused", 0) == 0;
+        ctx.pdl = mode.find("pdl") != std::string::npos;
         std::vector<double> total, decode;
         try {
           g.generate(prompts, sampling_params{}, opt);  // warm-up (plans, module load)

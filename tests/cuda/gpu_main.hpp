@@ -3,8 +3,15 @@
 // Include first, after defining BOOST_TEST_MODULE. Also helpers to move tensors to the GPU.
 #pragma once
 
+// CROSSBATCH_BOOST_TEST_INCLUDED selects the header-only Boost.Test (machines whose Boost lacks
+// the compiled unit_test_framework, such as the device machine of tools/device_check.sh).
 #define BOOST_TEST_NO_MAIN
+#define BOOST_TEST_ALTERNATIVE_INIT_API
+#ifdef CROSSBATCH_BOOST_TEST_INCLUDED
+#include <boost/test/included/unit_test.hpp>
+#else
 #include <boost/test/unit_test.hpp>
+#endif
 #include <cstdio>
 
 #include "crossbatch/core/cuda_device.hpp"

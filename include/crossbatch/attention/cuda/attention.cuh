@@ -302,8 +302,9 @@ template <int DMAX, class T, class M>
 void launch_decode(const context<cuda>& ctx, T* out, const T* q, const T* keys, const T* values, const M& mask,
                    const attn_geometry& g, int max_len) {
   const int rows = g.b * g.tq * g.h;
-  // Enough blocks for two waves, each split at least 128 keys, the partials within the scratch.
-  int splits = std::max(1, std::min((2 * ctx.sm_count + rows - 1) / rows, (max_len + 127) / 128));
+  // Split only long caches (>= 512 keys a split: a short cache costs less than the extra combine
+  // launch), up to two waves of blocks, the partials within the scratch.
+  int splits = std::max(1, std::min((2 * ctx.sm_count + rows - 1) / rows, max_len / 512));
   const std::size_t per_split = std::size_t(rows) * (DMAX + 2) * sizeof(float);
   splits = std::max(1, std::min<int>(splits, int(ctx.scratch_bytes / per_split)));
   const int chunk = ((max_len + splits - 1) / splits + 31) / 32 * 32;

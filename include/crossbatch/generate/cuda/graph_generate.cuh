@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "crossbatch/attention/cuda/attention.cuh"
+#include "crossbatch/generate/cuda/fused_decode.cuh"
 #include "crossbatch/generate/generate.hpp"
 #include "crossbatch/model/decoder.hpp"
 #include "crossbatch/ops/cuda/activation.cuh"
@@ -54,6 +55,7 @@ class graph_generator {
   using mask_type = all_of<causal, left_padding>;
 
   bool use_graph = true;     // false: the same device-driven step, launched eagerly
+  bool fused = true;         // decode with fused_decode_step where it applies (else run_layers)
   int eos_check_every = 16;  // decode steps between host reads when stopping at EOS
 
   // Buffers for exactly `batch` prompts of up to max_prompt tokens and up to max_new new tokens.
@@ -189,6 +191,10 @@ class graph_generator {
   void finish_step(tensor_view<const T, cuda> last) {
     m_model.final_norm(m_ctx, m_hidden.view(), last);
     m_model.logits(m_ctx, m_logits.view(), tensor_view<const T, cuda>(m_hidden.view()));
+    sample_and_advance();
+  }
+
+  void sample_and_advance() {
     sample(m_ctx, m_params, tensor_view<const T, cuda>(m_logits.view()), m_ids.view(), m_rng, 0);
     cuda_detail::launch(m_ctx, "advance", cuda_detail::advance_kernel, dim3(1), dim3(128), 0, m_tokens.data(),
                         static_cast<const std::int32_t*>(m_ids.data()), m_pos.data(), m_shift.data(), m_batch, m_steps);
@@ -203,9 +209,15 @@ class graph_generator {
     auto x2 = x.reshape({m_batch, c.hidden_size});
     m_model.embed_tokens(m_ctx, x2, tensor_view<const std::int32_t, cuda>(m_ids.view()),
                          tensor_view<const std::int32_t, cuda>(m_pos.view()));
-    m_model.run_layers(m_ctx, x, tensor_view<const std::int32_t, cuda>(m_pos.view()), m_cache, plen - 1, mask(), 0,
-                       c.num_layers, m_ws);
-    finish_step(tensor_view<const T, cuda>(x2));
+    if (fused && fused_decode_supported(m_model, m_batch)) {
+      fused_decode_step(m_ctx, m_model, x2, tensor_view<const std::int32_t, cuda>(m_pos.view()), m_cache, plen - 1,
+                        mask(), m_ws, m_logits.view());
+      sample_and_advance();
+    } else {
+      m_model.run_layers(m_ctx, x, tensor_view<const std::int32_t, cuda>(m_pos.view()), m_cache, plen - 1, mask(), 0,
+                         c.num_layers, m_ws);
+      finish_step(tensor_view<const T, cuda>(x2));
+    }
     m_ctx.slot_shift = saved;
   }
 
