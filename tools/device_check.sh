@@ -88,7 +88,7 @@ if has hf; then
   PYTHONUNBUFFERED=1 python3 bench/hf_reference_cuda.py --json "$out/hf.json" 2>&1 | grep -v Warning | tee "$out/hf.log"
 fi
 if has hfcompile; then
-  PYTHONUNBUFFERED=1 timeout 400 python3 bench/hf_reference_cuda.py --batches 1 --shapes gpt2-124m,qwen2.5-0.5b \
+  PYTHONUNBUFFERED=1 timeout 280 python3 bench/hf_reference_cuda.py --batches 1 --shapes gpt2-124m,qwen2.5-0.5b \
     --compile gpt2-124m:1,qwen2.5-0.5b:1 --json "$out/hf_compiled.json" 2>&1 | grep -v Warning | tee "$out/hf_compiled.log"
   cat "$out/hf_compiled.json" >>"$out/hf.json" 2>/dev/null
 fi

@@ -67,7 +67,7 @@ int main(int argc, char** argv) {
   std::vector<int> batches = {1, 8, 64};
   int prompt = 128, fresh = 128, reps = 3;
   std::string json_path;
-  std::vector<std::string> modes = {"fused+pdl", "fused", "graph+pdl", "graph", "eager"};
+  std::vector<std::string> modes = {"fused+pdl", "fused", "graph+pdl", "graph", "eager"};  // --modes picks
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--shapes") shapes = split(v);

@@ -141,6 +141,7 @@ __global__ void __launch_bounds__(128) attention_decode_kernel(T* out, float* pa
   __shared__ float qs[DMAX];
   __shared__ float wm[decode_warps], wl[decode_warps];
   __shared__ float wacc[decode_warps][DMAX];
+  __shared__ float tr[decode_warps][32][33];  // lane x column transpose for the warp reduction
   const int row = blockIdx.x, split = blockIdx.y, splits = gridDim.y;
   const int hi = row % g.h, t = (row / g.h) % g.tq, b = row / (g.h * g.tq);
   const int kvh = hi / (g.h / g.hkv);
@@ -197,10 +198,17 @@ __global__ void __launch_bounds__(128) attention_decode_kernel(T* out, float* pa
   const float mw = warp_max(m);
   const float sc = m == -INFINITY ? 0.0f : expf(m - mw);
   const float lw = warp_sum(l * sc);
+  // acc over the lanes, 32 columns at a time through shared memory (cheaper than DMAX shuffles).
 #pragma unroll
-  for (int j = 0; j < DMAX; ++j) {
-    const float a = warp_sum(acc[j] * sc);
-    if (lane == (j & 31)) wacc[warp][j] = a;
+  for (int c0 = 0; c0 < DMAX; c0 += 32) {
+#pragma unroll
+    for (int j = 0; j < 32; ++j) tr[warp][lane][j] = acc[c0 + j] * sc;
+    __syncwarp();
+    float a = 0.0f;
+#pragma unroll 8
+    for (int i = 0; i < 32; ++i) a += tr[warp][i][lane];
+    wacc[warp][c0 + lane] = a;
+    __syncwarp();
   }
   if (lane == 0) {
     wm[warp] = mw;
