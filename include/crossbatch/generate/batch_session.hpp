@@ -75,21 +75,32 @@ class batch_session {
 
   // Runs the prompts; afterwards hidden() and logits() hold the newest position of each sequence.
   void prefill() {
-    require(m_cache.length == 0, "prefill: already ran");
-    const auto& c = m_model.config;
-    const index_t n = index_t(m_batch) * m_prompt_len;
-    auto x2 = m_x.view().reshape({n, c.hidden_size});
-    m_model.embed_tokens(m_ctx, x2, flat(m_prompt_ids), flat(m_prompt_pos));
-    m_model.run_layers(m_ctx, m_x.view(), flat(m_prompt_pos), m_cache, 0, mask(), 0, c.num_layers, m_ws);
-    m_cache.length = m_prompt_len;
-    gather_last(m_x.view(), m_prompt_len - 1);
-    finish_step();
+    prefill_until(m_model.config.num_layers);
+    resume();
   }
 
   // Feeds one token per sequence (B) and advances one slot.
   void step(const std::vector<std::int32_t>& next) {
+    step_until(next, m_model.config.num_layers);
+    resume();
+  }
+
+  // Split forms of prefill() and step() for callers that act between layers (cross-batch mixing
+  // at an intermediate layer): they run layers [0, stop) only; residual() then holds the residual
+  // stream after `stop` layers at every position of the call and resume() runs layers
+  // [stop, num_layers) and finishes the step. prefill_until(L) + resume() is prefill().
+  void prefill_until(int stop) {
+    require(m_cache.length == 0 && !m_paused, "prefill: already ran");
+    const auto& c = m_model.config;
+    const index_t n = index_t(m_batch) * m_prompt_len;
+    auto x2 = m_x.view().reshape({n, c.hidden_size});
+    m_model.embed_tokens(m_ctx, x2, flat(m_prompt_ids), flat(m_prompt_pos));
+    begin_call(m_x.view(), flat(m_prompt_pos), stop);
+  }
+  void step_until(const std::vector<std::int32_t>& next, int stop) {
     const auto& c = m_model.config;
     require(m_cache.length > 0, "step: call prefill first");
+    require(!m_paused, "step: the previous step is paused; call resume() first");
     require(static_cast<int>(next.size()) == m_batch, "step: need one token per sequence");
     require(m_cache.length < m_cache.capacity(), "step: the KV cache is full (max_new_tokens reached)");
     tensor<std::int32_t> ids({m_batch}), pos({m_batch});
@@ -102,10 +113,29 @@ class batch_session {
     device_traits<D>::upload(m_step_pos.data(), pos.data(), sizeof(std::int32_t) * m_batch);
     auto x = tensor_view<T, D>(m_x.data(), {m_batch, 1, c.hidden_size});
     m_model.embed_tokens(m_ctx, x.reshape({m_batch, c.hidden_size}), m_step_ids.view(), m_step_pos.view());
-    m_model.run_layers(m_ctx, x, m_step_pos.view(), m_cache, m_cache.length, mask(), 0, c.num_layers, m_ws);
-    ++m_cache.length;
-    gather_last(x, 0);
-    finish_step();
+    begin_call(x, m_step_pos.view(), stop);
+  }
+  // Runs the remaining layers of the paused call, advances the cache and fills hidden() (and
+  // logits() unless with_logits is false, for callers that compute their own).
+  void resume(bool with_logits = true) {
+    require(m_paused, "resume: no paused prefill or step");
+    m_model.run_layers(m_ctx, m_call_x, m_call_pos, m_cache, m_cache.length, mask(), m_stop, m_model.config.num_layers, m_ws);
+    m_cache.length += static_cast<int>(m_call_x.shape[1]);
+    m_paused = false;
+    gather_last(m_call_x, m_call_x.shape[1] - 1);
+    finish_step(with_logits);
+  }
+  // The paused call's residual stream (B, T, C): T = padded prompt length after prefill_until,
+  // 1 after step_until. The caller may change it before resume().
+  tensor_view<T, D> residual() {
+    require(m_paused, "residual: no paused prefill or step");
+    return m_call_x;
+  }
+  // Its newest position (B, C), a row-strided view into residual().
+  tensor_view<T, D> newest_residual() {
+    auto x = residual();
+    const index_t t = x.shape[1], c = x.shape[2];
+    return tensor_view<T, D>(x.data + (t - 1) * c, {x.shape[0], c}, {t * c, 1});
   }
 
   // Final-normed hidden states (B, C) and logits (B, V) of the newest position, on the device.
@@ -123,14 +153,23 @@ class batch_session {
   }
 
   // Recomputes hidden() and logits() from last_residual() (after a caller changed it).
-  void finish_step() {
+  void finish_step(bool with_logits = true) {
     m_model.final_norm(m_ctx, m_hidden.view(), m_last.view());
-    m_model.logits(m_ctx, m_logits.view(), m_hidden.view());
+    if (with_logits) m_model.logits(m_ctx, m_logits.view(), m_hidden.view());
   }
 
  private:
   static tensor_view<const std::int32_t, D> flat(const tensor<std::int32_t, D>& t) {
     return tensor_view<const std::int32_t, D>(t.data(), {t.size()});
+  }
+  void begin_call(tensor_view<T, D> x, tensor_view<const std::int32_t, D> positions, int stop) {
+    require(stop >= 0 && stop <= m_model.config.num_layers,
+            "batch_session: stop layer " + std::to_string(stop) + " outside [0, " + std::to_string(m_model.config.num_layers) + "]");
+    m_model.run_layers(m_ctx, x, positions, m_cache, m_cache.length, mask(), 0, stop, m_ws);
+    m_call_x = x;
+    m_call_pos = positions;
+    m_stop = stop;
+    m_paused = true;
   }
   // m_last (B, C) = x[:, t, :] for x (B, T, C).
   void gather_last(tensor_view<T, D> x, index_t t) {
@@ -143,6 +182,10 @@ class batch_session {
   const decoder_model<T, D>& m_model;
   int m_batch = 0, m_prompt_len = 0;
   std::vector<int> m_next_position;
+  bool m_paused = false;  // between prefill_until/step_until and resume
+  int m_stop = 0;
+  tensor_view<T, D> m_call_x;
+  tensor_view<const std::int32_t, D> m_call_pos;
   kv_cache<T, D> m_cache;
   decoder_workspace<T, D> m_ws;
   tensor<T, D> m_x, m_last, m_hidden, m_logits;
