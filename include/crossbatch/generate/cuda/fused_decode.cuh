@@ -42,22 +42,9 @@ struct fused_gemv_args {
 // out = epilogue(prologue(x) W^T + b) for n <= NT rows of x.
 template <class T, int NT, prologue P, epilogue E>
 __global__ void __launch_bounds__(256) fused_gemv_kernel(fused_gemv_args a) {
+  grid_dependency();
   constexpr int vec = 16 / sizeof(T), unroll = 4;
   constexpr int rows2 = E == epilogue::gated ? 2 : 1;
-  {
-    // The weights do not depend on the previous kernel: start pulling this warp's rows into L2
-    // before waiting for it (128-byte lines, spread over the lanes).
-    const int wpr = a.warps_per_row, row = blockIdx.x * (8 / wpr) + (threadIdx.x >> 5) / wpr;
-    const int part = (threadIdx.x >> 5) % wpr, lane = threadIdx.x & 31;
-    if (row < a.o) {
-      const int lines = int((index_t(a.in) * sizeof(T) + 127) / 128);
-      for (int r = 0; r < rows2; ++r) {
-        const char* base = static_cast<const char*>(a.w) + (row + r * index_t(a.o)) * a.ws * index_t(sizeof(T));
-        for (int ln = part * 32 + lane; ln < lines; ln += 32 * wpr) prefetch_l2(base + index_t(ln) * 128);
-      }
-    }
-  }
-  grid_dependency_wait();
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __shared__ float red[8][NT * rows2];
   __shared__ float stat[NT][2];

@@ -24,18 +24,6 @@ __device__ __forceinline__ void grid_dependency() {
 #endif
 }
 
-// Split form for kernels that first prefetch memory no earlier kernel writes (weights) into L2,
-// so that under programmatic dependent launch the fetch overlaps the preceding kernel.
-__device__ __forceinline__ void prefetch_l2(const void* p) {
-  asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
-}
-__device__ __forceinline__ void grid_dependency_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;" ::: "memory");
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
-
 // Launches kernel<<<grid, block, smem, ctx.stream>>>(args...) and checks the launch.
 template <class... P, class... A>
 void launch(const context<cuda>& ctx, const char* name, void (*kernel)(P...), dim3 grid, dim3 block,

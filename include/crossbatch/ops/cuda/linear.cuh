@@ -30,14 +30,10 @@ __device__ __forceinline__ float dot16(const uint4& a, const uint4& b) {
 template <class T, int NT>
 __global__ void __launch_bounds__(256) gemv_kernel(T* out, index_t os, const T* x, index_t xs, const T* w,
                                                    index_t ws, const T* bias, int n, int in, int o) {
+  grid_dependency();
   constexpr int vec = 16 / sizeof(T), unroll = 4;
   const int lane = threadIdx.x & 31;
   const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-  // Weights do not depend on the previous kernel: pull the row into L2 before waiting for it.
-  if (row < o)
-    for (int ln = lane; ln * 128 < in * int(sizeof(T)); ln += 32)
-      prefetch_l2(reinterpret_cast<const char*>(w + row * ws) + ln * 128);
-  grid_dependency_wait();
   if (row >= o) return;
   const uint4* wr = reinterpret_cast<const uint4*>(w + row * ws);
   const int nvec = in / vec;
