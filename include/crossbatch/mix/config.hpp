@@ -60,6 +60,12 @@ struct mixer_config {
     return kind == mixer_kind::attention ? 1.0f / (std::sqrt(float(head_dim())) * temperature) : 1.0f / temperature;
   }
 
+  // Same tensor shapes (workspaces can be reused).
+  bool same_shapes(const mixer_config& o) const {
+    return kind == o.kind && combine == o.combine && hidden_size == o.hidden_size && heads() == o.heads() &&
+           gate_width() == o.gate_width();
+  }
+
   void validate(const std::string& where = "mixer_config") const {
     require(hidden_size > 0, where + ": hidden_size must be positive");
     require(temperature > 0, where + ": temperature must be positive");

@@ -39,8 +39,11 @@ struct mixer_workspace {
   tensor<std::int32_t, D> groups;     // (B) device copy of host groups
   std::vector<int> host_groups;       // what `groups` holds
 
+  mixer_config config;
+
   void reserve(const mixer_config& c, index_t b) {
-    if (b == batch) return;
+    if (b == batch && c.same_shapes(config)) return;
+    config = c;
     const index_t C = c.hidden_size, G = c.gate_width();
     proj = tensor<T, D>({b, c.proj_rows()});
     probs = tensor<A, D>({c.heads(), b, b});
