@@ -188,3 +188,36 @@ BOOST_AUTO_TEST_CASE(sampling_is_seeded_and_errors_are_clear) {
   BOOST_CHECK_THROW(cross_batch_generate(ctx, f.model, prompts, m, greedy{}, opt, tensor_view<const float>(bad_head.view())),
                     shape_error);
 }
+
+BOOST_AUTO_TEST_CASE(one_prefill_serves_several_mixers_through_fork) {
+  model_fixture f("llama");
+  const auto& model = f.model;
+  const int C = model.config.hidden_size, L = model.config.num_layers;
+  std::vector<cross_batch_mixer<float>> mixers;
+  for (unsigned seed : {21u, 22u})
+    mixers.emplace_back(cbtest::random_mixer<float>(cbtest::variant_config({mixer_kind::attention, combine_mode::gate}, C), seed));
+  for (int layer : {-1, 1}) {
+    cross_batch_options opt;
+    opt.max_new_tokens = 5;
+    opt.stop_at_eos = false;
+    opt.mix_layer = layer;
+    opt.groups = {0, 0, 1, 1};
+    const int k = resolve_mix_layer(layer, L);
+    batch_session<float> base(ctx, model, prompts, opt.max_new_tokens);
+    base.prefill_until(k);
+    tensor<float> states({4, C}), mixed({4, C}), normed({4, C});
+    if (k < L) copy_rows(ctx, states.view(), tensor_view<const float>(base.newest_residual()));
+    base.resume(false);
+    if (k == L) copy_rows(ctx, states.view(), base.hidden());
+    for (auto& m : mixers) {
+      auto s = base.fork();
+      const auto first = mix_and_project(ctx, model, m, tensor_view<const float>(states.view()), k, opt.projection, opt.groups, mixed, normed);
+      const auto got = cross_batch_decode(ctx, s, first, m, greedy{}, opt);
+      const auto want = cross_batch_generate(ctx, model, prompts, m, greedy{}, opt);
+      BOOST_TEST(got.tokens == want.tokens, "layer " << layer);
+    }
+  }
+  batch_session<float> paused(ctx, model, prompts, 2);
+  paused.prefill_until(1);
+  BOOST_CHECK_THROW(paused.fork(), value_error);
+}

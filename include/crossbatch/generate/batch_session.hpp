@@ -67,6 +67,14 @@ class batch_session {
     m_step_pos = tensor<std::int32_t, D>({m_batch});
   }
 
+  // An independent deep copy (KV cache, newest states, positions) of a session that is not paused:
+  // one prefill, then several decodes that diverge (comparing mixers on the same prompts).
+  batch_session fork() const {
+    require(!m_paused, "fork: the session is paused; call resume() first");
+    return batch_session(*this, fork_tag{});
+  }
+  batch_session(batch_session&&) = default;
+
   int batch() const { return m_batch; }
   int prompt_length() const { return m_prompt_len; }  // padded
   int slots_used() const { return m_cache.length; }
@@ -162,6 +170,18 @@ class batch_session {
   static tensor_view<const std::int32_t, D> flat(const tensor<std::int32_t, D>& t) {
     return tensor_view<const std::int32_t, D>(t.data(), {t.size()});
   }
+  struct fork_tag {};
+  batch_session(const batch_session& o, fork_tag)
+      : m_ctx(o.m_ctx), m_model(o.m_model), m_batch(o.m_batch), m_prompt_len(o.m_prompt_len),
+        m_next_position(o.m_next_position), m_ws(o.m_model.config, o.m_ws.tokens), m_x(o.m_x.shape()),
+        m_last(o.m_last.clone()), m_hidden(o.m_hidden.clone()), m_logits(o.m_logits.clone()), m_pad(o.m_pad.clone()),
+        m_prompt_ids(o.m_prompt_ids.clone()), m_prompt_pos(o.m_prompt_pos.clone()), m_step_ids(o.m_step_ids.shape()),
+        m_step_pos(o.m_step_pos.shape()) {
+    m_cache.k = o.m_cache.k.clone();
+    m_cache.v = o.m_cache.v.clone();
+    m_cache.length = o.m_cache.length;
+  }
+
   void begin_call(tensor_view<T, D> x, tensor_view<const std::int32_t, D> positions, int stop) {
     require(stop >= 0 && stop <= m_model.config.num_layers,
             "batch_session: stop layer " + std::to_string(stop) + " outside [0, " + std::to_string(m_model.config.num_layers) + "]");
