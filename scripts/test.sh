@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command: sets up dependencies, configures, builds and runs the whole test suite.
+# The test command: sets up dependencies and the default model, configures, builds and runs the
+# whole test suite.
 #   scripts/test.sh            CPU preset (Release)
 #   scripts/test.sh asan       address + undefined-behaviour sanitizers
 #   scripts/test.sh cuda       also builds the CUDA backend (gpu tests skip without a GPU)
@@ -8,6 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/get_default_model.sh  # the default-model quality tests read it
 
 jobs=$(nproc)
 run_preset() {

@@ -38,7 +38,7 @@ tensor<T> random_tensor(shape_t shape, unsigned seed, float lo = -1.f, float hi 
 
 // Max |a - b| over two equally shaped CPU views.
 template <class A, class B>
-float max_abs_diff(tensor_view<const A> a, tensor_view<const B> b) {
+float max_abs_diff(tensor_view<A> a, tensor_view<B> b) {
   BOOST_REQUIRE(a.shape == b.shape);
   BOOST_REQUIRE(a.contiguous() && b.contiguous());
   float m = 0;
@@ -52,7 +52,7 @@ float max_abs_diff(tensor_view<const A> a, tensor_view<const B> b) {
 
 // Elementwise |a - b| <= atol + rtol |b| with the tolerance of dtype T; reports the worst element.
 template <class T, class A, class B>
-void check_close(tensor_view<const A> a, tensor_view<const B> b, const std::string& what,
+void check_close(tensor_view<A> a, tensor_view<B> b, const std::string& what,
                  float scale = 1.f) {
   BOOST_REQUIRE_MESSAGE(a.shape == b.shape, what << ": shape " << to_string(a.shape) << " vs "
                                                  << to_string(b.shape));

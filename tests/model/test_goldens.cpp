@@ -49,7 +49,7 @@ void compare_real_positions(const tensor<float>& got, const tensor<float>& want,
     const index_t n = (p.t - p.pad[s]) * x, off = (s * p.t + p.pad[s]) * x;
     tensor_view<const float> a(got.data() + off, {n}), b(want.data() + off, {n});
     cbtest::check_close<float>(a, b, what + " row " + std::to_string(s));
-    worst = std::max(worst, cbtest::max_abs_diff<float, float>(a, b));
+    worst = std::max(worst, cbtest::max_abs_diff(a, b));
   }
   BOOST_TEST_MESSAGE(what << ": max abs error " << worst);
 }

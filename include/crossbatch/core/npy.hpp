@@ -1,5 +1,6 @@
 // Reading and writing NumPy .npy files (format versions 1-3, little-endian, C order).
-// Stored dtypes: float32 '<f4', float16 '<f2', int32 '<i4', int64 '<i8', bool '|b1'.
+// Stored dtypes: float32 '<f4', float16 '<f2', int32 '<i4', int64 '<i8', bool '|b1'; float64 '<f8'
+// is read (narrowed to the tensor's type) but never written.
 // bfloat16 convention: NumPy has no bfloat16, so a bfloat16 tensor is stored as its raw bits in a
 // uint16 array ('<u2'); reading '<u2' as a floating type means bfloat16 bits. tools/convert.py
 // writes bfloat16 weights this way.
@@ -30,10 +31,10 @@ namespace detail {
 inline std::size_t npy_item_size(const std::string& descr, const std::string& path) {
   if (descr == "<f4" || descr == "<i4") return 4;
   if (descr == "<f2" || descr == "<u2") return 2;
-  if (descr == "<i8") return 8;
+  if (descr == "<i8" || descr == "<f8") return 8;
   if (descr == "|b1" || descr == "|u1" || descr == "|i1") return 1;
   throw format_error(path + ": unsupported npy dtype '" + descr +
-                     "' (supported: <f4 <f2 <u2(bfloat16 bits) <i4 <i8 |b1)");
+                     "' (supported: <f4 <f8 <f2 <u2(bfloat16 bits) <i4 <i8 |b1)");
 }
 
 template <class T>
@@ -47,17 +48,22 @@ constexpr const char* npy_descr() {
   else static_assert(sizeof(T) == 0, "no npy dtype for this element type");
 }
 
-inline float npy_float_at(const npy_array& a, std::size_t i) {
-  const char* p = a.bytes.data();
-  if (a.descr == "<f4") {
-    float v;
-    std::memcpy(&v, p + 4 * i, 4);
-    return v;
+// Converts every element of a floating-point array to T, choosing the source type once.
+template <class T, class S>
+void convert_from(const char* src, T* dst, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) {
+    S v;
+    std::memcpy(&v, src + sizeof(S) * i, sizeof(S));
+    dst[i] = static_cast<T>(static_cast<float>(v));
   }
-  std::uint16_t bits;
-  std::memcpy(&bits, p + 2 * i, 2);
-  if (a.descr == "<f2") return static_cast<float>(Eigen::numext::bit_cast<half>(bits));
-  return static_cast<float>(Eigen::numext::bit_cast<bfloat16>(bits));  // "<u2"
+}
+template <class T>
+void convert_floats(const npy_array& a, T* dst, std::size_t n) {
+  const char* p = a.bytes.data();
+  if (a.descr == "<f4") convert_from<T, float>(p, dst, n);
+  else if (a.descr == "<f8") convert_from<T, double>(p, dst, n);
+  else if (a.descr == "<f2") convert_from<T, half>(p, dst, n);
+  else convert_from<T, bfloat16>(p, dst, n);  // "<u2": bfloat16 bits
 }
 
 inline std::int64_t npy_int_at(const npy_array& a, std::size_t i) {
@@ -138,11 +144,15 @@ tensor<T> load_npy(const std::string& path) {
   const npy_array a = read_npy(path);
   tensor<T> t(a.shape);
   const std::size_t n = static_cast<std::size_t>(t.size());
-  const bool stored_float = a.descr == "<f4" || a.descr == "<f2" || a.descr == "<u2";
+  const bool stored_float = a.descr == "<f4" || a.descr == "<f8" || a.descr == "<f2" || a.descr == "<u2";
+  if (a.descr == detail::npy_descr<T>()) {  // stored exactly as T: one copy
+    std::memcpy(t.data(), a.bytes.data(), sizeof(T) * n);
+    return t;
+  }
   if constexpr (std::is_floating_point_v<T> || std::is_same_v<T, half> || std::is_same_v<T, bfloat16>) {
     if (!stored_float)
       throw format_error(path + ": expected a floating-point array, got dtype '" + a.descr + "'");
-    for (std::size_t i = 0; i < n; ++i) t.data()[i] = static_cast<T>(detail::npy_float_at(a, i));
+    detail::convert_floats(a, t.data(), n);
   } else {
     if (stored_float)
       throw format_error(path + ": expected an integer or bool array, got dtype '" + a.descr + "'");

@@ -11,6 +11,26 @@
 
 namespace crossbatch {
 
+namespace cpu_detail {
+// y(i, r0 + j) = w_j . x_i for the four rows w_j = w + j * stride and every row x_i of x.
+inline void dot_four_rows(const float* w, index_t stride, const const_matrix_map& x, matrix_map& y, index_t r0) {
+  const index_t in = x.cols();
+  const float *w0 = w, *w1 = w0 + stride, *w2 = w1 + stride, *w3 = w2 + stride;
+  for (index_t i = 0; i < x.rows(); ++i) {
+    const float* xi = x.data() + i * x.outerStride();
+    float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+#pragma omp simd reduction(+ : a0, a1, a2, a3)
+    for (index_t k = 0; k < in; ++k) {
+      a0 += w0[k] * xi[k];
+      a1 += w1[k] * xi[k];
+      a2 += w2[k] * xi[k];
+      a3 += w3[k] * xi[k];
+    }
+    y(i, r0) = a0, y(i, r0 + 1) = a1, y(i, r0 + 2) = a2, y(i, r0 + 3) = a3;
+  }
+}
+}  // namespace cpu_detail
+
 // out (N, O) = x (N, I) @ w (O, I)^T + bias (O) when bias has data.
 template <class T>
 void linear(const context<cpu>& ctx, tensor_view<T> out, in_view<T> x, in_view<T> w,
@@ -26,15 +46,20 @@ void linear(const context<cpu>& ctx, tensor_view<T> out, in_view<T> x, in_view<T
     const auto xm = as_matrix(x);
     const auto wm = as_matrix(w);
     if (n <= 16) {
-      // Few rows (decode): memory-bound on W, so split W's rows (the outputs) across threads;
-      // each thread streams its own slice of W once.
-      const index_t chunks = std::max<index_t>(1, std::min<index_t>(ctx.threads, o / 64));
-      const index_t per = (o + chunks - 1) / chunks;
-#pragma omp parallel for num_threads(static_cast<int>(chunks)) schedule(static) if (chunks > 1)
-      for (index_t c = 0; c < chunks; ++c) {
-        const index_t begin = c * per, len = std::min(per, o - begin);
-        if (len <= 0) continue;
-        y.middleCols(begin, len).noalias() = xm * wm.middleRows(begin, len).transpose();
+      // Few rows (decode): memory-bound on W, so stream each row of W once. Blocks of four W rows
+      // are dotted with every x row while they sit in L1 (a GEMM would first pack all of W); the
+      // blocks are split across threads.
+      const index_t blocks = (o + 3) / 4;
+      const int threads = static_cast<int>(std::max<index_t>(1, std::min<index_t>(ctx.threads, blocks / 16)));
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+      for (index_t blk = 0; blk < blocks; ++blk) {
+        const index_t r0 = blk * 4, rows = std::min<index_t>(4, o - r0);
+        if (rows == 4) {
+          dot_four_rows(wm.data() + r0 * wm.outerStride(), wm.outerStride(), xm, y, r0);
+        } else {
+          for (index_t r = r0; r < r0 + rows; ++r)
+            for (index_t i = 0; i < n; ++i) y(i, r) = wm.row(r).dot(xm.row(i));
+        }
       }
     } else {
       Eigen::setNbThreads(ctx.threads);  // Eigen's GEMM is parallel when built with OpenMP
