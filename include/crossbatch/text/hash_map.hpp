@@ -222,16 +222,22 @@ class pair_map {
     return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(a)) << 32) |
            static_cast<std::uint32_t>(b);
   }
-  std::size_t slot(std::uint64_t key) const {
-    return static_cast<std::size_t>((key * 0x9E3779B97F4A7C15ull) >> 20) & (m_keys.size() - 1);
+  // splitmix64's finalizer: every key bit reaches the low bits used as the slot.
+  static std::size_t mix(std::uint64_t key) {
+    key ^= key >> 30;
+    key *= 0xBF58476D1CE4E5B9ull;
+    key ^= key >> 27;
+    key *= 0x94D049BB133111EBull;
+    key ^= key >> 31;
+    return static_cast<std::size_t>(key);
   }
+  std::size_t slot(std::uint64_t key) const { return mix(key) & (m_keys.size() - 1); }
   void rehash(std::size_t cap) {
     std::vector<std::uint64_t> keys(cap, empty_key);
     std::vector<V> values(cap);
     for (std::size_t i = 0; i < m_keys.size(); ++i) {
       if (m_keys[i] == empty_key) continue;
-      std::size_t j =
-          static_cast<std::size_t>((m_keys[i] * 0x9E3779B97F4A7C15ull) >> 20) & (cap - 1);
+      std::size_t j = mix(m_keys[i]) & (cap - 1);
       while (keys[j] != empty_key) j = (j + 1) & (cap - 1);
       keys[j] = m_keys[i];
       values[j] = m_values[i];
