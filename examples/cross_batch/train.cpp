@@ -210,6 +210,13 @@ int main(int argc, char** argv) {
                           {"held_out_baseline_loss", held ? h.baseline_loss : 0.0}});
         last_held = h;
       }
+      // Control: the same trained mixer with partners from other stories of the batch.
+      loss_summary foreign;
+      if (held && o.train_mixer) {
+        foreign = tr.evaluate(*held, true, partner_mode::other_contexts);
+        std::printf("held-out with partners from other contexts (control): %.4f (same context: %.4f, no mixing: %.4f)\n", foreign.loss,
+                    last_held.loss, last_held.baseline_loss);
+      }
       auto ck = tr.checkpoint(mc, mix_layer, proj);
       ck.info = {{"train_data", train_data}, {"eval_data", eval_data}, {"epochs", epochs}, {"options", history}};
       ck.info["options"].erase("methods");
@@ -217,6 +224,7 @@ int main(int argc, char** argv) {
       save_checkpoint(dir, ck);
       std::cerr << "saved " << dir << "\n";
       history["methods"][method] = {{"epochs", epochs}, {"checkpoint", dir}};
+      if (held && o.train_mixer) history["methods"][method]["held_out_other_contexts_loss"] = foreign.loss;
       finals.push_back({method, last_held});
     }
     if (held) {

@@ -1,7 +1,8 @@
 // The CUDA cross-batch mixers against the CPU mixers: every kind and combine mode in float32,
 // float16 and bfloat16 on random weights and states (also row-strided input), group masks and
-// lonely samples (their rows come back bit-exact), batches up to 64; and cross-batch generation
-// on the GPU token-identical to the CPU in float32.
+// lonely samples (their rows come back bit-exact), batches up to 64; cross-batch generation on the
+// GPU (eager and graph-captured, every projection, EOS retiring samples) token-identical to the CPU
+// in float32.
 #define BOOST_TEST_MODULE cuda_mix
 #include "gpu_main.hpp"
 
@@ -9,6 +10,7 @@
 
 #include "crossbatch/cuda.hpp"
 #include "crossbatch/generate/cross_batch.hpp"
+#include "crossbatch/mix/cuda/graph_decode.cuh"
 #include "crossbatch/mix/cuda/ops.cuh"
 #include "crossbatch/mix/mixer.hpp"
 #include "mix/mix_helpers.hpp"
@@ -87,5 +89,40 @@ BOOST_AUTO_TEST_CASE(cross_batch_generation_matches_cpu) {
       const auto got = cross_batch_generate(gctx(), dmodel, prompts, gm, greedy{}, opt);
       BOOST_TEST(got.tokens == want.tokens, "layer " << layer);
     }
+  std::filesystem::remove_all(dir);
+}
+
+BOOST_AUTO_TEST_CASE(graph_decoder_matches_cpu) {
+  const auto dir = cbtest::tiny_model_dir("qwen2", 5);
+  const auto model = decoder_model<float>::load(dir);
+  const auto dmodel = decoder_model<float, gpu>::load(dir);
+  const mixer_config cfg = cbtest::variant_config({mixer_kind::embedding, combine_mode::gate}, model.config.hidden_size, 4);
+  const auto w = cbtest::random_mixer<float>(cfg, 9, 0.3f);
+  const std::vector<std::vector<int>> prompts = {{5, 9, 13, 2}, {3, 7}, {11, 12, 40, 41, 42}, {8}, {6, 6, 6}, {1, 2}};
+  cross_batch_graph_decoder<float> dec(gctx(), dmodel, int(prompts.size()), 8, 8);
+  for (bool with_mixer : {false, true})
+    for (auto proj : {mix_projection::project, mix_projection::project_raw, mix_projection::continue_layers})
+      for (int layer : {-1, 1})
+        for (bool graph : {true, false}) {
+          cross_batch_options opt;
+          opt.max_new_tokens = 7;
+          opt.mix_layer = layer;
+          opt.projection = proj;
+          opt.groups = {0, 0, 1, 1, 1, 2};
+          opt.eos_ids = {17, 23, 40};
+          cross_batch_mixer<float> cm(w.cast<float>());
+          cross_batch_mixer<float, gpu> gm(w.cast<float, gpu>());
+          identity_mixer id;
+          const auto want = with_mixer ? cross_batch_generate(hctx, model, prompts, cm, greedy{}, opt)
+                                       : cross_batch_generate(hctx, model, prompts, id, greedy{}, [&] {
+                                           auto o = opt;
+                                           o.mix_layer = -1;
+                                           return o;
+                                         }());
+          dec.use_graph = graph;
+          const auto got = dec.generate(prompts, with_mixer ? &gm : nullptr, sampling_params{}, opt);
+          BOOST_TEST(got.tokens == want.tokens, "mixer " << with_mixer << " " << to_string(proj) << " layer " << layer << " graph " << graph);
+          BOOST_TEST(got.stopped_at_eos == want.stopped_at_eos);
+        }
   std::filesystem::remove_all(dir);
 }

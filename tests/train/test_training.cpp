@@ -1,7 +1,7 @@
 // Training with the base model frozen: the cached answer states are exactly the states that
 // teacher-forced decoding feeds the head (so the cached loss equals the decoded loss); on a task
 // that can only be solved through a partner's state the trained mixer drives the loss far below the
-// trained-head baseline; AdamW, clipping and the schedule follow their formulas; checkpoints
+// trained-head baseline, and only with partners from the right context; AdamW, clipping and the schedule follow their formulas; checkpoints
 // round-trip and a checkpoint that does not fit the model fails with a clear error.
 #define BOOST_TEST_MODULE train_training
 #include <cmath>
@@ -120,6 +120,9 @@ BOOST_AUTO_TEST_CASE(trained_mixer_beats_the_trained_head_baseline_where_partner
     BOOST_TEST(last.loss < first.loss);
     BOOST_TEST(held.loss < 0.5 * baseline, v.name() << ": held-out " << held.loss << " vs baseline " << baseline);
     BOOST_TEST(held.loss < held.baseline_loss);
+    // Control: the gain needs the right partners; questions of other contexts do not help.
+    const auto foreign = tr.evaluate(test, true, partner_mode::other_contexts);
+    BOOST_TEST(foreign.loss > held.loss + 1.0, v.name() << ": other contexts " << foreign.loss);
   }
 }
 

@@ -175,15 +175,24 @@ inline std::vector<std::vector<std::size_t>> pack_groups(const std::vector<answe
   return batches;
 }
 
-// The answer_batch of some items of `a` (group ids as stored).
-inline answer_batch batch_of(const answer_states& a, const std::vector<std::size_t>& which) {
+// Who a sample's partners are: the other questions of its context (as generation mixes), or, as a
+// control, questions of the other contexts of its batch (group = the question's position in its
+// context, so each sample mixes with the same-position questions of different stories).
+enum class partner_mode { same_context, other_contexts };
+
+// The answer_batch of some items of `a`.
+inline answer_batch batch_of(const answer_states& a, const std::vector<std::size_t>& which,
+                             partner_mode partners = partner_mode::same_context) {
   std::vector<const float*> states;
   std::vector<std::vector<std::int32_t>> targets;
   std::vector<int> groups;
-  for (std::size_t i : which) {
-    states.push_back(a.state(a.items[i]));
-    targets.push_back(a.items[i].targets);
-    groups.push_back(a.items[i].group);
+  int position = 0;
+  for (std::size_t r = 0; r < which.size(); ++r) {
+    const auto& it = a.items[which[r]];
+    position = r > 0 && a.items[which[r - 1]].group == it.group ? position + 1 : 0;
+    states.push_back(a.state(it));
+    targets.push_back(it.targets);
+    groups.push_back(partners == partner_mode::same_context ? it.group : position);
   }
   return make_answer_batch(states, targets, groups, a.hidden_size);
 }

@@ -48,7 +48,9 @@ S gelu_grad(S x) {
 
 }  // namespace train_detail
 
-// c (M, N) = alpha op(a) op(b) + beta c, op = transpose when ta / tb.
+// c (M, N) = alpha op(a) op(b) + beta c, op = transpose when ta / tb. Threads split the larger
+// output dimension, each running a single-threaded Eigen product on its slice (Eigen's own
+// parallel GEMM spins on barriers and collapses when the cores are shared; one barrier here).
 template <class S>
 void gemm(const context<cpu>& ctx, tensor_view<S> c, in_view<S> a, in_view<S> b, bool ta, bool tb, S alpha = S(1),
           S beta = S(0)) {
@@ -57,17 +59,36 @@ void gemm(const context<cpu>& ctx, tensor_view<S> c, in_view<S> a, in_view<S> b,
   const index_t kb = tb ? b.shape[1] : b.shape[0], n = tb ? b.shape[0] : b.shape[1];
   require<shape_error>(k == kb && c.shape == shape_t{m, n}, "gemm: " + to_string(a.shape) + (ta ? "^T" : "") + " x " +
                                                                to_string(b.shape) + (tb ? "^T" : "") + " -> " + to_string(c.shape));
-  Eigen::setNbThreads(ctx.threads);
+  Eigen::setNbThreads(1);
   auto cm = as_map(c);
   const auto am = as_map(a);
   const auto bm = as_map(b);
   if (beta == S(0)) cm.setZero();
   else if (beta != S(1)) cm *= beta;
   if (m == 0 || n == 0 || k == 0) return;
-  if (!ta && !tb) cm.noalias() += alpha * am * bm;
-  else if (ta && !tb) cm.noalias() += alpha * am.transpose() * bm;
-  else if (!ta && tb) cm.noalias() += alpha * am * bm.transpose();
-  else cm.noalias() += alpha * am.transpose() * bm.transpose();
+  // Slices of rows (split m) or of columns (split n) of the output.
+  const bool split_rows = m >= n;
+  const index_t extent = split_rows ? m : n;
+  const index_t parts = std::max<index_t>(1, std::min<index_t>(ctx.threads, m * n * k >= (index_t(1) << 22) ? extent / 64 : 1));
+  const index_t per = (extent + parts - 1) / parts;
+#pragma omp parallel for num_threads(static_cast<int>(parts)) schedule(static) if (parts > 1)
+  for (index_t p = 0; p < parts; ++p) {
+    const index_t start = p * per, len = std::min(per, extent - start);
+    if (len <= 0) continue;
+    if (split_rows) {
+      auto cs = cm.middleRows(start, len);
+      if (!ta && !tb) cs.noalias() += alpha * am.middleRows(start, len) * bm;
+      else if (ta && !tb) cs.noalias() += alpha * am.middleCols(start, len).transpose() * bm;
+      else if (!ta && tb) cs.noalias() += alpha * am.middleRows(start, len) * bm.transpose();
+      else cs.noalias() += alpha * am.middleCols(start, len).transpose() * bm.transpose();
+    } else {
+      auto cs = cm.middleCols(start, len);
+      if (!ta && !tb) cs.noalias() += alpha * am * bm.middleCols(start, len);
+      else if (ta && !tb) cs.noalias() += alpha * am.transpose() * bm.middleCols(start, len);
+      else if (!ta && tb) cs.noalias() += alpha * am * bm.middleRows(start, len).transpose();
+      else cs.noalias() += alpha * am.transpose() * bm.middleRows(start, len).transpose();
+    }
+  }
 }
 
 // Gradients of cross_attend (mix/cpu_ops.hpp) given dx (B, C): dq, dk, dv (B, C) are overwritten

@@ -108,12 +108,14 @@ class cross_batch_trainer {
     return r;
   }
 
-  // Losses on `data` without updating anything (batches in data order).
-  loss_summary evaluate(const answer_states& data, bool with_mixing = true) {
+  // Losses on `data` without updating anything (batches in data order); `partners` other_contexts
+  // is the control that mixes each sample with questions of other stories.
+  loss_summary evaluate(const answer_states& data, bool with_mixing = true, partner_mode partners = partner_mode::same_context) {
     const auto t0 = std::chrono::steady_clock::now();
     loss_summary s;
     for (const auto& which : pack_groups(data.items, m_opt.batch_size))
-      s.add(m_obj.run(m_ctx, batch_of(data, which), with_mixing && m_mixer ? &*m_mixer : nullptr, m_head.view(), m_norm, nullptr, {}));
+      s.add(m_obj.run(m_ctx, batch_of(data, which, partners), with_mixing && m_mixer ? &*m_mixer : nullptr, m_head.view(), m_norm,
+                      nullptr, {}));
     s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return s.finished();
   }
