@@ -3,7 +3,13 @@
 # for sm_90a (-gencode=arch=compute_90a,code=sm_90a), runs the gpu-labelled tests, a subset under
 # compute-sanitizer memcheck, the decode and attention benchmarks and the transformers reference,
 # and prints a short table last. Logs and JSON go to $OUT when set (else build/device_check/).
-#   tools/device_check.sh [build] [test] [memcheck] [bench] [hf] [hfcompile] [summary]   (default: all but hfcompile)
+#   tools/device_check.sh [build] [test] [memcheck] [bench] [tune] [compare] [profile] [hf] [hfcompile] [summary]
+#   (default: build test memcheck bench hf summary). Without `build` the binaries already in build/device
+#   are used (built elsewhere for sm_90a and carried). tune: bench_decode's fused-step variants at
+#   batch 1/8 ($TUNE). compare: every other bench_decode_* binary in build/device/bench/decode (e.g. the
+#   previous version) at batch 1/8. profile: Nsight Compute per-kernel table of one Qwen2.5-0.5B
+#   batch-1 decode step (bench/decode/profile.sh; $PROFILE_KERNELS kernels a step, 123 for the fused step).
+#   $HF_ARGS is passed to bench/hf_reference_cuda.py (e.g. "--reps 2").
 # PCRE2 (needed by the crossbatch target) is taken from .devdeps/root when the machine lacks it:
 # `apt-get download libpcre2-dev libpcre2-8-0 ...` + `dpkg -x` there, carried with the run.
 set -uo pipefail
@@ -84,8 +90,22 @@ if has bench; then
   "$build/bench/attention/bench_attention" --json "$out/attention.json" 2>&1 | tee "$out/bench_attention.log"
 fi
 
+if has tune; then
+  timeout 120 "$build/bench/decode/bench_decode" --batches 1,8 --modes fused+pdl \
+    --tune "${TUNE:-w8b8;w32b8;w16b2;w16b8-attn;w16b8-argmax}" 2>&1 | tee "$out/tune.log"
+fi
+if has compare; then
+  for prev in "$build"/bench/decode/bench_decode_*; do
+    [ -x "$prev" ] || continue
+    timeout 90 "$prev" --batches 1,8 --modes fused+pdl,fused 2>&1 | tee "$out/compare_$(basename "$prev").log"
+  done
+fi
+if has profile; then
+  OUT=$out bash bench/decode/profile.sh "$build/bench/decode/bench_decode:${PROFILE_KERNELS:-123}"
+fi
+
 if has hf; then
-  PYTHONUNBUFFERED=1 python3 bench/hf_reference_cuda.py --json "$out/hf.json" 2>&1 | grep -v Warning | tee "$out/hf.log"
+  PYTHONUNBUFFERED=1 python3 bench/hf_reference_cuda.py ${HF_ARGS:-} --json "$out/hf.json" 2>&1 | grep -v Warning | tee "$out/hf.log"
 fi
 if has hfcompile; then
   PYTHONUNBUFFERED=1 timeout 280 python3 bench/hf_reference_cuda.py --batches 1 --shapes gpt2-124m,qwen2.5-0.5b \

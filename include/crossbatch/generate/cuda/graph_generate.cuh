@@ -1,15 +1,16 @@
 // Batched generation on the GPU with the decode step captured once as a CUDA graph and replayed.
 // Everything a step changes lives in device buffers that the graph itself updates: the token ids
-// (written by the device sampler), the positions, and one int `shift` (context<cuda>::slot_shift)
-// that the ops add to the slot indices the host passed at capture time (write_kv's start,
-// attention's q_start and kv_len) and to the sampler's step counter. We chose the device shift
-// over one graph per kv_len bucket: one capture per prompt length, no re-capture as the cache
-// fills, and the attention kernels size their grids for the cache capacity (blocks past kv_len
-// exit at once). Memory is allocated up front (cache for batch x (prompt + new tokens), the
-// decoder_workspace, logits); nothing is allocated or copied to the host inside a step. The host
-// synchronises only to read the tokens: at the end, or every `eos_check_every` steps when
-// stopping at EOS. Same prompt layout and semantics as generate() (generate/generate.hpp): left
-// padding, positions counting from 0 at each prompt's first token, sampler counter = step.
+// (written by the device sampler, or under greedy decoding by the LM head's folded argmax), the
+// positions, and one int `shift` (context<cuda>::slot_shift) that the ops add to the slot indices
+// the host passed at capture time (write_kv's start, attention's q_start and kv_len) and to the
+// sampler's step counter. We chose the device shift over one graph per kv_len bucket: one capture
+// per prompt length, no re-capture as the cache fills, and the attention kernels size their grids
+// for the cache capacity (blocks past kv_len exit at once). Memory is allocated up front (cache for
+// batch x (prompt + new tokens), the decoder_workspace, logits); nothing is allocated or copied to
+// the host inside a step. The host synchronises only to read the tokens: at the end, or every
+// `eos_check_every` steps when stopping at EOS. Same prompt layout and semantics as generate()
+// (generate/generate.hpp): left padding, positions counting from 0 at each prompt's first token,
+// sampler counter = step.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -33,13 +34,19 @@
 namespace crossbatch {
 namespace cuda_detail {
 
-// tokens[(base + s) * B + b] = ids[b]; positions[b] += 1; then *shift = s + 1, s = *shift.
-__global__ void advance_kernel(std::int32_t* tokens, const std::int32_t* ids, std::int32_t* positions, int* shift,
-                               int batch, int max_steps) {
+// tokens[(base + s) * B + b] = ids[b]; positions[b] += 1; then *shift = s + 1, s = *shift. With
+// best (B) (the LM head's folded greedy argmax), ids[b] is first decoded from it and best zeroed.
+__global__ void advance_kernel(std::int32_t* tokens, std::int32_t* ids, std::int32_t* positions, int* shift,
+                               int batch, int max_steps, unsigned long long* best, int vocab) {
   grid_dependency();
   const int s = *shift;
   __syncthreads();
   for (int b = threadIdx.x; b < batch; b += blockDim.x) {
+    if (best) {
+      const unsigned long long k = best[b];
+      ids[b] = k ? int(~static_cast<unsigned>(k)) : vocab;
+      best[b] = 0;
+    }
     if (s < max_steps) tokens[index_t(s) * batch + b] = ids[b];
     positions[b] += 1;
   }
@@ -56,6 +63,8 @@ class graph_generator {
 
   bool use_graph = true;     // false: the same device-driven step, launched eagerly
   bool fused = true;         // decode with fused_decode_step where it applies (else run_layers)
+  bool fused_argmax = true;  // greedy + fused: the argmax folded into the LM head (no sampler kernel)
+  fused_decode_options fused_options;  // launch shapes of the fused step
   int eos_check_every = 16;  // decode steps between host reads when stopping at EOS
 
   // Buffers for exactly `batch` prompts of up to max_prompt tokens and up to max_new new tokens.
@@ -74,6 +83,7 @@ class graph_generator {
     m_ids = tensor<std::int32_t, cuda>({batch});
     m_pos = tensor<std::int32_t, cuda>({batch});
     m_shift = tensor<std::int32_t, cuda>({1});
+    m_best = tensor<std::uint64_t, cuda>({batch});
     m_tokens = tensor<std::int32_t, cuda>({max_new, batch});
   }
   ~graph_generator() { reset_graph(); }
@@ -125,6 +135,7 @@ class graph_generator {
     upload(m_pad, pad);
     upload(m_pos, next_pos);
     cuda_check(cudaMemsetAsync(m_shift.data(), 0, sizeof(int), m_ctx.stream), "cudaMemsetAsync");
+    cuda_check(cudaMemsetAsync(m_best.data(), 0, sizeof(std::uint64_t) * m_batch, m_ctx.stream), "cudaMemsetAsync");
     m_params = params;
     m_rng = counter_rng{opt.seed};
     m_steps = opt.max_new_tokens;
@@ -196,8 +207,13 @@ class graph_generator {
 
   void sample_and_advance() {
     sample(m_ctx, m_params, tensor_view<const T, cuda>(m_logits.view()), m_ids.view(), m_rng, 0);
+    advance(nullptr);
+  }
+
+  void advance(std::uint64_t* best) {
     cuda_detail::launch(m_ctx, "advance", cuda_detail::advance_kernel, dim3(1), dim3(128), 0, m_tokens.data(),
-                        static_cast<const std::int32_t*>(m_ids.data()), m_pos.data(), m_shift.data(), m_batch, m_steps);
+                        m_ids.data(), m_pos.data(), m_shift.data(), m_batch, m_steps,
+                        reinterpret_cast<unsigned long long*>(best), m_model.config.vocab_size);
   }
 
   // One decode step for slot (plen - 1) + shift; shift is read on the device.
@@ -210,9 +226,11 @@ class graph_generator {
     m_model.embed_tokens(m_ctx, x2, tensor_view<const std::int32_t, cuda>(m_ids.view()),
                          tensor_view<const std::int32_t, cuda>(m_pos.view()));
     if (fused && fused_decode_supported(m_model, m_batch)) {
+      std::uint64_t* best = !m_params.do_sample && fused_argmax ? m_best.data() : nullptr;
       fused_decode_step(m_ctx, m_model, x2, tensor_view<const std::int32_t, cuda>(m_pos.view()), m_cache, plen - 1,
-                        mask(), m_ws, m_logits.view());
-      sample_and_advance();
+                        mask(), m_ws, m_logits.view(), best, fused_options);
+      if (best) advance(best);
+      else sample_and_advance();
     } else {
       m_model.run_layers(m_ctx, x, tensor_view<const std::int32_t, cuda>(m_pos.view()), m_cache, plen - 1, mask(), 0,
                          c.num_layers, m_ws);
@@ -269,6 +287,7 @@ class graph_generator {
   decoder_workspace<T, cuda> m_ws;
   tensor<T, cuda> m_x, m_hidden, m_logits;
   tensor<std::int32_t, cuda> m_pad, m_prompt_ids, m_prompt_pos, m_ids, m_pos, m_shift, m_tokens;
+  tensor<std::uint64_t, cuda> m_best;  // (B) greedy argmax folded into the LM head (fused step)
   cudaGraph_t m_graph = nullptr;
   cudaGraphExec_t m_exec = nullptr;
 };
