@@ -3,8 +3,8 @@
 # for sm_90a (-gencode=arch=compute_90a,code=sm_90a), runs the gpu-labelled tests, a subset under
 # compute-sanitizer memcheck, the decode and attention benchmarks and the transformers reference,
 # and prints a short table last. Logs and JSON go to $OUT when set (else build/device_check/).
-#   tools/device_check.sh [build] [test] [memcheck] [bench] [tune] [compare] [profile] [hf] [hfcompile] [summary]
-#   (default: build test memcheck bench hf summary). Without `build` the binaries already in build/device
+#   tools/device_check.sh [build] [test] [memcheck] [bench] [crossbench] [tune] [compare] [profile] [hf] [hfcompile] [summary]
+#   (default: build test memcheck bench crossbench hf summary). Without `build` the binaries already in build/device
 #   are used (built elsewhere for sm_90a and carried). tune: bench_decode's fused-step variants at
 #   batch 1/8 ($TUNE). compare: every other bench_decode_* binary in build/device/bench/decode (e.g. the
 #   previous version) at batch 1/8. profile: Nsight Compute per-kernel table of one Qwen2.5-0.5B
@@ -18,7 +18,7 @@ out=${OUT:-build/device_check}
 mkdir -p "$out"
 build=build/device
 stages=("$@")
-((${#stages[@]})) || stages=(build test memcheck bench hf summary)
+((${#stages[@]})) || stages=(build test memcheck bench crossbench hf summary)
 has() { local s; for s in "${stages[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
 status=0
 
@@ -37,7 +37,7 @@ fi
 # The gpu tests are compiled with nvcc directly against the header-only Boost.Test (the device
 # image's Boost has no compiled unit_test_framework, so the CMake test tree is configured off);
 # the flags are those CMake uses for the cuda_test_* targets.
-tests=(test_ops test_model)
+tests=(test_ops test_model test_mix test_mix_train)
 nvcc_flags=(-std=c++20 -O3 -DNDEBUG --expt-relaxed-constexpr -diag-suppress 20012
   -gencode=arch=compute_90a,code=sm_90a -Iinclude -Itests -I/usr/include/eigen3
   -DCROSSBATCH_BOOST_TEST_INCLUDED "-DCROSSBATCH_TEST_DATA=\"$PWD/tests/data\"" "-DCROSSBATCH_SOURCE_DIR=\"$PWD\"")
@@ -52,7 +52,7 @@ if has build; then
   cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCROSSBATCH_CUDA=ON -DCROSSBATCH_BUILD_TESTS=OFF \
     -DCMAKE_CUDA_ARCHITECTURES=90a-real "${extra[@]}" >"$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; status=1; }
   # -k 0: a target that fails to compile does not stop the others.
-  cmake --build "$build" -j "$(nproc)" --target bench_decode bench_attention -- -k 0 >>"$out/build.log" 2>&1 ||
+  cmake --build "$build" -j "$(nproc)" --target bench_decode bench_attention bench_cross_batch -- -k 0 >>"$out/build.log" 2>&1 ||
     { grep -E "error" "$out/build.log" | head -30; status=1; }
   wait
   for t in "${tests[@]}"; do
@@ -88,6 +88,9 @@ fi
 if has bench; then
   "$build/bench/decode/bench_decode" --json "$out/decode.json" 2>&1 | tee "$out/bench_decode.log"
   "$build/bench/attention/bench_attention" --json "$out/attention.json" 2>&1 | tee "$out/bench_attention.log"
+fi
+if has crossbench; then
+  "$build/bench/cross_batch/bench_cross_batch" 2>&1 | tee "$out/bench_cross_batch.log"
 fi
 
 if has tune; then
