@@ -24,6 +24,8 @@ struct method {
   std::string name;
   std::optional<cross_batch_mixer<float>> mixer;  // none: no mixing
   tensor<float> head;                             // empty: the model's own head
+  int mix_layer = -1, k = 0;                      // as given, and resolved to [0, L]
+  mix_projection projection = mix_projection::project;
   std::map<std::string, std::string> predictions;
   std::vector<double> em, f1, lenient;
   double seconds = 0;
@@ -34,11 +36,12 @@ struct method {
 
 int main(int argc, char** argv) {
   CLI::App app("Cross-batch generation: evaluation on SQuAD-format data (EM/F1)");
-  std::string model_dir = "models/smollm2-135m-instruct", data, checkpoint, baseline_checkpoint, output, mix_method = "attention",
+  std::string model_dir = "models/smollm2-135m-instruct", data, baseline_checkpoint, output, mix_method = "attention",
               combine = "scale", projection = "project", scope = "group";
   int mix_layer = -1, batch_size = 4, max_new_tokens = 32, num_heads = 8, threads = 0;
   std::size_t max_samples = 100;
   std::uint64_t seed = 0;
+  std::vector<std::string> checkpoints;
   bool run_comparison = false, also_untrained = false, quiet = false;
   app.add_option("--model_name", model_dir, "model directory (config.json, tokenizer.json, npy weights)");
   app.add_option("--data", data, "SQuAD-format JSON file (split-context files: each question sees its visible part)")->required();
@@ -51,7 +54,7 @@ int main(int argc, char** argv) {
   app.add_option("--max_samples", max_samples, "questions to evaluate (whole contexts; 0 = all)");
   app.add_option("--max_new_tokens", max_new_tokens, "tokens generated per question at most");
   app.add_flag("--run_comparison", run_comparison, "also evaluate standard generation");
-  app.add_option("--checkpoint", checkpoint, "trained cross-batch checkpoint directory (mixer and maybe LM head)");
+  app.add_option("--checkpoint", checkpoints, "trained cross-batch checkpoint directories (mixer and maybe LM head); several allowed");
   app.add_option("--baseline_checkpoint", baseline_checkpoint, "trained LM-head-only checkpoint: adds that method");
   app.add_flag("--also_untrained", also_untrained, "with --checkpoint: also evaluate a fresh (untrained) mixer");
   app.add_option("--mix_scope", scope, "group: only questions of one context mix; batch: the whole batch mixes");
@@ -71,17 +74,18 @@ int main(int argc, char** argv) {
     require(!examples.empty(), data + ": no questions");
     require(scope == "group" || scope == "batch", "--mix_scope must be group or batch");
 
-    // The mixer configuration: from the checkpoint when there is one.
-    std::optional<cross_batch_checkpoint> ck;
-    if (!checkpoint.empty()) {
-      ck = load_checkpoint(checkpoint, &mc);
-      require(ck->mixer.has_value(), checkpoint + ": a " + ck->method + " checkpoint has no mixer (use --baseline_checkpoint)");
-      mix_layer = ck->mix_layer;
-      projection = to_string(ck->projection);
+    // Mixers: the checkpoints' (each with its own layer and projection) and an untrained one with
+    // the first checkpoint's configuration, or the flags' when there is no checkpoint.
+    std::vector<cross_batch_checkpoint> cks;
+    for (const auto& dir : checkpoints) {
+      cks.push_back(load_checkpoint(dir, &mc));
+      require(cks.back().mixer.has_value(), dir + ": a " + cks.back().method + " checkpoint has no mixer (use --baseline_checkpoint)");
     }
     mixer_config cfg;
-    if (ck) {
-      cfg = ck->mixer->config;
+    if (!cks.empty()) {
+      cfg = cks.front().mixer->config;
+      mix_layer = cks.front().mix_layer;
+      projection = to_string(cks.front().projection);
     } else {
       cfg.kind = mixer_kind_from_name(mix_method);
       cfg.combine = combine_mode_from_name(combine);
@@ -90,21 +94,39 @@ int main(int argc, char** argv) {
     }
     const mix_projection proj = mix_projection_from_name(projection);
     const int L = mc.num_layers, k = resolve_mix_layer(mix_layer, L);
-    const bool shared_prefill = !(proj == mix_projection::continue_layers && k < L);
 
     std::vector<method> methods;
-    auto add = [&](std::string name, std::optional<cross_batch_mixer<float>> m, tensor<float> head) {
-      methods.push_back(method{std::move(name), std::move(m), std::move(head), {}, {}, {}, {}, 0, 0});
+    auto add = [&](std::string name, std::optional<cross_batch_mixer<float>> m, tensor<float> head, int layer, mix_projection pr) {
+      method x;
+      x.name = std::move(name);
+      x.mixer = std::move(m);
+      x.head = std::move(head);
+      x.mix_layer = x.mixer ? layer : -1;
+      x.k = resolve_mix_layer(x.mix_layer, L);
+      x.projection = x.mixer ? pr : mix_projection::project;
+      methods.push_back(std::move(x));
     };
-    if (run_comparison || !baseline_checkpoint.empty()) add("standard", std::nullopt, {});
+    if (run_comparison || !baseline_checkpoint.empty()) add("standard", std::nullopt, {}, -1, proj);
     if (!baseline_checkpoint.empty()) {
       auto b = load_checkpoint(baseline_checkpoint, &mc);
       require(b.has_head(), baseline_checkpoint + ": no trained LM head");
-      add("standard + trained head (baseline)", std::nullopt, std::move(b.lm_head));
+      add("standard + trained head (baseline)", std::nullopt, std::move(b.lm_head), -1, proj);
     }
-    if (!ck || also_untrained) add("cross-batch (untrained)", cross_batch_mixer<float>(init_mixer<float>(cfg, seed)), {});
-    if (ck) add(std::string("cross-batch (trained") + (ck->has_head() ? ", mixer + head)" : ", mixer)"),
-                cross_batch_mixer<float>(ck->mixer->cast<float>()), std::move(ck->lm_head));
+    if (cks.empty() || also_untrained)
+      add("cross-batch (untrained)", cross_batch_mixer<float>(init_mixer<float>(cfg, seed)), {}, mix_layer, proj);
+    for (auto& ck : cks) {
+      const auto& c = ck.mixer->config;
+      const std::string name = std::string("cross-batch (trained ") + to_string(c.kind) + "/" + to_string(c.combine) + " @" +
+                               std::to_string(resolve_mix_layer(ck.mix_layer, L)) + (ck.has_head() ? ", mixer + head)" : ", mixer)");
+      add(name, cross_batch_mixer<float>(ck.mixer->cast<float>()), std::move(ck.lm_head), ck.mix_layer, ck.projection);
+    }
+    // One prefill per distinct layer whose states the methods mix; a mixer that continues through
+    // the layers from an intermediate one cannot share a prefill.
+    auto shares = [&](const method& m) { return !(m.projection == mix_projection::continue_layers && m.k < L); };
+    std::vector<int> layers;
+    for (const auto& m : methods)
+      if (shares(m) && (m.mixer || layers.empty()) && std::find(layers.begin(), layers.end(), m.k) == layers.end()) layers.push_back(m.k);
+    const bool shared_prefill = std::all_of(methods.begin(), methods.end(), shares);
 
     std::cerr << "model " << model_dir << " (" << mc.num_layers << " layers, C=" << mc.hidden_size << "), " << examples.size()
               << " questions from " << data << ", batch " << batch_size << ", mixer " << to_string(cfg.kind) << "/"
@@ -132,36 +154,40 @@ int main(int argc, char** argv) {
       opt.projection = proj;
 
       const auto t0 = std::chrono::steady_clock::now();
-      batch_session<float> base(ctx, model, prompts, max_new_tokens);
-      tensor<float> states({index_t(batch.size()), mc.hidden_size});
-      if (shared_prefill) {
-        base.prefill_until(k);
-        if (k < L) copy_rows(ctx, states.view(), tensor_view<const float>(base.newest_residual()));
+      const index_t B = index_t(batch.size());
+      std::vector<batch_session<float>> bases;
+      std::vector<tensor<float>> states;
+      for (int layer : layers) {
+        bases.emplace_back(ctx, model, prompts, max_new_tokens);
+        states.emplace_back(shape_t{B, mc.hidden_size});
+        auto& base = bases.back();
+        base.prefill_until(layer);
+        if (layer < L) copy_rows(ctx, states.back().view(), tensor_view<const float>(base.newest_residual()));
         base.resume(false);
-        if (k == L) copy_rows(ctx, states.view(), base.hidden());
+        if (layer == L) copy_rows(ctx, states.back().view(), base.hidden());
       }
       prefill_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       for (auto& m : methods) {
         const auto t1 = std::chrono::steady_clock::now();
         const tensor_view<const float> head = m.head.empty() ? tensor_view<const float>{} : m.head.view();
+        cross_batch_options o = opt;
+        o.mix_layer = m.mix_layer;
+        o.projection = m.projection;
         generation_result r;
+        const auto at = std::find(layers.begin(), layers.end(), m.k);
         if (!m.mixer) {
           identity_mixer id;
-          cross_batch_options o = opt;
-          o.mix_layer = -1;
-          if (shared_prefill) {
-            auto s = base.fork();
-            r = cross_batch_decode(ctx, s, s.hidden(), id, greedy{}, o, head);
-          } else {
-            r = cross_batch_generate(ctx, model, prompts, id, greedy{}, o, head);
-          }
-        } else if (shared_prefill) {
-          auto s = base.fork();
-          tensor<float> mixed({index_t(batch.size()), mc.hidden_size}), normed({index_t(batch.size()), mc.hidden_size});
-          const auto first = mix_and_project(ctx, model, *m.mixer, tensor_view<const float>(states.view()), k, proj, groups, mixed, normed);
-          r = cross_batch_decode(ctx, s, first, *m.mixer, greedy{}, opt, head);
+          auto s = bases.front().fork();
+          r = cross_batch_decode(ctx, s, s.hidden(), id, greedy{}, o, head);
+        } else if (shares(m) && at != layers.end()) {
+          const std::size_t i = std::size_t(at - layers.begin());
+          auto s = bases[i].fork();
+          tensor<float> mixed({B, mc.hidden_size}), normed({B, mc.hidden_size});
+          const auto first =
+              mix_and_project(ctx, model, *m.mixer, tensor_view<const float>(states[i].view()), m.k, m.projection, groups, mixed, normed);
+          r = cross_batch_decode(ctx, s, first, *m.mixer, greedy{}, o, head);
         } else {
-          r = cross_batch_generate(ctx, model, prompts, *m.mixer, greedy{}, opt, head);
+          r = cross_batch_generate(ctx, model, prompts, *m.mixer, greedy{}, o, head);
         }
         m.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
         for (std::size_t j = 0; j < batch.size(); ++j) {
@@ -196,7 +222,7 @@ int main(int argc, char** argv) {
                 {"mix_layer", mix_layer},
                 {"mix_layer_resolved", k},
                 {"projection", to_string(proj)},
-                {"checkpoint", checkpoint},
+                {"checkpoints", checkpoints},
                 {"baseline_checkpoint", baseline_checkpoint},
                 {"threads", ctx.threads},
                 {"prefill_seconds", prefill_seconds},
@@ -207,6 +233,8 @@ int main(int argc, char** argv) {
     for (const auto& m : methods) {
       std::printf("| %s | %.2f | %.2f |\n", m.name.c_str(), mean_percent(m.em), mean_percent(m.f1));
       out["methods"].push_back({{"name", m.name},
+                                {"mix_layer", m.k},
+                                {"projection", to_string(m.projection)},
                                 {"exact_match", mean_percent(m.em)},
                                 {"f1", mean_percent(m.f1)},
                                 {"lenient", mean_percent(m.lenient)},
@@ -215,8 +243,8 @@ int main(int argc, char** argv) {
                                 {"generated_tokens", m.tokens}});
       out["predictions"][m.name] = m.predictions;
     }
-    std::printf("\n%zu questions in %zu batches, %.1f s (prefill %.1f s, shared by the methods: %s)\n", examples.size(),
-                batches.size(), bar.elapsed(), prefill_seconds, shared_prefill ? "yes" : "no");
+    std::printf("\n%zu questions in %zu batches, %.1f s (prefill %.1f s for %zu layer(s), shared by all methods: %s)\n",
+                examples.size(), batches.size(), bar.elapsed(), prefill_seconds, layers.size(), shared_prefill ? "yes" : "no");
     if (!output.empty()) {
       std::filesystem::path p(output);
       if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
