@@ -120,8 +120,8 @@ int main(int argc, char** argv) {
     return dispatch_dtype(o.dtype, [&]<class T>() {
 #if CROSSBATCH_WITH_CUDA
       if (gpu) {
-        context<cuda> ctx;
-        return run<T, cuda>(o, ctx, tok, ids, "cuda");
+        context<crossbatch::cuda> ctx;
+        return run<T, crossbatch::cuda>(o, ctx, tok, ids, "cuda");
       }
 #endif
       (void)gpu;
