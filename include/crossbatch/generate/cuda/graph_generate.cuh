@@ -36,7 +36,7 @@ namespace cuda_detail {
 
 // tokens[(base + s) * B + b] = ids[b]; positions[b] += 1; then *shift = s + 1, s = *shift. With
 // best (B) (the LM head's folded greedy argmax), ids[b] is first decoded from it and best zeroed.
-__global__ void advance_kernel(std::int32_t* tokens, std::int32_t* ids, std::int32_t* positions, int* shift,
+static __global__ void advance_kernel(std::int32_t* tokens, std::int32_t* ids, std::int32_t* positions, int* shift,
                                int batch, int max_steps, unsigned long long* best, int vocab) {
   grid_dependency();
   const int s = *shift;

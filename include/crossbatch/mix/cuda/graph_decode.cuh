@@ -32,7 +32,7 @@ namespace cuda_detail {
 
 // tokens[s * B + b] = ids[b]; positions[b] += 1; groups[b] = -1 when ids[b] is an EOS id (retire);
 // then *shift = s + 1 for s = *shift.
-__global__ void cross_batch_advance_kernel(std::int32_t* tokens, const std::int32_t* ids, std::int32_t* positions,
+static __global__ void cross_batch_advance_kernel(std::int32_t* tokens, const std::int32_t* ids, std::int32_t* positions,
                                            std::int32_t* groups, const std::int32_t* eos, int n_eos, int* shift, int batch,
                                            int max_steps) {
   grid_dependency();

@@ -74,7 +74,7 @@ __global__ void __launch_bounds__(256) sgemm_kernel(float* c, index_t ldc, const
 }
 
 // Block (i, h): G[h, i, j] = scale * P_ij (dP_ij - sum_l P_il dP_il), dP_ij = dx_i . v_j.
-__global__ void attend_dscores_kernel(float* g, const float* probs, const float* dx, index_t dxs, const float* v, index_t vs,
+static __global__ void attend_dscores_kernel(float* g, const float* probs, const float* dx, index_t dxs, const float* v, index_t vs,
                                       int b, int dh, float scale) {
   grid_dependency();
   extern __shared__ float dp[];
@@ -97,7 +97,7 @@ __global__ void attend_dscores_kernel(float* g, const float* probs, const float*
 }
 
 // Block (r, h): dq_r, dk_r, dv_r of head h from G and P (see cross_attend_backward).
-__global__ void attend_grads_kernel(float* dq, float* dk, float* dv, index_t gs, const float* g, const float* probs,
+static __global__ void attend_grads_kernel(float* dq, float* dk, float* dv, index_t gs, const float* g, const float* probs,
                                     const float* dx, index_t dxs, const float* q, const float* k, index_t ps,
                                     const float* inv_norms, int b, int dh, bool cosine) {
   grid_dependency();
@@ -135,7 +135,7 @@ __global__ void attend_grads_kernel(float* dq, float* dk, float* dv, index_t gs,
 }
 
 // Per row: dinfo, dgate_logits and (alpha/scale) the row's share of dmix in part[i].
-__global__ void combine_backward_kernel(combine_mode mode, float* dinfo, float* dgl, float* part, const float* dy, index_t dys,
+static __global__ void combine_backward_kernel(combine_mode mode, float* dinfo, float* dgl, float* part, const float* dy, index_t dys,
                                         const float* h, index_t hs, const float* info, index_t is, const float* mix,
                                         const float* gl, const std::int32_t* partners, int c) {
   grid_dependency();
@@ -161,7 +161,7 @@ __global__ void combine_backward_kernel(combine_mode mode, float* dinfo, float* 
 }
 
 // out[0] += sum of part (n); one block.
-__global__ void add_sum_kernel(float* out, const float* part, int n) {
+static __global__ void add_sum_kernel(float* out, const float* part, int n) {
   grid_dependency();
   __shared__ float red[32];
   float s = 0;
@@ -171,7 +171,7 @@ __global__ void add_sum_kernel(float* out, const float* part, int n) {
 }
 
 // Per row of gate_input_backward: dinfo += and the four per-row parameter contributions.
-__global__ void gate_input_backward_kernel(float* dinfo, float* t_hw, float* t_hb, float* t_aw, float* t_ab, const float* dz,
+static __global__ void gate_input_backward_kernel(float* dinfo, float* t_hw, float* t_hb, float* t_aw, float* t_ab, const float* dz,
                                            const float* h, index_t hs, const float* info, index_t is, const float* stats,
                                            const float* hw, const float* hb, const float* aw, const float* ab, int c) {
   grid_dependency();
@@ -201,7 +201,7 @@ __global__ void gate_input_backward_kernel(float* dinfo, float* t_hw, float* t_h
   }
 }
 
-__global__ void gelu_backward_kernel(float* du, const float* da, const float* u, index_t n) {
+static __global__ void gelu_backward_kernel(float* du, const float* da, const float* u, index_t n) {
   grid_dependency();
   for (index_t i = blockIdx.x * index_t(blockDim.x) + threadIdx.x; i < n; i += index_t(gridDim.x) * blockDim.x) {
     const float x = u[i];
@@ -212,7 +212,7 @@ __global__ void gelu_backward_kernel(float* du, const float* da, const float* u,
 }
 
 // db[j] += sum_i dy[i][j]; one thread per column (rows are few: a batch).
-__global__ void col_sum_kernel(float* db, const float* dy, index_t dys, int rows, int cols) {
+static __global__ void col_sum_kernel(float* db, const float* dy, index_t dys, int rows, int cols) {
   grid_dependency();
   const int j = blockIdx.x * blockDim.x + threadIdx.x;
   if (j >= cols) return;
@@ -221,7 +221,7 @@ __global__ void col_sum_kernel(float* db, const float* dy, index_t dys, int rows
   db[j] += s;
 }
 
-__global__ void frozen_norm_kernel(bool layer, float* out, const float* x, index_t xs, const float* w, const float* b, int c,
+static __global__ void frozen_norm_kernel(bool layer, float* out, const float* x, index_t xs, const float* w, const float* b, int c,
                                    float eps) {
   grid_dependency();
   __shared__ float red[32];
@@ -239,7 +239,7 @@ __global__ void frozen_norm_kernel(bool layer, float* out, const float* x, index
   for (int j = threadIdx.x; j < c; j += blockDim.x) out[index_t(i) * c + j] = (xr[j] - mean) * r * w[j] + (layer ? b[j] : 0.0f);
 }
 
-__global__ void frozen_norm_backward_kernel(bool layer, float* dx, const float* dy, const float* x, const float* w, int c,
+static __global__ void frozen_norm_backward_kernel(bool layer, float* dx, const float* dy, const float* x, const float* w, int c,
                                             float eps) {
   grid_dependency();
   __shared__ float red[32];
@@ -265,7 +265,7 @@ __global__ void frozen_norm_backward_kernel(bool layer, float* dx, const float* 
 }
 
 // Per row: loss[i] = logsumexp - logit[target]; logits become (softmax - onehot) * scale if scale != 0.
-__global__ void softmax_xent_kernel(float* logits, float* loss, const std::int32_t* targets, int v, float scale) {
+static __global__ void softmax_xent_kernel(float* logits, float* loss, const std::int32_t* targets, int v, float scale) {
   grid_dependency();
   __shared__ float red[32];
   float* row = logits + index_t(blockIdx.x) * v;
@@ -283,26 +283,26 @@ __global__ void softmax_xent_kernel(float* logits, float* loss, const std::int32
   for (int j = threadIdx.x; j < v; j += blockDim.x) row[j] = expf(row[j] - lse) * scale - (j == t ? scale : 0.0f);
 }
 
-__global__ void gather_rows_kernel(float* dst, index_t ds, const float* src, index_t ss, const std::int32_t* idx, int c) {
+static __global__ void gather_rows_kernel(float* dst, index_t ds, const float* src, index_t ss, const std::int32_t* idx, int c) {
   grid_dependency();
   const int r = blockIdx.x, s = idx[r];
   for (int j = threadIdx.x; j < c; j += blockDim.x) dst[r * ds + j] = s < 0 ? 0.0f : src[index_t(s) * ss + j];
 }
 
-__global__ void scatter_rows_kernel(float* dst, index_t ds, const float* src, index_t ss, const std::int32_t* idx, int c) {
+static __global__ void scatter_rows_kernel(float* dst, index_t ds, const float* src, index_t ss, const std::int32_t* idx, int c) {
   grid_dependency();
   const int r = blockIdx.x, d = idx[r];
   if (d < 0) return;
   for (int j = threadIdx.x; j < c; j += blockDim.x) dst[index_t(d) * ds + j] = src[r * ss + j];
 }
 
-__global__ void fill_kernel(float* x, index_t n, float value) {
+static __global__ void fill_kernel(float* x, index_t n, float value) {
   grid_dependency();
   for (index_t i = blockIdx.x * index_t(blockDim.x) + threadIdx.x; i < n; i += index_t(gridDim.x) * blockDim.x) x[i] = value;
 }
 
 // Per block: part[block] = sum of squares of its grid-stride slice.
-__global__ void sum_squares_kernel(float* part, const float* x, index_t n) {
+static __global__ void sum_squares_kernel(float* part, const float* x, index_t n) {
   grid_dependency();
   __shared__ float red[32];
   float s = 0;
@@ -311,7 +311,7 @@ __global__ void sum_squares_kernel(float* part, const float* x, index_t n) {
   if (threadIdx.x == 0) part[blockIdx.x] = s;
 }
 
-__global__ void adamw_kernel(float* p, const float* g, float* m, float* v, index_t n, float lr, float b1, float b2, float eps,
+static __global__ void adamw_kernel(float* p, const float* g, float* m, float* v, index_t n, float lr, float b1, float b2, float eps,
                              float wd, float c1, float c2, float gscale) {
   grid_dependency();
   for (index_t i = blockIdx.x * index_t(blockDim.x) + threadIdx.x; i < n; i += index_t(gridDim.x) * blockDim.x) {
