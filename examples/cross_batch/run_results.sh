@@ -4,7 +4,8 @@
 # mixer) methods with the per-epoch loss table, and EM/F1 of standard vs cross-batch untrained vs
 # trained generation, on the default model on the CPU. Everything goes to build/cross_batch/.
 #   examples/cross_batch/run_results.sh            (about 2 h on 2 shared cores)
-# Sizes can be changed through the environment: TRAIN_Q, TEST_Q, EPOCHS, LR, THREADS.
+# Sizes can be changed through the environment: TRAIN_Q, TEST_Q, EPOCHS, LR, THREADS; VARIANTS="split"
+# (or "full") reruns one variant and keeps the other's logs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 MODEL=${MODEL:-models/smollm2-135m-instruct}
@@ -13,6 +14,7 @@ TEST_Q=${TEST_Q:-160}
 EPOCHS=${EPOCHS:-5}
 LR=${LR:-3e-4}
 BATCH=${BATCH:-8}
+VARIANTS=${VARIANTS:-split full}
 THREADS=${THREADS:-1}  # one thread is the fastest on a shared 2-core machine (OpenMP barriers spin)
 OUT=build/cross_batch
 [ -f "$MODEL/config.json" ] || scripts/get_default_model.sh
@@ -31,7 +33,7 @@ train() {  # variant data-prefix log-name extra-flags...
     --num_epochs "$EPOCHS" --batch_size "$BATCH" --learning_rate "$LR" --threads "$THREADS" --quiet \
     --output "$OUT/logs/$name.json" "$@" | tee "$OUT/logs/$name.md"
 }
-for variant in split full; do
+for variant in $VARIANTS; do
   prefix=$([ "$variant" = split ] && echo stories_split || echo stories)
   # The reference's methods with its default mixer (attention, scale mode, last layer) ...
   train $variant $prefix "train_$variant" --method baseline,crossbatch --combine scale --mix_layer -1 --save_dir "$OUT/ckpt/$variant"

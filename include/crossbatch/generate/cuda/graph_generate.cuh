@@ -22,6 +22,7 @@
 
 #include "crossbatch/attention/cuda/attention.cuh"
 #include "crossbatch/generate/cuda/fused_decode.cuh"
+#include "crossbatch/generate/cuda/step_graph.cuh"
 #include "crossbatch/generate/generate.hpp"
 #include "crossbatch/model/decoder.hpp"
 #include "crossbatch/ops/cuda/activation.cuh"
@@ -36,8 +37,9 @@ namespace cuda_detail {
 
 // tokens[(base + s) * B + b] = ids[b]; positions[b] += 1; then *shift = s + 1, s = *shift. With
 // best (B) (the LM head's folded greedy argmax), ids[b] is first decoded from it and best zeroed.
-static __global__ void advance_kernel(std::int32_t* tokens, std::int32_t* ids, std::int32_t* positions, int* shift,
-                               int batch, int max_steps, unsigned long long* best, int vocab) {
+static __global__ void advance_kernel(std::int32_t* tokens, std::int32_t* ids,
+                                      std::int32_t* positions, int* shift, int batch, int max_steps,
+                                      unsigned long long* best, int vocab) {
   grid_dependency();
   const int s = *shift;
   __syncthreads();
@@ -61,17 +63,20 @@ class graph_generator {
  public:
   using mask_type = all_of<causal, left_padding>;
 
-  bool use_graph = true;     // false: the same device-driven step, launched eagerly
-  bool fused = true;         // decode with fused_decode_step where it applies (else run_layers)
-  bool fused_argmax = true;  // greedy + fused: the argmax folded into the LM head (no sampler kernel)
+  bool use_graph = true;  // false: the same device-driven step, launched eagerly
+  bool fused = true;      // decode with fused_decode_step where it applies (else run_layers)
+  bool fused_argmax =
+      true;  // greedy + fused: the argmax folded into the LM head (no sampler kernel)
   fused_decode_options fused_options;  // launch shapes of the fused step
-  int eos_check_every = 16;  // decode steps between host reads when stopping at EOS
+  int eos_check_every = 16;            // decode steps between host reads when stopping at EOS
 
   // Buffers for exactly `batch` prompts of up to max_prompt tokens and up to max_new new tokens.
-  graph_generator(context<cuda>& ctx, const decoder_model<T, cuda>& model, int batch, int max_prompt, int max_new)
+  graph_generator(context<cuda>& ctx, const decoder_model<T, cuda>& model, int batch,
+                  int max_prompt, int max_new)
       : m_ctx(ctx), m_model(model), m_batch(batch), m_max_prompt(max_prompt), m_max_new(max_new) {
     const auto& c = model.config;
-    require(batch > 0 && max_prompt > 0 && max_new > 0, "graph_generator: batch, max_prompt and max_new must be positive");
+    require(batch > 0 && max_prompt > 0 && max_new > 0,
+            "graph_generator: batch, max_prompt and max_new must be positive");
     m_cache = model.make_cache(batch, max_prompt + max_new);
     m_ws = decoder_workspace<T, cuda>(c, index_t(batch) * max_prompt);
     m_x = tensor<T, cuda>({index_t(batch) * max_prompt, c.hidden_size});
@@ -86,31 +91,34 @@ class graph_generator {
     m_best = tensor<std::uint64_t, cuda>({batch});
     m_tokens = tensor<std::int32_t, cuda>({max_new, batch});
   }
-  ~graph_generator() { reset_graph(); }
   graph_generator(const graph_generator&) = delete;
   graph_generator& operator=(const graph_generator&) = delete;
 
   // Generates for `prompts` (exactly batch of them) with sampling_params (greedy unless do_sample).
-  generation_result generate(const std::vector<std::vector<int>>& prompts, const sampling_params& params,
-                             const generation_options& opt) {
+  generation_result generate(const std::vector<std::vector<int>>& prompts,
+                             const sampling_params& params, const generation_options& opt) {
     using clock = std::chrono::steady_clock;
     const auto& c = m_model.config;
-    require(int(prompts.size()) == m_batch, "graph_generator: built for " + std::to_string(m_batch) + " prompts, got " +
+    require(int(prompts.size()) == m_batch, "graph_generator: built for " +
+                                                std::to_string(m_batch) + " prompts, got " +
                                                 std::to_string(prompts.size()));
     require(opt.max_new_tokens >= 0 && opt.max_new_tokens <= m_max_new,
-            "graph_generator: max_new_tokens beyond the " + std::to_string(m_max_new) + " it was built for");
+            "graph_generator: max_new_tokens beyond the " + std::to_string(m_max_new) +
+                " it was built for");
     int plen = 0;
     for (std::size_t s = 0; s < prompts.size(); ++s) {
       require(!prompts[s].empty(), "generate: prompt " + std::to_string(s) + " is empty");
       for (int id : prompts[s])
-        require(id >= 0 && id < c.vocab_size, "generate: prompt " + std::to_string(s) + " holds token id " +
-                                                  std::to_string(id) + " outside the vocabulary of " + std::to_string(c.vocab_size));
+        require(id >= 0 && id < c.vocab_size,
+                "generate: prompt " + std::to_string(s) + " holds token id " + std::to_string(id) +
+                    " outside the vocabulary of " + std::to_string(c.vocab_size));
       plen = std::max(plen, int(prompts[s].size()));
       require(int(prompts[s].size()) + opt.max_new_tokens <= c.max_positions,
-              "generate: prompt " + std::to_string(s) + " with max_new_tokens exceeds the model's context");
+              "generate: prompt " + std::to_string(s) +
+                  " with max_new_tokens exceeds the model's context");
     }
-    require(plen <= m_max_prompt, "graph_generator: prompt of " + std::to_string(plen) + " tokens, built for " +
-                                      std::to_string(m_max_prompt));
+    require(plen <= m_max_prompt, "graph_generator: prompt of " + std::to_string(plen) +
+                                      " tokens, built for " + std::to_string(m_max_prompt));
     generation_result r;
     r.tokens.resize(m_batch);
     r.stopped_at_eos.assign(m_batch, false);
@@ -119,8 +127,8 @@ class graph_generator {
 
     // Left padding; positions count from 0 at the first real token; the decode positions start
     // at len - 1 and the advance kernel moves them to len before the first step.
-    tensor<std::int32_t> ids({index_t(m_batch) * plen}), pos({index_t(m_batch) * plen}), pad({m_batch}),
-        next_pos({m_batch});
+    tensor<std::int32_t> ids({index_t(m_batch) * plen}), pos({index_t(m_batch) * plen}),
+        pad({m_batch}), next_pos({m_batch});
     for (int s = 0; s < m_batch; ++s) {
       const int len = int(prompts[s].size()), p = plen - len;
       pad(s) = p;
@@ -135,22 +143,25 @@ class graph_generator {
     upload(m_pad, pad);
     upload(m_pos, next_pos);
     cuda_check(cudaMemsetAsync(m_shift.data(), 0, sizeof(int), m_ctx.stream), "cudaMemsetAsync");
-    cuda_check(cudaMemsetAsync(m_best.data(), 0, sizeof(std::uint64_t) * m_batch, m_ctx.stream), "cudaMemsetAsync");
+    cuda_check(cudaMemsetAsync(m_best.data(), 0, sizeof(std::uint64_t) * m_batch, m_ctx.stream),
+               "cudaMemsetAsync");
     m_params = params;
     m_rng = counter_rng{opt.seed};
     m_steps = opt.max_new_tokens;
     // The graph bakes in the sampler settings, the step count and the base slot: capture per call
     // (a few milliseconds, outside the timed region).
-    if (use_graph) capture(plen);
+    if (use_graph) m_graph.capture(m_ctx.stream, [&] { decode_step(plen); });
 
     // Prefill, then the first token (step 0).
     m_ctx.synchronize();
     const auto t0 = clock::now();
     const index_t n = index_t(m_batch) * plen;
     auto x = tensor_view<T, cuda>(m_x.data(), {m_batch, plen, c.hidden_size});
-    m_model.embed_tokens(m_ctx, x.reshape({n, c.hidden_size}), flat(m_prompt_ids, n), flat(m_prompt_pos, n));
+    m_model.embed_tokens(m_ctx, x.reshape({n, c.hidden_size}), flat(m_prompt_ids, n),
+                         flat(m_prompt_pos, n));
     m_model.run_layers(m_ctx, x, flat(m_prompt_pos, n), m_cache, 0, mask(), 0, c.num_layers, m_ws);
-    const tensor_view<const T, cuda> last(m_x.data() + (plen - 1) * c.hidden_size, {m_batch, c.hidden_size},
+    const tensor_view<const T, cuda> last(m_x.data() + (plen - 1) * c.hidden_size,
+                                          {m_batch, c.hidden_size},
                                           {index_t(plen) * c.hidden_size, 1});
     finish_step(last);
     m_cache.length = plen;
@@ -163,15 +174,21 @@ class graph_generator {
     std::vector<std::int32_t> host_tokens;
     int done_steps = 1;
     while (done_steps < m_steps) {
-      const int chunk = opt.stop_at_eos ? std::min(eos_check_every, m_steps - done_steps) : m_steps - done_steps;
+      const int chunk =
+          opt.stop_at_eos ? std::min(eos_check_every, m_steps - done_steps) : m_steps - done_steps;
       for (int i = 0; i < chunk; ++i) {
-        if (use_graph) cuda_check(cudaGraphLaunch(m_exec, m_ctx.stream), "cudaGraphLaunch");
-        else decode_step(plen);
+        if (use_graph)
+          m_graph.launch(m_ctx.stream);
+        else
+          decode_step(plen);
       }
       done_steps += chunk;
-      if (opt.stop_at_eos && done_steps < m_steps && all_finished(read_tokens(done_steps), done_steps, eos)) break;
+      if (opt.stop_at_eos && done_steps < m_steps &&
+          all_sequences_finished(read_step_tokens(m_ctx, m_tokens, done_steps, m_batch), done_steps,
+                                 m_batch, eos))
+        break;
     }
-    host_tokens = read_tokens(done_steps);
+    host_tokens = read_step_tokens(m_ctx, m_tokens, done_steps, m_batch);
     r.decode_seconds = std::chrono::duration<double>(clock::now() - t1).count();
     for (int s = 0; s < m_batch; ++s) {
       for (int i = 0; i < done_steps; ++i) {
@@ -191,7 +208,8 @@ class graph_generator {
  private:
   mask_type mask() const { return mask_type(causal{}, left_padding{m_pad.data()}); }
 
-  static tensor_view<const std::int32_t, cuda> flat(const tensor<std::int32_t, cuda>& t, index_t n) {
+  static tensor_view<const std::int32_t, cuda> flat(const tensor<std::int32_t, cuda>& t,
+                                                    index_t n) {
     return tensor_view<const std::int32_t, cuda>(t.data(), {n});
   }
   static void upload(tensor<std::int32_t, cuda>& dst, const tensor<std::int32_t>& src) {
@@ -211,9 +229,10 @@ class graph_generator {
   }
 
   void advance(std::uint64_t* best) {
-    cuda_detail::launch(m_ctx, "advance", cuda_detail::advance_kernel, dim3(1), dim3(128), 0, m_tokens.data(),
-                        m_ids.data(), m_pos.data(), m_shift.data(), m_batch, m_steps,
-                        reinterpret_cast<unsigned long long*>(best), m_model.config.vocab_size);
+    cuda_detail::launch(m_ctx, "advance", cuda_detail::advance_kernel, dim3(1), dim3(128), 0,
+                        m_tokens.data(), m_ids.data(), m_pos.data(), m_shift.data(), m_batch,
+                        m_steps, reinterpret_cast<unsigned long long*>(best),
+                        m_model.config.vocab_size);
   }
 
   // One decode step for slot (plen - 1) + shift; shift is read on the device.
@@ -227,55 +246,18 @@ class graph_generator {
                          tensor_view<const std::int32_t, cuda>(m_pos.view()));
     if (fused && fused_decode_supported(m_model, m_batch)) {
       std::uint64_t* best = !m_params.do_sample && fused_argmax ? m_best.data() : nullptr;
-      fused_decode_step(m_ctx, m_model, x2, tensor_view<const std::int32_t, cuda>(m_pos.view()), m_cache, plen - 1,
-                        mask(), m_ws, m_logits.view(), best, fused_options);
-      if (best) advance(best);
-      else sample_and_advance();
+      fused_decode_step(m_ctx, m_model, x2, tensor_view<const std::int32_t, cuda>(m_pos.view()),
+                        m_cache, plen - 1, mask(), m_ws, m_logits.view(), best, fused_options);
+      if (best)
+        advance(best);
+      else
+        sample_and_advance();
     } else {
-      m_model.run_layers(m_ctx, x, tensor_view<const std::int32_t, cuda>(m_pos.view()), m_cache, plen - 1, mask(), 0,
-                         c.num_layers, m_ws);
+      m_model.run_layers(m_ctx, x, tensor_view<const std::int32_t, cuda>(m_pos.view()), m_cache,
+                         plen - 1, mask(), 0, c.num_layers, m_ws);
       finish_step(tensor_view<const T, cuda>(x2));
     }
     m_ctx.slot_shift = saved;
-  }
-
-  void capture(int plen) {
-    reset_graph();
-    cuda_check(cudaStreamBeginCapture(m_ctx.stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
-    try {
-      decode_step(plen);
-    } catch (...) {
-      cudaGraph_t g = nullptr;
-      cudaStreamEndCapture(m_ctx.stream, &g);
-      if (g) cudaGraphDestroy(g);
-      throw;
-    }
-    cuda_check(cudaStreamEndCapture(m_ctx.stream, &m_graph), "cudaStreamEndCapture");
-    cuda_check(cudaGraphInstantiate(&m_exec, m_graph, 0), "cudaGraphInstantiate");
-  }
-
-  void reset_graph() {
-    if (m_exec) cudaGraphExecDestroy(m_exec);
-    if (m_graph) cudaGraphDestroy(m_graph);
-    m_exec = nullptr;
-    m_graph = nullptr;
-  }
-
-  std::vector<std::int32_t> read_tokens(int steps) {
-    m_ctx.synchronize();
-    std::vector<std::int32_t> h(std::size_t(steps) * m_batch);
-    device_traits<cuda>::download(h.data(), m_tokens.data(), sizeof(std::int32_t) * h.size());
-    return h;
-  }
-
-  bool all_finished(const std::vector<std::int32_t>& tok, int steps, const std::vector<int>& eos) const {
-    for (int s = 0; s < m_batch; ++s) {
-      bool hit = false;
-      for (int i = 0; i < steps && !hit; ++i)
-        hit = std::find(eos.begin(), eos.end(), tok[std::size_t(i) * m_batch + s]) != eos.end();
-      if (!hit) return false;
-    }
-    return true;
   }
 
   context<cuda>& m_ctx;
@@ -288,8 +270,7 @@ class graph_generator {
   tensor<T, cuda> m_x, m_hidden, m_logits;
   tensor<std::int32_t, cuda> m_pad, m_prompt_ids, m_prompt_pos, m_ids, m_pos, m_shift, m_tokens;
   tensor<std::uint64_t, cuda> m_best;  // (B) greedy argmax folded into the LM head (fused step)
-  cudaGraph_t m_graph = nullptr;
-  cudaGraphExec_t m_exec = nullptr;
+  step_graph m_graph;                  // the captured decode_step
 };
 
 }  // namespace crossbatch

@@ -17,6 +17,7 @@
 
 #include "crossbatch/attention/cuda/attention.cuh"
 #include "crossbatch/generate/cross_batch.hpp"
+#include "crossbatch/generate/cuda/step_graph.cuh"
 #include "crossbatch/mix/cuda/ops.cuh"
 #include "crossbatch/mix/mixer.hpp"
 #include "crossbatch/model/decoder.hpp"
@@ -32,9 +33,10 @@ namespace cuda_detail {
 
 // tokens[s * B + b] = ids[b]; positions[b] += 1; groups[b] = -1 when ids[b] is an EOS id (retire);
 // then *shift = s + 1 for s = *shift.
-static __global__ void cross_batch_advance_kernel(std::int32_t* tokens, const std::int32_t* ids, std::int32_t* positions,
-                                           std::int32_t* groups, const std::int32_t* eos, int n_eos, int* shift, int batch,
-                                           int max_steps) {
+static __global__ void cross_batch_advance_kernel(std::int32_t* tokens, const std::int32_t* ids,
+                                                  std::int32_t* positions, std::int32_t* groups,
+                                                  const std::int32_t* eos, int n_eos, int* shift,
+                                                  int batch, int max_steps) {
   grid_dependency();
   const int s = *shift;
   __syncthreads();
@@ -56,18 +58,21 @@ class cross_batch_graph_decoder {
  public:
   using mask_type = all_of<causal, left_padding>;
 
-  bool use_graph = true;      // false: the same device-driven step, launched eagerly
-  int eos_check_every = 16;   // decode steps between host reads when stopping at EOS
+  bool use_graph = true;     // false: the same device-driven step, launched eagerly
+  int eos_check_every = 16;  // decode steps between host reads when stopping at EOS
 
   // Buffers for exactly `batch` prompts of up to max_prompt tokens and up to max_new new tokens.
-  cross_batch_graph_decoder(context<cuda>& ctx, const decoder_model<T, cuda>& model, int batch, int max_prompt, int max_new)
+  cross_batch_graph_decoder(context<cuda>& ctx, const decoder_model<T, cuda>& model, int batch,
+                            int max_prompt, int max_new)
       : m_ctx(ctx), m_model(model), m_batch(batch), m_max_prompt(max_prompt), m_max_new(max_new) {
     const auto& c = model.config;
-    require(batch > 0 && max_prompt > 0 && max_new > 0, "cross_batch_graph_decoder: batch, max_prompt and max_new must be positive");
+    require(batch > 0 && max_prompt > 0 && max_new > 0,
+            "cross_batch_graph_decoder: batch, max_prompt and max_new must be positive");
     m_cache = model.make_cache(batch, max_prompt + max_new);
     m_ws = decoder_workspace<T, cuda>(c, index_t(batch) * max_prompt);
     m_x = tensor<T, cuda>({index_t(batch) * max_prompt, c.hidden_size});
-    for (auto* t : {&m_states, &m_mixed, &m_normed, &m_hidden}) *t = tensor<T, cuda>({batch, c.hidden_size});
+    for (auto* t : {&m_states, &m_mixed, &m_normed, &m_hidden})
+      *t = tensor<T, cuda>({batch, c.hidden_size});
     m_logits = tensor<T, cuda>({batch, c.vocab_size});
     m_pad = tensor<std::int32_t, cuda>({batch});
     m_prompt_ids = tensor<std::int32_t, cuda>({index_t(batch) * max_prompt});
@@ -78,47 +83,54 @@ class cross_batch_graph_decoder {
     m_shift = tensor<std::int32_t, cuda>({1});
     m_tokens = tensor<std::int32_t, cuda>({max_new, batch});
   }
-  ~cross_batch_graph_decoder() { reset_graph(); }
   cross_batch_graph_decoder(const cross_batch_graph_decoder&) = delete;
   cross_batch_graph_decoder& operator=(const cross_batch_graph_decoder&) = delete;
 
   // Generates for `prompts` (exactly batch of them). mixer null: plain batched decoding. lm_head
   // (V, C) replaces the model's output embedding when given. opt.groups, mix_layer and projection
   // as in cross_batch_generate().
-  generation_result generate(const std::vector<std::vector<int>>& prompts, cross_batch_mixer<T, cuda>* mixer,
-                             const sampling_params& params, const cross_batch_options& opt, tensor_view<const T, cuda> lm_head = {}) {
+  generation_result generate(const std::vector<std::vector<int>>& prompts,
+                             cross_batch_mixer<T, cuda>* mixer, const sampling_params& params,
+                             const cross_batch_options& opt,
+                             tensor_view<const T, cuda> lm_head = {}) {
     using clock = std::chrono::steady_clock;
     const auto& c = m_model.config;
-    require(int(prompts.size()) == m_batch, "cross_batch_graph_decoder: built for " + std::to_string(m_batch) + " prompts, got " +
+    require(int(prompts.size()) == m_batch, "cross_batch_graph_decoder: built for " +
+                                                std::to_string(m_batch) + " prompts, got " +
                                                 std::to_string(prompts.size()));
     require(opt.max_new_tokens >= 0 && opt.max_new_tokens <= m_max_new,
-            "cross_batch_graph_decoder: max_new_tokens beyond the " + std::to_string(m_max_new) + " it was built for");
+            "cross_batch_graph_decoder: max_new_tokens beyond the " + std::to_string(m_max_new) +
+                " it was built for");
     m_mixer = mixer;
     m_k = resolve_mix_layer(opt.mix_layer, c.num_layers);
     m_projection = opt.projection;
     m_head = lm_head.data ? lm_head : m_model.output_embedding().view();
-    require<shape_error>(m_head.shape == shape_t{c.vocab_size, c.hidden_size}, "cross_batch_graph_decoder: lm_head must be (V, C)");
+    require<shape_error>(m_head.shape == shape_t{c.vocab_size, c.hidden_size},
+                         "cross_batch_graph_decoder: lm_head must be (V, C)");
     int plen = 0;
     for (std::size_t s = 0; s < prompts.size(); ++s) {
       require(!prompts[s].empty(), "generate: prompt " + std::to_string(s) + " is empty");
       for (int id : prompts[s])
-        require(id >= 0 && id < c.vocab_size, "generate: prompt " + std::to_string(s) + " holds token id " + std::to_string(id) +
-                                                  " outside the vocabulary of " + std::to_string(c.vocab_size));
+        require(id >= 0 && id < c.vocab_size,
+                "generate: prompt " + std::to_string(s) + " holds token id " + std::to_string(id) +
+                    " outside the vocabulary of " + std::to_string(c.vocab_size));
       plen = std::max(plen, int(prompts[s].size()));
       require(int(prompts[s].size()) + opt.max_new_tokens <= c.max_positions,
-              "generate: prompt " + std::to_string(s) + " with max_new_tokens exceeds the model's context");
+              "generate: prompt " + std::to_string(s) +
+                  " with max_new_tokens exceeds the model's context");
     }
-    require(plen <= m_max_prompt, "cross_batch_graph_decoder: prompt of " + std::to_string(plen) + " tokens, built for " +
-                                      std::to_string(m_max_prompt));
-    require(opt.groups.empty() || int(opt.groups.size()) == m_batch, "cross_batch_graph_decoder: one group id per prompt");
+    require(plen <= m_max_prompt, "cross_batch_graph_decoder: prompt of " + std::to_string(plen) +
+                                      " tokens, built for " + std::to_string(m_max_prompt));
+    require(opt.groups.empty() || int(opt.groups.size()) == m_batch,
+            "cross_batch_graph_decoder: one group id per prompt");
     generation_result r;
     r.tokens.resize(m_batch);
     r.stopped_at_eos.assign(m_batch, false);
     for (const auto& p : prompts) r.prompt_tokens += int(p.size());
     if (opt.max_new_tokens == 0) return r;
 
-    tensor<std::int32_t> ids({index_t(m_batch) * plen}), pos({index_t(m_batch) * plen}), pad({m_batch}), next_pos({m_batch}),
-        groups({m_batch});
+    tensor<std::int32_t> ids({index_t(m_batch) * plen}), pos({index_t(m_batch) * plen}),
+        pad({m_batch}), next_pos({m_batch}), groups({m_batch});
     for (int s = 0; s < m_batch; ++s) {
       const int len = int(prompts[s].size()), p = plen - len;
       pad(s) = p;
@@ -149,22 +161,28 @@ class cross_batch_graph_decoder {
     const auto t0 = clock::now();
     prefill(plen);
     m_cache.length = plen;
-    if (use_graph) capture(plen);
+    if (use_graph) m_graph.capture(m_ctx.stream, [&] { decode_step(plen); });
     m_ctx.synchronize();
     const auto t1 = clock::now();
     r.prefill_seconds = std::chrono::duration<double>(t1 - t0).count();
 
     int done_steps = 1;
     while (done_steps < m_steps) {
-      const int chunk = opt.stop_at_eos ? std::min(eos_check_every, m_steps - done_steps) : m_steps - done_steps;
+      const int chunk =
+          opt.stop_at_eos ? std::min(eos_check_every, m_steps - done_steps) : m_steps - done_steps;
       for (int i = 0; i < chunk; ++i) {
-        if (use_graph) cuda_check(cudaGraphLaunch(m_exec, m_ctx.stream), "cudaGraphLaunch");
-        else decode_step(plen);
+        if (use_graph)
+          m_graph.launch(m_ctx.stream);
+        else
+          decode_step(plen);
       }
       done_steps += chunk;
-      if (opt.stop_at_eos && done_steps < m_steps && all_finished(read_tokens(done_steps), done_steps, eos)) break;
+      if (opt.stop_at_eos && done_steps < m_steps &&
+          all_sequences_finished(read_step_tokens(m_ctx, m_tokens, done_steps, m_batch), done_steps,
+                                 m_batch, eos))
+        break;
     }
-    const auto host_tokens = read_tokens(done_steps);
+    const auto host_tokens = read_step_tokens(m_ctx, m_tokens, done_steps, m_batch);
     r.decode_seconds = std::chrono::duration<double>(clock::now() - t1).count();
     for (int s = 0; s < m_batch; ++s)
       for (int i = 0; i < done_steps; ++i) {
@@ -183,7 +201,8 @@ class cross_batch_graph_decoder {
  private:
   using cv = tensor_view<const T, cuda>;
   mask_type mask() const { return mask_type(causal{}, left_padding{m_pad.data()}); }
-  static tensor_view<const std::int32_t, cuda> flat(const tensor<std::int32_t, cuda>& t, index_t n) {
+  static tensor_view<const std::int32_t, cuda> flat(const tensor<std::int32_t, cuda>& t,
+                                                    index_t n) {
     return tensor_view<const std::int32_t, cuda>(t.data(), {n});
   }
   static void upload(tensor<std::int32_t, cuda>& dst, const tensor<std::int32_t>& src) {
@@ -193,7 +212,8 @@ class cross_batch_graph_decoder {
 
   // The layers of one call over x (B, T, C) whose newest rows are `newest` (B, C): mixing at layer
   // k, then the head input; logits, sampling and the advance kernel.
-  void forward(tensor_view<T, cuda> x, tensor_view<T, cuda> newest, tensor_view<const std::int32_t, cuda> positions, int start) {
+  void forward(tensor_view<T, cuda> x, tensor_view<T, cuda> newest,
+               tensor_view<const std::int32_t, cuda> positions, int start) {
     const int L = m_model.config.num_layers, stop = m_mixer ? std::min(m_k, L) : L;
     m_model.run_layers(m_ctx, x, positions, m_cache, start, mask(), 0, stop, m_ws);
     cv feat;
@@ -222,9 +242,11 @@ class cross_batch_graph_decoder {
     }
     linear(m_ctx, m_logits.view(), feat, m_head);
     sample(m_ctx, m_params, cv(m_logits.view()), m_ids.view(), m_rng, 0);
-    cuda_detail::launch(m_ctx, "cross_batch_advance", cuda_detail::cross_batch_advance_kernel, dim3(1), dim3(128), 0,
-                        m_tokens.data(), static_cast<const std::int32_t*>(m_ids.data()), m_pos.data(), m_groups.data(),
-                        static_cast<const std::int32_t*>(m_eos.data()), m_n_eos, m_shift.data(), m_batch, m_steps);
+    cuda_detail::launch(m_ctx, "cross_batch_advance", cuda_detail::cross_batch_advance_kernel,
+                        dim3(1), dim3(128), 0, m_tokens.data(),
+                        static_cast<const std::int32_t*>(m_ids.data()), m_pos.data(),
+                        m_groups.data(), static_cast<const std::int32_t*>(m_eos.data()), m_n_eos,
+                        m_shift.data(), m_batch, m_steps);
   }
 
   void prefill(int plen) {
@@ -232,7 +254,8 @@ class cross_batch_graph_decoder {
     const index_t n = index_t(m_batch) * plen, C = c.hidden_size;
     auto x = tensor_view<T, cuda>(m_x.data(), {m_batch, plen, C});
     m_model.embed_tokens(m_ctx, x.reshape({n, C}), flat(m_prompt_ids, n), flat(m_prompt_pos, n));
-    const tensor_view<T, cuda> newest(m_x.data() + (plen - 1) * C, {m_batch, C}, {index_t(plen) * C, 1});
+    const tensor_view<T, cuda> newest(m_x.data() + (plen - 1) * C, {m_batch, C},
+                                      {index_t(plen) * C, 1});
     forward(x, newest, flat(m_prompt_pos, n), 0);
   }
 
@@ -249,51 +272,14 @@ class cross_batch_graph_decoder {
     m_ctx.slot_shift = saved;
   }
 
-  void capture(int plen) {
-    reset_graph();
-    cuda_check(cudaStreamBeginCapture(m_ctx.stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
-    try {
-      decode_step(plen);
-    } catch (...) {
-      cudaGraph_t g = nullptr;
-      cudaStreamEndCapture(m_ctx.stream, &g);
-      if (g) cudaGraphDestroy(g);
-      throw;
-    }
-    cuda_check(cudaStreamEndCapture(m_ctx.stream, &m_graph), "cudaStreamEndCapture");
-    cuda_check(cudaGraphInstantiate(&m_exec, m_graph, 0), "cudaGraphInstantiate");
-  }
-
-  void reset_graph() {
-    if (m_exec) cudaGraphExecDestroy(m_exec);
-    if (m_graph) cudaGraphDestroy(m_graph);
-    m_exec = nullptr;
-    m_graph = nullptr;
-  }
-
-  std::vector<std::int32_t> read_tokens(int steps) {
-    m_ctx.synchronize();
-    std::vector<std::int32_t> h(std::size_t(steps) * m_batch);
-    device_traits<cuda>::download(h.data(), m_tokens.data(), sizeof(std::int32_t) * h.size());
-    return h;
-  }
-
-  bool all_finished(const std::vector<std::int32_t>& tok, int steps, const std::vector<int>& eos) const {
-    for (int s = 0; s < m_batch; ++s) {
-      bool hit = false;
-      for (int i = 0; i < steps && !hit; ++i) hit = std::find(eos.begin(), eos.end(), tok[std::size_t(i) * m_batch + s]) != eos.end();
-      if (!hit) return false;
-    }
-    return true;
-  }
-
   context<cuda>& m_ctx;
   const decoder_model<T, cuda>& m_model;
   int m_batch, m_max_prompt, m_max_new;
   kv_cache<T, cuda> m_cache;
   decoder_workspace<T, cuda> m_ws;
   tensor<T, cuda> m_x, m_states, m_mixed, m_normed, m_hidden, m_logits;
-  tensor<std::int32_t, cuda> m_pad, m_prompt_ids, m_prompt_pos, m_ids, m_pos, m_groups, m_shift, m_tokens, m_eos;
+  tensor<std::int32_t, cuda> m_pad, m_prompt_ids, m_prompt_pos, m_ids, m_pos, m_groups, m_shift,
+      m_tokens, m_eos;
   int m_n_eos = 0;
   cross_batch_mixer<T, cuda>* m_mixer = nullptr;
   int m_k = 0;
@@ -302,8 +288,7 @@ class cross_batch_graph_decoder {
   sampling_params m_params;
   counter_rng m_rng;
   int m_steps = 0;
-  cudaGraph_t m_graph = nullptr;
-  cudaGraphExec_t m_exec = nullptr;
+  step_graph m_graph;  // the captured decode_step
 };
 
 }  // namespace crossbatch
