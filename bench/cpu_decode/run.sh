@@ -2,13 +2,15 @@
 # Runs the CPU decode benchmark and the PyTorch reference in one invocation and prints the table:
 # tokens/s of crossbatch vs PyTorch eager (plain KV-cache loop) and transformers generate.
 #   bench/cpu_decode/run.sh [build dir]     (needs torch + transformers: pip install torch transformers)
+# THREADS=N gives both sides N threads (default 0: all cores).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${1:-build/cpu}
+threads=${THREADS:-0}
 cmake --build "$build" --target bench_cpu_decode >/dev/null
 mkdir -p bench/results
 out=bench/results/cpu_decode.json
-{ "$build/bench/cpu_decode/bench_cpu_decode"; python3 bench/hf_reference.py; } > "$out.tmp"
+{ "$build/bench/cpu_decode/bench_cpu_decode" --threads "$threads"; python3 bench/hf_reference.py --threads "$threads"; } > "$out.tmp"
 mv "$out.tmp" "$out"
 python3 - "$out" <<'PY'
 import json, sys

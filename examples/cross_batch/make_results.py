@@ -69,7 +69,7 @@ def main():
     logs, out = sys.argv[1], sys.argv[2]
     md = []
     md.append("# Cross-batch generation: results\n")
-    md.append("Regenerate everything on this page with one command (CPU, about 1.5 hours on two shared cores):\n")
+    md.append("Regenerate everything on this page with one command (CPU, about an hour on two cores):\n")
     md.append("```sh\nexamples/cross_batch/run_results.sh\n```\n")
     first = load(os.path.join(logs, "train_split.json"))
     md.append(f"Generated {datetime.date.today().isoformat()} at commit {git_head()} on {cpu_name()} "
@@ -86,9 +86,9 @@ def main():
     md.append(f"- Mixer: {mixer['kind']} over the batch, {mixer['num_heads']} heads, {mixer['combine']} mode, at mix_layer "
               f"{first['mix_layer']} (the final-normed output the LM head reads); only questions of the same story mix.")
     md.append(f"- Training: base model frozen, answer states cached once; {first['epochs']} epochs, batches of "
-              f"{first['batch_size']} questions (whole stories packed), AdamW lr {first['learning_rate']} (warm-up "
-              f"{first['warmup_ratio']:.0%}, cosine decay), weight decay {first['weight_decay']}, clipping at "
-              f"{first['max_grad_norm']}. Methods as in the reference: `baseline` = LM head only (no mixing), "
+              f"{first['batch_size']} questions (whole stories packed), AdamW lr {first['learning_rate']:g} (warm-up "
+              f"{first['warmup_ratio']:.0%}, cosine decay), weight decay {first['weight_decay']:g}, clipping at "
+              f"{first['max_grad_norm']:g}. Methods as in the reference: `baseline` = LM head only (no mixing), "
               "`crossbatch` = LM head + mixer.")
     md.append("- Losses are nats per answer token, averaged over tokens (the reference averages per batch).\n")
 
@@ -133,14 +133,17 @@ def main():
     extra = sorted(glob.glob(os.path.join(logs, "train_*_*.json")))
     if extra:
         md.append("## Other mixer settings (held-out loss, same data and schedule)\n")
-        md.append("| Run | Mixer | mix_layer | Held-out loss | Control: other stories | Head without mixer |\n|---|---|---|---|---|---|")
+        md.append("A layer other than the last is read through the final norm and the trained head (`project`); its "
+                  "'frozen model' is the original head on those states.\n")
+        md.append("| Run | Mixer | mix_layer | Frozen model | Held-out loss | Control: other stories | Head without mixer |\n"
+                  "|---|---|---|---|---|---|---|")
         for path in extra:
             h = load(path)
             for method, info in h["methods"].items():
                 e = info["epochs"][-1]
                 mx = h["mixer"]
                 md.append(f"| {os.path.basename(path)[6:-5]} ({method}) | {mx['kind']}/{mx['combine']} | {h['mix_layer']} | "
-                          f"{e['held_out_loss']:.4f} | {info.get('held_out_other_contexts_loss', float('nan')):.4f} | "
+                          f"{h['frozen_held_out_loss']:.4f} | {e['held_out_loss']:.4f} | {info.get('held_out_other_contexts_loss', float('nan')):.4f} | "
                           f"{e['held_out_baseline_loss']:.4f} |")
         md.append("")
 
@@ -154,8 +157,10 @@ def main():
                          f"{foreign - cross:+.4f} of it needs the right partners")
             line += f". Without its mixer the co-trained head scores {nomix:.4f}."
             md.append(line)
+        notes = read(os.path.join(os.path.dirname(out), "RESULTS_notes.md"))
+        if notes:
+            md.append("\n" + notes)
         md.append("")
-        md.append(read(os.path.join(os.path.dirname(out), "RESULTS_notes.md")) + "\n")
 
     bench = read(os.path.join(logs, "bench_cpu.txt"))
     if bench:
