@@ -12,9 +12,13 @@
 #else
 #include <boost/test/unit_test.hpp>
 #endif
+#include <boost/mpl/list.hpp>
 #include <cstdio>
 
+#include "crossbatch/core/context.hpp"
+#include "crossbatch/core/cuda_context.hpp"
 #include "crossbatch/core/cuda_device.hpp"
+#include "crossbatch/core/dtype.hpp"
 #include "crossbatch/core/transfer.hpp"
 
 int main(int argc, char** argv) {
@@ -27,6 +31,14 @@ int main(int argc, char** argv) {
 
 namespace cbgpu {
 using gpu = crossbatch::cuda;  // crossbatch::cuda; plain `cuda` clashes with CCCL's namespace
+using dtypes = boost::mpl::list<float, crossbatch::half, crossbatch::bfloat16>;
+
+// The suite's GPU context (created on first use, after main's skip check) and a CPU context.
+inline crossbatch::context<gpu>& gctx() {
+  static crossbatch::context<gpu> ctx;
+  return ctx;
+}
+inline crossbatch::context<crossbatch::cpu> hctx;
 
 template <class T>
 crossbatch::tensor<T, gpu> up(const crossbatch::tensor<T>& h) {

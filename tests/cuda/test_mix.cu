@@ -6,7 +6,6 @@
 #define BOOST_TEST_MODULE cuda_mix
 #include "gpu_main.hpp"
 
-#include <boost/mpl/list.hpp>
 
 #include "crossbatch/cuda.hpp"
 #include "crossbatch/generate/cross_batch.hpp"
@@ -18,15 +17,8 @@
 
 using namespace crossbatch;
 using namespace cbgpu;
-using dtypes = boost::mpl::list<float, crossbatch::half, crossbatch::bfloat16>;
 
 namespace {
-
-context<gpu>& gctx() {
-  static context<gpu> ctx;
-  return ctx;
-}
-context<cpu> hctx;
 
 template <class T>
 tensor<T> cast_host(const tensor<float>& f) {

@@ -18,11 +18,6 @@ using namespace cbgpu;
 
 namespace {
 
-context<gpu>& gctx() {
-  static context<gpu> ctx;
-  return ctx;
-}
-context<cpu> hctx;
 constexpr int C = 96, V = 300;
 
 answer_batch random_batch(unsigned seed) {

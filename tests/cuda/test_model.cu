@@ -6,7 +6,6 @@
 #define BOOST_TEST_MODULE cuda_model
 #include "gpu_main.hpp"
 
-#include <boost/mpl/list.hpp>
 #include <cmath>
 
 #include "crossbatch/cuda.hpp"
@@ -16,14 +15,8 @@
 
 using namespace crossbatch;
 using namespace cbgpu;
-using dtypes = boost::mpl::list<float, crossbatch::half, crossbatch::bfloat16>;
 
 namespace {
-
-context<gpu>& gctx() {
-  static context<gpu> ctx;
-  return ctx;
-}
 
 std::string golden(const std::string& c) { return cbtest::data_dir() + "/goldens/" + c; }
 const std::vector<std::string> decoder_cases = {"gpt2", "llama_gqa_tied", "llama3_scaled_untied", "qwen2"};

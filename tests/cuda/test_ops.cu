@@ -6,7 +6,6 @@
 #define BOOST_TEST_MODULE cuda_ops
 #include "gpu_main.hpp"
 
-#include <boost/mpl/list.hpp>
 
 #include "crossbatch/cuda.hpp"
 #include "crossbatch/ops/cpu.hpp"
@@ -14,15 +13,9 @@
 
 using namespace crossbatch;
 using namespace cbgpu;
-using dtypes = boost::mpl::list<float, crossbatch::half, crossbatch::bfloat16>;
 
 namespace {
 
-context<gpu>& gctx() {
-  static context<gpu> ctx;
-  return ctx;
-}
-context<cpu> hctx;
 unsigned seed_counter = 1000;
 unsigned fresh_seed() { return seed_counter++; }
 
