@@ -21,7 +21,8 @@ inline std::string data_dir() { return CROSSBATCH_TEST_DATA; }
 inline std::filesystem::path scratch_dir(const std::string& name) {
   static int counter = 0;
   auto p = std::filesystem::temp_directory_path() /
-           ("crossbatch_test_" + name + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+           ("crossbatch_test_" + name + "_" + std::to_string(::getpid()) + "_" +
+            std::to_string(counter++));
   std::filesystem::create_directories(p);
   return p;
 }
@@ -52,24 +53,25 @@ float max_abs_diff(tensor_view<A> a, tensor_view<B> b) {
 
 // Elementwise |a - b| <= atol + rtol |b| with the tolerance of dtype T; reports the worst element.
 template <class T, class A, class B>
-void check_close(tensor_view<A> a, tensor_view<B> b, const std::string& what,
-                 float scale = 1.f) {
-  BOOST_REQUIRE_MESSAGE(a.shape == b.shape, what << ": shape " << to_string(a.shape) << " vs "
-                                                 << to_string(b.shape));
+void check_close(tensor_view<A> a, tensor_view<B> b, const std::string& what, float scale = 1.f) {
+  BOOST_REQUIRE_MESSAGE(a.shape == b.shape,
+                        what << ": shape " << to_string(a.shape) << " vs " << to_string(b.shape));
   float worst = 0;
   index_t worst_i = -1;
   for (index_t i = 0; i < a.size(); ++i) {
     const float x = static_cast<float>(a.data[i]), y = static_cast<float>(b.data[i]);
-    const float excess = std::fabs(x - y) - scale * (dtype_traits<T>::atol + dtype_traits<T>::rtol * std::fabs(y));
+    const float excess =
+        std::fabs(x - y) - scale * (dtype_traits<T>::atol + dtype_traits<T>::rtol * std::fabs(y));
     if (!(excess <= worst)) {
       worst = std::isnan(excess) ? INFINITY : excess;
       worst_i = i;
     }
   }
-  BOOST_CHECK_MESSAGE(worst_i < 0, what << ": element " << worst_i << " differs: "
-                                        << (worst_i >= 0 ? static_cast<float>(a.data[worst_i]) : 0.f) << " vs "
-                                        << (worst_i >= 0 ? static_cast<float>(b.data[worst_i]) : 0.f)
-                                        << " (" << dtype_traits<T>::name << " tolerance)");
+  BOOST_CHECK_MESSAGE(worst_i < 0,
+                      what << ": element " << worst_i << " differs: "
+                           << (worst_i >= 0 ? static_cast<float>(a.data[worst_i]) : 0.f) << " vs "
+                           << (worst_i >= 0 ? static_cast<float>(b.data[worst_i]) : 0.f) << " ("
+                           << dtype_traits<T>::name << " tolerance)");
 }
 
 }  // namespace cbtest

@@ -10,12 +10,27 @@ namespace cbtest {
 inline crossbatch::json tiny_config(const std::string& family) {
   using crossbatch::json;
   if (family == "gpt2")
-    return {{"model_type", "gpt2"}, {"vocab_size", 97}, {"n_embd", 32}, {"n_layer", 2}, {"n_head", 4},
-            {"n_positions", 64}, {"layer_norm_epsilon", 1e-5}, {"activation_function", "gelu_new"}, {"eos_token_id", 96}};
-  json c = {{"model_type", family}, {"vocab_size", 101}, {"hidden_size", 32}, {"num_hidden_layers", 2},
-            {"num_attention_heads", 4}, {"num_key_value_heads", 2}, {"intermediate_size", 48},
-            {"max_position_embeddings", 64}, {"rms_norm_eps", 1e-6}, {"rope_theta", 10000.0},
-            {"tie_word_embeddings", family == "llama"}, {"eos_token_id", 100}};
+    return {{"model_type", "gpt2"},
+            {"vocab_size", 97},
+            {"n_embd", 32},
+            {"n_layer", 2},
+            {"n_head", 4},
+            {"n_positions", 64},
+            {"layer_norm_epsilon", 1e-5},
+            {"activation_function", "gelu_new"},
+            {"eos_token_id", 96}};
+  json c = {{"model_type", family},
+            {"vocab_size", 101},
+            {"hidden_size", 32},
+            {"num_hidden_layers", 2},
+            {"num_attention_heads", 4},
+            {"num_key_value_heads", 2},
+            {"intermediate_size", 48},
+            {"max_position_embeddings", 64},
+            {"rms_norm_eps", 1e-6},
+            {"rope_theta", 10000.0},
+            {"tie_word_embeddings", family == "llama"},
+            {"eos_token_id", 100}};
   return c;
 }
 

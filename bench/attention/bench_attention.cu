@@ -21,20 +21,24 @@ namespace {
 struct dense_mask {
   const unsigned char* m = nullptr;
   int t = 0;
-  CROSSBATCH_HD bool allowed(int s, int q, int k) const { return m[(index_t(s) * t + q) * t + k] != 0; }
+  CROSSBATCH_HD bool allowed(int s, int q, int k) const {
+    return m[(index_t(s) * t + q) * t + k] != 0;
+  }
   CROSSBATCH_HD tile tile_kind(int, int, int, int, int) const { return tile::partial; }
 };
 
 template <class T>
 __global__ void fill(T* p, index_t n, std::uint64_t seed) {
   const counter_rng rng{seed};
-  for (index_t i = blockIdx.x * index_t(blockDim.x) + threadIdx.x; i < n; i += index_t(gridDim.x) * blockDim.x)
+  for (index_t i = blockIdx.x * index_t(blockDim.x) + threadIdx.x; i < n;
+       i += index_t(gridDim.x) * blockDim.x)
     p[i] = cuda_detail::from_f<T>(2.0f * rng.uniform(0, std::uint64_t(i)) - 1.0f);
 }
 
 template <class M>
-double time_ms(const context<gpu>& ctx, int reps, tensor<bfloat16, gpu>& out, const tensor<bfloat16, gpu>& q,
-               const tensor<bfloat16, gpu>& k, const tensor<bfloat16, gpu>& v, const M& mask, int t) {
+double time_ms(const context<gpu>& ctx, int reps, tensor<bfloat16, gpu>& out,
+               const tensor<bfloat16, gpu>& q, const tensor<bfloat16, gpu>& k,
+               const tensor<bfloat16, gpu>& v, const M& mask, int t) {
   const attention_shape a{0, t, 0.125f};
   auto run = [&] { attention(ctx, out.view(), q.view(), k.view(), v.view(), mask, a); };
   for (int i = 0; i < 3; ++i) run();
@@ -63,9 +67,12 @@ int main(int argc, char** argv) {
   std::string json_path;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
-    if (k == "--batch") batch = std::stoi(v);
-    else if (k == "--reps") reps = std::stoi(v);
-    else if (k == "--json") json_path = v;
+    if (k == "--batch")
+      batch = std::stoi(v);
+    else if (k == "--reps")
+      reps = std::stoi(v);
+    else if (k == "--json")
+      json_path = v;
   }
   if (cuda_device_count() == 0) {
     std::puts("no CUDA device: skipping");
@@ -73,7 +80,8 @@ int main(int argc, char** argv) {
   }
   const int segs = 5, seg_len = 256, t = segs * seg_len, h = 14, hkv = 2, d = 64;
   context<gpu> ctx;
-  tensor<bfloat16, gpu> q({batch, t, h, d}), out({batch, t, h, d}), k({batch, hkv, t, d}), v({batch, hkv, t, d});
+  tensor<bfloat16, gpu> q({batch, t, h, d}), out({batch, t, h, d}), k({batch, hkv, t, d}),
+      v({batch, hkv, t, d});
   fill<<<1024, 256>>>(dev(q.data()), q.size(), 1);
   fill<<<1024, 256>>>(dev(k.data()), k.size(), 2);
   fill<<<1024, 256>>>(dev(v.data()), v.size(), 3);
@@ -90,14 +98,18 @@ int main(int argc, char** argv) {
       for (int ki = 0; ki < t; ++ki) dense(s, qi, ki) = ki <= qi && hseg.allowed(s, qi, ki);
   auto dseg = to_device<gpu>(seg), dgen = to_device<gpu>(gen);
   auto ddense = to_device<gpu>(dense);
-  const auto iso = all_of<causal, segment_isolation>(causal{}, segment_isolation{dseg.data(), dgen.data(), t});
+  const auto iso =
+      all_of<causal, segment_isolation>(causal{}, segment_isolation{dseg.data(), dgen.data(), t});
   const double t_causal = time_ms(ctx, reps, out, q, k, v, causal{}, t);
   const double t_iso = time_ms(ctx, reps, out, q, k, v, iso, t);
   const double t_dense = time_ms(ctx, reps, out, q, k, v, dense_mask{ddense.data(), t}, t);
   // Visible pairs: causal t(t+1)/2; isolation: prefix causal + per segment (prefix + causal own).
   const double pairs_causal = 0.5 * t * (t + 1.0);
-  const double pairs_iso = 0.5 * seg_len * (seg_len + 1.0) + (segs - 1) * (double(seg_len) * seg_len + 0.5 * seg_len * (seg_len + 1.0));
-  std::printf("prefill attention, B=%d, T=%d (5 x 256), H=%d, Hkv=%d, D=%d, bf16\n", batch, t, h, hkv, d);
+  const double pairs_iso =
+      0.5 * seg_len * (seg_len + 1.0) +
+      (segs - 1) * (double(seg_len) * seg_len + 0.5 * seg_len * (seg_len + 1.0));
+  std::printf("prefill attention, B=%d, T=%d (5 x 256), H=%d, Hkv=%d, D=%d, bf16\n", batch, t, h,
+              hkv, d);
   std::printf("%-22s %10s %14s\n", "mask", "ms", "visible pairs");
   std::printf("%-22s %10.3f %14.0f\n", "causal", t_causal, pairs_causal);
   std::printf("%-22s %10.3f %14.0f\n", "segment isolation", t_iso, pairs_iso);
@@ -105,8 +117,13 @@ int main(int argc, char** argv) {
   std::printf("segment isolation / causal = %.2f (target <= 1)\n", t_iso / t_causal);
   if (!json_path.empty()) {
     std::ofstream js(json_path);
-    js << json({{"kind", "attention"}, {"batch", batch}, {"tokens", t}, {"causal_ms", t_causal},
-                {"segment_isolation_ms", t_iso}, {"dense_mask_ms", t_dense}, {"iso_over_causal", t_iso / t_causal}})
+    js << json({{"kind", "attention"},
+                {"batch", batch},
+                {"tokens", t},
+                {"causal_ms", t_causal},
+                {"segment_isolation_ms", t_iso},
+                {"dense_mask_ms", t_dense},
+                {"iso_over_causal", t_iso / t_causal}})
               .dump()
        << "\n";
   }

@@ -25,8 +25,14 @@ int main(int argc, char** argv) {
   app.add_option("--repeats", repeats, "timed repetitions (median reported)");
   CLI11_PARSE(app, argc, argv);
 
-  const json config = {{"model_type", "gpt2"}, {"vocab_size", 50257}, {"n_embd", 768}, {"n_layer", 12}, {"n_head", 12},
-                       {"n_positions", 1024}, {"layer_norm_epsilon", 1e-5}, {"activation_function", "gelu_new"}};
+  const json config = {{"model_type", "gpt2"},
+                       {"vocab_size", 50257},
+                       {"n_embd", 768},
+                       {"n_layer", 12},
+                       {"n_head", 12},
+                       {"n_positions", 1024},
+                       {"layer_norm_epsilon", 1e-5},
+                       {"activation_function", "gelu_new"}};
   if (!std::filesystem::exists(dir + "/config.json")) {
     std::cerr << "writing random GPT-2 124M weights to " << dir << "\n";
     write_random_model(dir, config, 0);
@@ -42,21 +48,30 @@ int main(int argc, char** argv) {
     opt.max_new_tokens = new_tokens;
     opt.stop_at_eos = false;
     std::vector<double> decode, prefill;
-    generate(ctx, model, prompts, greedy{}, [&] { auto o = opt; o.max_new_tokens = 4; return o; }());  // warm-up
+    generate(ctx, model, prompts, greedy{}, [&] {
+      auto o = opt;
+      o.max_new_tokens = 4;
+      return o;
+    }());  // warm-up
     for (int r = 0; r < repeats; ++r) {
       const auto res = generate(ctx, model, prompts, greedy{}, opt);
       decode.push_back(res.decode_seconds);
       prefill.push_back(res.prefill_seconds);
-      std::cerr << "batch " << b << " repeat " << r + 1 << "/" << repeats << ": " << (b * (new_tokens - 1)) / res.decode_seconds
-                << " tok/s\n";
+      std::cerr << "batch " << b << " repeat " << r + 1 << "/" << repeats << ": "
+                << (b * (new_tokens - 1)) / res.decode_seconds << " tok/s\n";
     }
     std::sort(decode.begin(), decode.end());
     std::sort(prefill.begin(), prefill.end());
     const double d = decode[decode.size() / 2], p = prefill[prefill.size() / 2];
     // The first new token comes from the prefill; decode covers the other new_tokens - 1 steps.
-    std::cout << json{{"impl", "crossbatch"}, {"batch", b}, {"prompt", prompt}, {"new_tokens", new_tokens},
-                      {"threads", ctx.threads}, {"decode_tokens_per_s", b * (new_tokens - 1) / d},
-                      {"prefill_tokens_per_s", b * prompt / p}, {"ms_per_step", 1000 * d / (new_tokens - 1)}}
+    std::cout << json{{"impl", "crossbatch"},
+                      {"batch", b},
+                      {"prompt", prompt},
+                      {"new_tokens", new_tokens},
+                      {"threads", ctx.threads},
+                      {"decode_tokens_per_s", b * (new_tokens - 1) / d},
+                      {"prefill_tokens_per_s", b * prompt / p},
+                      {"ms_per_step", 1000 * d / (new_tokens - 1)}}
                      .dump()
               << std::endl;
   }

@@ -4,8 +4,10 @@
 // mixer it is plain decoding on identical machinery), plus the library's graph_generator as the
 // reference plain decode. Random weights of a real shape (bench/decode/random_model.cuh) or a
 // model directory. Target: mixing costs at most 10 % more time per token than plain decoding.
-//   bench_cross_batch [--shape smollm2-135m] [--model-dir DIR] [--batch 32] [--prompt 128] [--new 128]
-//                     [--dtype bf16|float16|float32] [--groups 4] [--reps 5] [--pdl 1] [--json out.json]
+//   bench_cross_batch [--shape smollm2-135m] [--model-dir DIR] [--batch 32] [--prompt 128] [--new
+//   128]
+//                     [--dtype bf16|float16|float32] [--groups 4] [--reps 5] [--pdl 1] [--json
+//                     out.json]
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
@@ -36,11 +38,12 @@ struct variant {
 };
 
 template <class T>
-int run(const std::string& shape, const std::string& model_dir, int batch, int prompt, int fresh, int n_groups, int reps, bool pdl,
-        const std::string& json_path) {
+int run(const std::string& shape, const std::string& model_dir, int batch, int prompt, int fresh,
+        int n_groups, int reps, bool pdl, const std::string& json_path) {
   context<gpu> ctx;
   ctx.pdl = pdl;
-  const auto model = model_dir.empty() ? bench::random_decoder<T>(bench::shape_config(shape)) : decoder_model<T, gpu>::load(model_dir);
+  const auto model = model_dir.empty() ? bench::random_decoder<T>(bench::shape_config(shape))
+                                       : decoder_model<T, gpu>::load(model_dir);
   const auto& c = model.config;
   const int L = c.num_layers;
   std::vector<std::vector<int>> prompts(batch);
@@ -57,21 +60,27 @@ int run(const std::string& shape, const std::string& model_dir, int batch, int p
   sampling_params greedy_params;
 
   const std::vector<variant> variants = {
-      {"plain (same decoder, no mixer)", false, mixer_kind::attention, combine_mode::scale, -1, mix_projection::project},
-      {"attention/scale @ -1", true, mixer_kind::attention, combine_mode::scale, -1, mix_projection::project},
-      {"attention/alpha @ -1", true, mixer_kind::attention, combine_mode::alpha, -1, mix_projection::project},
-      {"attention/gate @ -1", true, mixer_kind::attention, combine_mode::gate, -1, mix_projection::project},
-      {"embedding/scale @ -1", true, mixer_kind::embedding, combine_mode::scale, -1, mix_projection::project},
-      {"embedding/gate @ -1", true, mixer_kind::embedding, combine_mode::gate, -1, mix_projection::project},
-      {"attention/scale @ " + std::to_string(L - 10) + " project", true, mixer_kind::attention, combine_mode::scale, L - 10,
+      {"plain (same decoder, no mixer)", false, mixer_kind::attention, combine_mode::scale, -1,
        mix_projection::project},
-      {"attention/scale @ " + std::to_string(L - 10) + " continue", true, mixer_kind::attention, combine_mode::scale, L - 10,
-       mix_projection::continue_layers},
+      {"attention/scale @ -1", true, mixer_kind::attention, combine_mode::scale, -1,
+       mix_projection::project},
+      {"attention/alpha @ -1", true, mixer_kind::attention, combine_mode::alpha, -1,
+       mix_projection::project},
+      {"attention/gate @ -1", true, mixer_kind::attention, combine_mode::gate, -1,
+       mix_projection::project},
+      {"embedding/scale @ -1", true, mixer_kind::embedding, combine_mode::scale, -1,
+       mix_projection::project},
+      {"embedding/gate @ -1", true, mixer_kind::embedding, combine_mode::gate, -1,
+       mix_projection::project},
+      {"attention/scale @ " + std::to_string(L - 10) + " project", true, mixer_kind::attention,
+       combine_mode::scale, L - 10, mix_projection::project},
+      {"attention/scale @ " + std::to_string(L - 10) + " continue", true, mixer_kind::attention,
+       combine_mode::scale, L - 10, mix_projection::continue_layers},
   };
   std::ofstream json_out;
   if (!json_path.empty()) json_out.open(json_path, std::ios::app);
-  std::printf("%s %s, batch %d (%d groups), prompt %d, %d new tokens, pdl %d, median of %d\n", shape.c_str(), dtype_traits<T>::name,
-              batch, n_groups, prompt, fresh, int(pdl), reps);
+  std::printf("%s %s, batch %d (%d groups), prompt %d, %d new tokens, pdl %d, median of %d\n",
+              shape.c_str(), dtype_traits<T>::name, batch, n_groups, prompt, fresh, int(pdl), reps);
 
   // The library's plain batched decode.
   double library_ms = 0;
@@ -80,11 +89,20 @@ int run(const std::string& shape, const std::string& model_dir, int batch, int p
     generation_options o = opt;
     g.generate(prompts, greedy_params, o);  // warm-up
     std::vector<double> ms;
-    for (int r = 0; r < reps; ++r) ms.push_back(1000.0 * g.generate(prompts, greedy_params, o).decode_seconds / (fresh - 1));
+    for (int r = 0; r < reps; ++r)
+      ms.push_back(1000.0 * g.generate(prompts, greedy_params, o).decode_seconds / (fresh - 1));
     library_ms = median(ms);
-    std::printf("| %-34s | %8.4f ms/step | %7s |\n", "plain (library graph_generator)", library_ms, "-");
-    if (json_out) json_out << json{{"shape", shape}, {"dtype", dtype_traits<T>::name}, {"batch", batch}, {"pdl", pdl},
-                                   {"variant", "library graph_generator"}, {"ms_per_step", library_ms}}.dump() << "\n";
+    std::printf("| %-34s | %8.4f ms/step | %7s |\n", "plain (library graph_generator)", library_ms,
+                "-");
+    if (json_out)
+      json_out << json{{"shape", shape},
+                       {"dtype", dtype_traits<T>::name},
+                       {"batch", batch},
+                       {"pdl", pdl},
+                       {"variant", "library graph_generator"},
+                       {"ms_per_step", library_ms}}
+                      .dump()
+               << "\n";
   }
   cross_batch_graph_decoder<T> dec(ctx, model, batch, prompt, fresh);
   double plain_ms = 0;
@@ -104,18 +122,31 @@ int run(const std::string& shape, const std::string& model_dir, int batch, int p
     dec.generate(prompts, mixer ? &*mixer : nullptr, greedy_params, o);  // warm-up
     std::vector<double> ms;
     for (int r = 0; r < reps; ++r)
-      ms.push_back(1000.0 * dec.generate(prompts, mixer ? &*mixer : nullptr, greedy_params, o).decode_seconds / (fresh - 1));
+      ms.push_back(
+          1000.0 *
+          dec.generate(prompts, mixer ? &*mixer : nullptr, greedy_params, o).decode_seconds /
+          (fresh - 1));
     const double m = median(ms);
     if (!v.mixer) plain_ms = m;
     const double over = plain_ms > 0 ? 100.0 * (m / plain_ms - 1.0) : 0.0;
     std::printf("| %-34s | %8.4f ms/step | %+6.1f %% |\n", v.name.c_str(), m, over);
     if (json_out)
-      json_out << json{{"shape", shape}, {"dtype", dtype_traits<T>::name}, {"batch", batch}, {"pdl", pdl}, {"groups", n_groups},
-                       {"variant", v.name}, {"ms_per_step", m}, {"overhead_vs_plain_pct", over},
-                       {"overhead_vs_library_pct", 100.0 * (m / library_ms - 1.0)}}.dump()
+      json_out << json{{"shape", shape},
+                       {"dtype", dtype_traits<T>::name},
+                       {"batch", batch},
+                       {"pdl", pdl},
+                       {"groups", n_groups},
+                       {"variant", v.name},
+                       {"ms_per_step", m},
+                       {"overhead_vs_plain_pct", over},
+                       {"overhead_vs_library_pct", 100.0 * (m / library_ms - 1.0)}}
+                      .dump()
                << "\n";
   }
-  std::printf("(overhead relative to the plain step of the same decoder; the library's plain step is %.4f ms)\n", library_ms);
+  std::printf(
+      "(overhead relative to the plain step of the same decoder; the library's plain step is %.4f "
+      "ms)\n",
+      library_ms);
   return 0;
 }
 
@@ -126,16 +157,26 @@ int main(int argc, char** argv) {
   int batch = 32, prompt = 128, fresh = 128, groups = 4, reps = 5, pdl = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
-    if (k == "--shape") shape = v;
-    else if (k == "--model-dir") model_dir = v;
-    else if (k == "--batch") batch = std::stoi(v);
-    else if (k == "--prompt") prompt = std::stoi(v);
-    else if (k == "--new") fresh = std::stoi(v);
-    else if (k == "--groups") groups = std::stoi(v);
-    else if (k == "--reps") reps = std::stoi(v);
-    else if (k == "--pdl") pdl = std::stoi(v);
-    else if (k == "--dtype") dtype = v;
-    else if (k == "--json") json_path = v;
+    if (k == "--shape")
+      shape = v;
+    else if (k == "--model-dir")
+      model_dir = v;
+    else if (k == "--batch")
+      batch = std::stoi(v);
+    else if (k == "--prompt")
+      prompt = std::stoi(v);
+    else if (k == "--new")
+      fresh = std::stoi(v);
+    else if (k == "--groups")
+      groups = std::stoi(v);
+    else if (k == "--reps")
+      reps = std::stoi(v);
+    else if (k == "--pdl")
+      pdl = std::stoi(v);
+    else if (k == "--dtype")
+      dtype = v;
+    else if (k == "--json")
+      json_path = v;
     else {
       std::fprintf(stderr, "unknown flag %s\n", k.c_str());
       return 2;
@@ -146,7 +187,9 @@ int main(int argc, char** argv) {
       std::puts("no CUDA device");
       return 77;
     }
-    return dispatch_dtype(dtype, [&]<class T>() { return run<T>(shape, model_dir, batch, prompt, fresh, groups, reps, pdl != 0, json_path); });
+    return dispatch_dtype(dtype, [&]<class T>() {
+      return run<T>(shape, model_dir, batch, prompt, fresh, groups, reps, pdl != 0, json_path);
+    });
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_cross_batch: error: %s\n", e.what());
     return 1;

@@ -8,7 +8,8 @@
 // listed (fused+pdl must equal fused bit for bit; the unfused modes round differently in places).
 // --tune adds fused+pdl variants (fused_decode_options), e.g. "w8b8;w16b2;w16b8-attn;w16b8-argmax"
 // (the defaults are w16b8): w = GEMV warps-per-SM target, b = GEMV blocks-per-SM cap, -attn =
-// rope_kv + the attention op instead of the one-kernel attention, -argmax = the sampler kernel. Prints a table and writes JSON lines to --json.
+// rope_kv + the attention op instead of the one-kernel attention, -argmax = the sampler kernel.
+// Prints a table and writes JSON lines to --json.
 //   bench_decode [--shapes a,b] [--batches 1,8,64] [--prompt 128] [--new 128] [--reps 3] [--json f]
 //                [--modes fused+pdl,fused,graph+pdl,graph,eager] [--tune variants]
 #include <algorithm>
@@ -71,9 +72,12 @@ bool parse_variant(const std::string& v, fused_decode_options& o, bool& argmax) 
       const auto rest = v.substr(i + 1);
       const auto end = rest.find('-');
       const auto word = rest.substr(0, end);
-      if (word == "attn") o.fused_attention = false;
-      else if (word == "argmax") argmax = false;
-      else return false;
+      if (word == "attn")
+        o.fused_attention = false;
+      else if (word == "argmax")
+        argmax = false;
+      else
+        return false;
       i += 1 + word.size();
       continue;
     }
@@ -84,9 +88,12 @@ bool parse_variant(const std::string& v, fused_decode_options& o, bool& argmax) 
     } catch (...) {
       return false;
     }
-    if (k == 'w') o.gemv_warps_per_sm = n;
-    else if (k == 'b') o.gemv_blocks_per_sm = n;
-    else return false;
+    if (k == 'w')
+      o.gemv_warps_per_sm = n;
+    else if (k == 'b')
+      o.gemv_blocks_per_sm = n;
+    else
+      return false;
     i += 1 + used;
   }
   return true;
@@ -104,22 +111,33 @@ int main(int argc, char** argv) {
   std::vector<int> batches = {1, 8, 64};
   int prompt = 128, fresh = 128, reps = 3;
   std::string json_path;
-  std::vector<std::string> modes = {"fused+pdl", "fused", "graph+pdl", "graph", "eager"};  // --modes picks
+  std::vector<std::string> modes = {"fused+pdl", "fused", "graph+pdl", "graph",
+                                    "eager"};  // --modes picks
   std::vector<std::string> tune;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
-    if (k == "--shapes") shapes = split(v);
-    else if (k == "--batches") { batches.clear(); for (auto& x : split(v)) batches.push_back(std::stoi(x)); }
-    else if (k == "--prompt") prompt = std::stoi(v);
-    else if (k == "--new") fresh = std::stoi(v);
-    else if (k == "--reps") reps = std::stoi(v);
-    else if (k == "--json") json_path = v;
-    else if (k == "--modes") modes = split(v);
+    if (k == "--shapes")
+      shapes = split(v);
+    else if (k == "--batches") {
+      batches.clear();
+      for (auto& x : split(v)) batches.push_back(std::stoi(x));
+    } else if (k == "--prompt")
+      prompt = std::stoi(v);
+    else if (k == "--new")
+      fresh = std::stoi(v);
+    else if (k == "--reps")
+      reps = std::stoi(v);
+    else if (k == "--json")
+      json_path = v;
+    else if (k == "--modes")
+      modes = split(v);
     else if (k == "--tune") {
       std::stringstream ss(v);
       for (std::string x; std::getline(ss, x, ';');) tune.push_back(x);
+    } else {
+      std::fprintf(stderr, "unknown flag %s\n", k.c_str());
+      return 2;
     }
-    else { std::fprintf(stderr, "unknown flag %s\n", k.c_str()); return 2; }
   }
   if (cuda_device_count() == 0) {
     std::puts("no CUDA device: skipping");
@@ -128,11 +146,15 @@ int main(int argc, char** argv) {
   cudaDeviceProp prop{};
   cudaGetDeviceProperties(&prop, 0);
   const double bw = copy_bandwidth();
-  std::printf("device %s, %d SMs, copy bandwidth %.0f GB/s (read+write)\n", prop.name, prop.multiProcessorCount, bw / 1e9);
+  std::printf("device %s, %d SMs, copy bandwidth %.0f GB/s (read+write)\n", prop.name,
+              prop.multiProcessorCount, bw / 1e9);
   std::ofstream js;
   if (!json_path.empty()) js.open(json_path);
-  js << json({{"kind", "bandwidth"}, {"device", prop.name}, {"copy_bandwidth_gbs", bw / 1e9}}).dump() << "\n";
-  std::printf("%-14s %5s %-10s %10s %10s %9s %9s\n", "shape", "batch", "mode", "tok/s", "dec tok/s", "ms/step", "roofline");
+  js << json({{"kind", "bandwidth"}, {"device", prop.name}, {"copy_bandwidth_gbs", bw / 1e9}})
+            .dump()
+     << "\n";
+  std::printf("%-14s %5s %-10s %10s %10s %9s %9s\n", "shape", "batch", "mode", "tok/s", "dec tok/s",
+              "ms/step", "roofline");
   context<gpu> ctx;
   for (const auto& name : shapes) {
     const json cfg = bench::shape_config(name);
@@ -157,7 +179,8 @@ int main(int argc, char** argv) {
         const std::string base = mode.substr(0, slash);
         g.fused_options = fused_decode_options{};
         g.fused_argmax = true;
-        if (slash != std::string::npos && !parse_variant(mode.substr(slash + 1), g.fused_options, g.fused_argmax)) {
+        if (slash != std::string::npos &&
+            !parse_variant(mode.substr(slash + 1), g.fused_options, g.fused_argmax)) {
           std::printf("bad --tune variant %s\n", mode.c_str());
           continue;
         }
@@ -189,17 +212,31 @@ int main(int argc, char** argv) {
         int same = 0;
         for (int s = 0; s < b; ++s) same += tokens[s] == first_tokens[s];
         const double t = median(total), d = median(decode);
-        const double tps = double(b) * fresh / t, dtps = double(b) * (fresh - 1) / d, step = d / (fresh - 1);
+        const double tps = double(b) * fresh / t, dtps = double(b) * (fresh - 1) / d,
+                     step = d / (fresh - 1);
         const double floor_s = (bench::weight_bytes_per_step(c, 2) +
-                                b * bench::kv_bytes_per_step(c, 2, prompt + fresh / 2.0)) / bw;
+                                b * bench::kv_bytes_per_step(c, 2, prompt + fresh / 2.0)) /
+                               bw;
         const double roof = floor_s / step;
-        std::printf("%-14s %5d %-10s %10.0f %10.0f %9.3f %8.1f%%  tokens = %s: %d/%d\n", name.c_str(), b, mode.c_str(),
-                    tps, dtps, step * 1e3, 100 * roof, first_mode.c_str(), same, b);
+        std::printf("%-14s %5d %-10s %10.0f %10.0f %9.3f %8.1f%%  tokens = %s: %d/%d\n",
+                    name.c_str(), b, mode.c_str(), tps, dtps, step * 1e3, 100 * roof,
+                    first_mode.c_str(), same, b);
         std::fflush(stdout);
-        js << json({{"kind", "decode"}, {"shape", name}, {"batch", b}, {"mode", mode}, {"dtype", "bfloat16"},
-                    {"prompt", prompt}, {"new_tokens", fresh}, {"tokens_per_s", tps}, {"decode_tokens_per_s", dtps},
-                    {"ms_per_step", step * 1e3}, {"total_s", t}, {"roofline_fraction", roof},
-                    {"floor_ms_per_step", floor_s * 1e3}, {"same_tokens_as", first_mode}, {"same_sequences", same}})
+        js << json({{"kind", "decode"},
+                    {"shape", name},
+                    {"batch", b},
+                    {"mode", mode},
+                    {"dtype", "bfloat16"},
+                    {"prompt", prompt},
+                    {"new_tokens", fresh},
+                    {"tokens_per_s", tps},
+                    {"decode_tokens_per_s", dtps},
+                    {"ms_per_step", step * 1e3},
+                    {"total_s", t},
+                    {"roofline_fraction", roof},
+                    {"floor_ms_per_step", floor_s * 1e3},
+                    {"same_tokens_as", first_mode},
+                    {"same_sequences", same}})
                   .dump()
            << "\n";
       }

@@ -15,8 +15,10 @@ namespace crossbatch::bench {
 template <class T>
 __global__ void fill_uniform(T* p, index_t n, float center, float bound, std::uint64_t seed) {
   const counter_rng rng{seed};
-  for (index_t i = blockIdx.x * index_t(blockDim.x) + threadIdx.x; i < n; i += index_t(gridDim.x) * blockDim.x)
-    p[i] = cuda_detail::from_f<T>(center + bound * (2.0f * rng.uniform(0, std::uint64_t(i)) - 1.0f));
+  for (index_t i = blockIdx.x * index_t(blockDim.x) + threadIdx.x; i < n;
+       i += index_t(gridDim.x) * blockDim.x)
+    p[i] =
+        cuda_detail::from_f<T>(center + bound * (2.0f * rng.uniform(0, std::uint64_t(i)) - 1.0f));
 }
 
 template <class T>
@@ -34,9 +36,12 @@ decoder_model<T, cuda> random_decoder(const json& config_json, std::uint64_t see
   m.config = parse_config(config_json, "random_decoder");
   const auto& c = m.config;
   const index_t C = c.hidden_size, F = c.intermediate_size, dh = c.head_dim;
-  const index_t qkv = index_t(c.num_heads + 2 * c.num_kv_heads) * dh, qd = index_t(c.num_heads) * dh;
+  const index_t qkv = index_t(c.num_heads + 2 * c.num_kv_heads) * dh,
+                qd = index_t(c.num_heads) * dh;
   const bool gpt2 = c.kind == family::gpt2;
-  auto mat = [&](index_t rows, index_t cols) { return random_tensor<T>({rows, cols}, 0.0f, std::sqrt(3.0f / cols), seed); };
+  auto mat = [&](index_t rows, index_t cols) {
+    return random_tensor<T>({rows, cols}, 0.0f, std::sqrt(3.0f / cols), seed);
+  };
   auto norm = [&]() { return random_tensor<T>({C}, 1.0f, 0.05f, seed); };
   auto bias = [&](index_t n) { return random_tensor<T>({n}, 0.0f, 0.02f, seed); };
   m.embed = random_tensor<T>({c.vocab_size, C}, 0.0f, 0.5f, seed);
@@ -58,7 +63,8 @@ decoder_model<T, cuda> random_decoder(const json& config_json, std::uint64_t see
   }
   m.final_w = norm();
   if (gpt2) m.final_b = bias(C);
-  if (!c.tie_word_embeddings) m.lm_head = random_tensor<T>({c.vocab_size, C}, 0.0f, std::sqrt(3.0f / C), seed);
+  if (!c.tie_word_embeddings)
+    m.lm_head = random_tensor<T>({c.vocab_size, C}, 0.0f, std::sqrt(3.0f / C), seed);
   if (c.uses_rope()) {
     const auto f = rope_inv_freq(c.rope, c.head_dim);
     tensor<float> host({index_t(f.size())});
@@ -86,17 +92,27 @@ inline double kv_bytes_per_step(const model_config& c, std::size_t elem, double 
 
 inline json shape_config(const std::string& name) {
   if (name == "gpt2-124m")
-    return {{"model_type", "gpt2"}, {"vocab_size", 50257}, {"n_embd", 768}, {"n_layer", 12}, {"n_head", 12},
-            {"n_positions", 1024}, {"activation_function", "gelu_new"}, {"tie_word_embeddings", true}};
+    return {{"model_type", "gpt2"},
+            {"vocab_size", 50257},
+            {"n_embd", 768},
+            {"n_layer", 12},
+            {"n_head", 12},
+            {"n_positions", 1024},
+            {"activation_function", "gelu_new"},
+            {"tie_word_embeddings", true}};
   if (name == "smollm2-135m")
-    return {{"model_type", "llama"}, {"vocab_size", 49152}, {"hidden_size", 576}, {"num_hidden_layers", 30},
-            {"num_attention_heads", 9}, {"num_key_value_heads", 3}, {"intermediate_size", 1536},
-            {"max_position_embeddings", 8192}, {"rms_norm_eps", 1e-5}, {"rope_theta", 100000.0},
+    return {{"model_type", "llama"},      {"vocab_size", 49152},
+            {"hidden_size", 576},         {"num_hidden_layers", 30},
+            {"num_attention_heads", 9},   {"num_key_value_heads", 3},
+            {"intermediate_size", 1536},  {"max_position_embeddings", 8192},
+            {"rms_norm_eps", 1e-5},       {"rope_theta", 100000.0},
             {"tie_word_embeddings", true}};
   if (name == "qwen2.5-0.5b")
-    return {{"model_type", "qwen2"}, {"vocab_size", 151936}, {"hidden_size", 896}, {"num_hidden_layers", 24},
-            {"num_attention_heads", 14}, {"num_key_value_heads", 2}, {"intermediate_size", 4864},
-            {"max_position_embeddings", 32768}, {"rms_norm_eps", 1e-6}, {"rope_theta", 1000000.0},
+    return {{"model_type", "qwen2"},      {"vocab_size", 151936},
+            {"hidden_size", 896},         {"num_hidden_layers", 24},
+            {"num_attention_heads", 14},  {"num_key_value_heads", 2},
+            {"intermediate_size", 4864},  {"max_position_embeddings", 32768},
+            {"rms_norm_eps", 1e-6},       {"rope_theta", 1000000.0},
             {"tie_word_embeddings", true}};
   throw value_error("unknown shape '" + name + "' (gpt2-124m, smollm2-135m, qwen2.5-0.5b)");
 }

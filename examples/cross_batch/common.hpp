@@ -24,8 +24,8 @@ using json = nlohmann::json;
 
 struct qa_example {
   std::string id;
-  int group = 0;                     // index of its context (paragraph) in the file
-  std::string context;               // what this question may see
+  int group = 0;        // index of its context (paragraph) in the file
+  std::string context;  // what this question may see
   std::string question;
   std::vector<std::string> answers;  // gold texts
 };
@@ -60,7 +60,8 @@ inline std::vector<qa_example> load_examples(const std::string& path, std::size_
 
 // Batches of example indices: whole contexts packed in file order up to batch_size (a context with
 // more questions is split), so that a question's siblings share its batch.
-inline std::vector<std::vector<std::size_t>> context_batches(const std::vector<qa_example>& ex, int batch_size) {
+inline std::vector<std::vector<std::size_t>> context_batches(const std::vector<qa_example>& ex,
+                                                             int batch_size) {
   std::vector<std::vector<std::size_t>> batches, groups;
   for (std::size_t i = 0; i < ex.size(); ++i) {
     if (groups.empty() || ex[groups.back().front()].group != ex[i].group) groups.emplace_back();
@@ -68,7 +69,8 @@ inline std::vector<std::vector<std::size_t>> context_batches(const std::vector<q
   }
   std::vector<std::size_t> cur;
   for (const auto& g : groups) {
-    if (!cur.empty() && cur.size() + g.size() > std::size_t(batch_size)) batches.push_back(std::move(cur)), cur.clear();
+    if (!cur.empty() && cur.size() + g.size() > std::size_t(batch_size))
+      batches.push_back(std::move(cur)), cur.clear();
     for (std::size_t i : g) {
       cur.push_back(i);
       if (cur.size() == std::size_t(batch_size)) batches.push_back(std::move(cur)), cur.clear();
@@ -82,7 +84,8 @@ inline std::vector<std::vector<std::size_t>> context_batches(const std::vector<q
 // chat_template.jinja of the model directory).
 constexpr const char* prompt_version = "qa-v1";
 constexpr const char* system_prompt =
-    "You answer questions about a short passage. Reply with the shortest phrase from the passage that answers the "
+    "You answer questions about a short passage. Reply with the shortest phrase from the passage "
+    "that answers the "
     "question, nothing else.";
 
 struct prompter {
@@ -98,15 +101,20 @@ struct prompter {
         end_id = *id;
         break;
       }
-    crossbatch::require(end_id >= 0, model_dir + ": no end-of-turn token (<|im_end|>, <|eot_id|>, ...) in the tokenizer");
+    crossbatch::require(
+        end_id >= 0,
+        model_dir + ": no end-of-turn token (<|im_end|>, <|eot_id|>, ...) in the tokenizer");
   }
 
   std::string text(const qa_example& e) const {
     const std::vector<crossbatch::text::chat_message> m = {
-        {"system", system_prompt}, {"user", "Passage: " + e.context + "\n\nQuestion: " + e.question}};
+        {"system", system_prompt},
+        {"user", "Passage: " + e.context + "\n\nQuestion: " + e.question}};
     return tmpl.render(m, true);
   }
-  std::vector<int> prompt(const qa_example& e) const { return ids(tok.encode(text(e), {false, false})); }
+  std::vector<int> prompt(const qa_example& e) const {
+    return ids(tok.encode(text(e), {false, false}));
+  }
   // The teacher-forced answer: the first gold text and the end-of-turn token.
   std::vector<int> answer(const qa_example& e) const {
     auto a = ids(tok.encode(e.answers.front(), {false, false}));
@@ -144,8 +152,9 @@ class progress {
     const double el = std::chrono::duration<double>(now - m_start).count();
     const double rate = el > 0 ? double(done) / el : 0;
     const double eta = rate > 0 ? double(m_total - done) / rate : 0;
-    std::fprintf(stderr, "\r%s %zu/%zu  %.2f %s/s  elapsed %s  ETA %s %s\033[K", m_label.c_str(), done, m_total, rate,
-                 m_unit.c_str(), clock_text(el).c_str(), clock_text(eta).c_str(), extra.c_str());
+    std::fprintf(stderr, "\r%s %zu/%zu  %.2f %s/s  elapsed %s  ETA %s %s\033[K", m_label.c_str(),
+                 done, m_total, rate, m_unit.c_str(), clock_text(el).c_str(),
+                 clock_text(eta).c_str(), extra.c_str());
     if (done >= m_total) std::fprintf(stderr, "\n");
     std::fflush(stderr);
   }
@@ -154,8 +163,10 @@ class progress {
   static std::string clock_text(double s) {
     char b[32];
     const long t = long(s + 0.5);
-    if (t >= 3600) std::snprintf(b, sizeof b, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
-    else std::snprintf(b, sizeof b, "%ld:%02ld", t / 60, t % 60);
+    if (t >= 3600)
+      std::snprintf(b, sizeof b, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else
+      std::snprintf(b, sizeof b, "%ld:%02ld", t / 60, t % 60);
     return b;
   }
 

@@ -36,28 +36,39 @@ struct method {
 
 int main(int argc, char** argv) {
   CLI::App app("Cross-batch generation: evaluation on SQuAD-format data (EM/F1)");
-  std::string model_dir = "models/smollm2-135m-instruct", data, baseline_checkpoint, output, mix_method = "attention",
-              combine = "scale", projection = "project", scope = "group";
+  std::string model_dir = "models/smollm2-135m-instruct", data, baseline_checkpoint, output,
+              mix_method = "attention", combine = "scale", projection = "project", scope = "group";
   int mix_layer = -1, batch_size = 4, max_new_tokens = 32, num_heads = 8, threads = 0;
   std::size_t max_samples = 100;
   std::uint64_t seed = 0;
   std::vector<std::string> checkpoints;
   bool run_comparison = false, also_untrained = false, quiet = false;
-  app.add_option("--model_name", model_dir, "model directory (config.json, tokenizer.json, npy weights)");
-  app.add_option("--data", data, "SQuAD-format JSON file (split-context files: each question sees its visible part)")->required();
+  app.add_option("--model_name", model_dir,
+                 "model directory (config.json, tokenizer.json, npy weights)");
+  app.add_option(
+         "--data", data,
+         "SQuAD-format JSON file (split-context files: each question sees its visible part)")
+      ->required();
   app.add_option("--mix_method", mix_method, "attention or mixer (embedding mixer)");
   app.add_option("--combine", combine, "alpha, scale or gate");
-  app.add_option("--mix_layer", mix_layer, "hidden_states index to mix (-1 = last, after the final norm)");
-  app.add_option("--projection", projection, "intermediate layers: project, project_raw or continue");
+  app.add_option("--mix_layer", mix_layer,
+                 "hidden_states index to mix (-1 = last, after the final norm)");
+  app.add_option("--projection", projection,
+                 "intermediate layers: project, project_raw or continue");
   app.add_option("--num_heads", num_heads, "heads of the cross-batch attention");
   app.add_option("--batch_size", batch_size, "questions per batch (whole contexts are packed)");
   app.add_option("--max_samples", max_samples, "questions to evaluate (whole contexts; 0 = all)");
   app.add_option("--max_new_tokens", max_new_tokens, "tokens generated per question at most");
   app.add_flag("--run_comparison", run_comparison, "also evaluate standard generation");
-  app.add_option("--checkpoint", checkpoints, "trained cross-batch checkpoint directories (mixer and maybe LM head); several allowed");
-  app.add_option("--baseline_checkpoint", baseline_checkpoint, "trained LM-head-only checkpoint: adds that method");
-  app.add_flag("--also_untrained", also_untrained, "with --checkpoint: also evaluate a fresh (untrained) mixer");
-  app.add_option("--mix_scope", scope, "group: only questions of one context mix; batch: the whole batch mixes");
+  app.add_option(
+      "--checkpoint", checkpoints,
+      "trained cross-batch checkpoint directories (mixer and maybe LM head); several allowed");
+  app.add_option("--baseline_checkpoint", baseline_checkpoint,
+                 "trained LM-head-only checkpoint: adds that method");
+  app.add_flag("--also_untrained", also_untrained,
+               "with --checkpoint: also evaluate a fresh (untrained) mixer");
+  app.add_option("--mix_scope", scope,
+                 "group: only questions of one context mix; batch: the whole batch mixes");
   app.add_option("--seed", seed, "seed of the untrained mixer");
   app.add_option("--threads", threads, "CPU threads (0 = all cores)");
   app.add_option("--output", output, "JSON file for results and predictions");
@@ -79,7 +90,9 @@ int main(int argc, char** argv) {
     std::vector<cross_batch_checkpoint> cks;
     for (const auto& dir : checkpoints) {
       cks.push_back(load_checkpoint(dir, &mc));
-      require(cks.back().mixer.has_value(), dir + ": a " + cks.back().method + " checkpoint has no mixer (use --baseline_checkpoint)");
+      require(cks.back().mixer.has_value(),
+              dir + ": a " + cks.back().method +
+                  " checkpoint has no mixer (use --baseline_checkpoint)");
     }
     mixer_config cfg;
     if (!cks.empty()) {
@@ -96,7 +109,8 @@ int main(int argc, char** argv) {
     const int L = mc.num_layers, k = resolve_mix_layer(mix_layer, L);
 
     std::vector<method> methods;
-    auto add = [&](std::string name, std::optional<cross_batch_mixer<float>> m, tensor<float> head, int layer, mix_projection pr) {
+    auto add = [&](std::string name, std::optional<cross_batch_mixer<float>> m, tensor<float> head,
+                   int layer, mix_projection pr) {
       method x;
       x.name = std::move(name);
       x.mixer = std::move(m);
@@ -113,25 +127,34 @@ int main(int argc, char** argv) {
       add("standard + trained head (baseline)", std::nullopt, std::move(b.lm_head), -1, proj);
     }
     if (cks.empty() || also_untrained)
-      add("cross-batch (untrained)", cross_batch_mixer<float>(init_mixer<float>(cfg, seed)), {}, mix_layer, proj);
+      add("cross-batch (untrained)", cross_batch_mixer<float>(init_mixer<float>(cfg, seed)), {},
+          mix_layer, proj);
     for (auto& ck : cks) {
       const auto& c = ck.mixer->config;
-      const std::string name = std::string("cross-batch (trained ") + to_string(c.kind) + "/" + to_string(c.combine) + " @" +
-                               std::to_string(resolve_mix_layer(ck.mix_layer, L)) + (ck.has_head() ? ", mixer + head)" : ", mixer)");
-      add(name, cross_batch_mixer<float>(ck.mixer->cast<float>()), std::move(ck.lm_head), ck.mix_layer, ck.projection);
+      const std::string name = std::string("cross-batch (trained ") + to_string(c.kind) + "/" +
+                               to_string(c.combine) + " @" +
+                               std::to_string(resolve_mix_layer(ck.mix_layer, L)) +
+                               (ck.has_head() ? ", mixer + head)" : ", mixer)");
+      add(name, cross_batch_mixer<float>(ck.mixer->cast<float>()), std::move(ck.lm_head),
+          ck.mix_layer, ck.projection);
     }
     // One prefill per distinct layer whose states the methods mix; a mixer that continues through
     // the layers from an intermediate one cannot share a prefill.
-    auto shares = [&](const method& m) { return !(m.projection == mix_projection::continue_layers && m.k < L); };
+    auto shares = [&](const method& m) {
+      return !(m.projection == mix_projection::continue_layers && m.k < L);
+    };
     std::vector<int> layers;
     for (const auto& m : methods)
-      if (shares(m) && (m.mixer || layers.empty()) && std::find(layers.begin(), layers.end(), m.k) == layers.end()) layers.push_back(m.k);
+      if (shares(m) && (m.mixer || layers.empty()) &&
+          std::find(layers.begin(), layers.end(), m.k) == layers.end())
+        layers.push_back(m.k);
     const bool shared_prefill = std::all_of(methods.begin(), methods.end(), shares);
 
-    std::cerr << "model " << model_dir << " (" << mc.num_layers << " layers, C=" << mc.hidden_size << "), " << examples.size()
-              << " questions from " << data << ", batch " << batch_size << ", mixer " << to_string(cfg.kind) << "/"
-              << to_string(cfg.combine) << " at layer " << k << " (" << to_string(proj) << "), " << methods.size()
-              << " method(s), " << ctx.threads << " thread(s)\n";
+    std::cerr << "model " << model_dir << " (" << mc.num_layers << " layers, C=" << mc.hidden_size
+              << "), " << examples.size() << " questions from " << data << ", batch " << batch_size
+              << ", mixer " << to_string(cfg.kind) << "/" << to_string(cfg.combine) << " at layer "
+              << k << " (" << to_string(proj) << "), " << methods.size() << " method(s), "
+              << ctx.threads << " thread(s)\n";
 
     const auto batches = cbx::context_batches(examples, batch_size);
     cbx::progress bar("eval", examples.size());
@@ -162,14 +185,17 @@ int main(int argc, char** argv) {
         states.emplace_back(shape_t{B, mc.hidden_size});
         auto& base = bases.back();
         base.prefill_until(layer);
-        if (layer < L) copy_rows(ctx, states.back().view(), tensor_view<const float>(base.newest_residual()));
+        if (layer < L)
+          copy_rows(ctx, states.back().view(), tensor_view<const float>(base.newest_residual()));
         base.resume(false);
         if (layer == L) copy_rows(ctx, states.back().view(), base.hidden());
       }
-      prefill_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      prefill_seconds +=
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       for (auto& m : methods) {
         const auto t1 = std::chrono::steady_clock::now();
-        const tensor_view<const float> head = m.head.empty() ? tensor_view<const float>{} : m.head.view();
+        const tensor_view<const float> head =
+            m.head.empty() ? tensor_view<const float>{} : m.head.view();
         cross_batch_options o = opt;
         o.mix_layer = m.mix_layer;
         o.projection = m.projection;
@@ -184,7 +210,8 @@ int main(int argc, char** argv) {
           auto s = bases[i].fork();
           tensor<float> mixed({B, mc.hidden_size}), normed({B, mc.hidden_size});
           const auto first =
-              mix_and_project(ctx, model, *m.mixer, tensor_view<const float>(states[i].view()), m.k, m.projection, groups, mixed, normed);
+              mix_and_project(ctx, model, *m.mixer, tensor_view<const float>(states[i].view()), m.k,
+                              m.projection, groups, mixed, normed);
           r = cross_batch_decode(ctx, s, first, *m.mixer, greedy{}, o, head);
         } else {
           r = cross_batch_generate(ctx, model, prompts, *m.mixer, greedy{}, o, head);
@@ -206,8 +233,8 @@ int main(int argc, char** argv) {
       done += batch.size();
       if (!quiet) {
         char extra[96];
-        std::snprintf(extra, sizeof extra, " (%s EM %.1f F1 %.1f)", methods.back().name.c_str(), mean_percent(methods.back().em),
-                      mean_percent(methods.back().f1));
+        std::snprintf(extra, sizeof extra, " (%s EM %.1f F1 %.1f)", methods.back().name.c_str(),
+                      mean_percent(methods.back().em), mean_percent(methods.back().f1));
         bar.update(done, extra);
       }
     }
@@ -243,8 +270,11 @@ int main(int argc, char** argv) {
                                 {"generated_tokens", m.tokens}});
       out["predictions"][m.name] = m.predictions;
     }
-    std::printf("\n%zu questions in %zu batches, %.1f s (prefill %.1f s for %zu layer(s), shared by all methods: %s)\n",
-                examples.size(), batches.size(), bar.elapsed(), prefill_seconds, layers.size(), shared_prefill ? "yes" : "no");
+    std::printf(
+        "\n%zu questions in %zu batches, %.1f s (prefill %.1f s for %zu layer(s), shared by all "
+        "methods: %s)\n",
+        examples.size(), batches.size(), bar.elapsed(), prefill_seconds, layers.size(),
+        shared_prefill ? "yes" : "no");
     if (!output.empty()) {
       std::filesystem::path p(output);
       if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());

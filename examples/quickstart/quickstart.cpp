@@ -38,8 +38,8 @@ struct options {
 };
 
 template <class T, class D>
-int run(const options& o, const context<D>& ctx, const text::tokenizer& tok, const std::vector<int>& prompt_ids,
-        const std::string& device_name) {
+int run(const options& o, const context<D>& ctx, const text::tokenizer& tok,
+        const std::vector<int>& prompt_ids, const std::string& device_name) {
   const auto model = decoder_model<T, D>::load(o.model);
   sampling_params sp;
   sp.do_sample = o.temperature > 0;
@@ -53,12 +53,14 @@ int run(const options& o, const context<D>& ctx, const text::tokenizer& tok, con
   if (model.config.eos_token_ids.empty())
     if (auto eos = tok.token_to_id(o.raw ? "<|endoftext|>" : "<|im_end|>")) g.eos_ids = {*eos};
   text::decode_stream stream(tok);
-  const auto r = generate(ctx, model, {prompt_ids}, sp, g, [&](int, int id) {
-    std::cout << stream.step(id) << std::flush;
-  });
+  const auto r = generate(ctx, model, {prompt_ids}, sp, g,
+                          [&](int, int id) { std::cout << stream.step(id) << std::flush; });
   std::cout << stream.flush() << "\n";
-  const int decoded = std::max(0, r.generated_tokens - 1);  // the first token comes from the prefill
-  std::fprintf(stderr, "\n[%s, %s] prompt: %d tokens in %.3f s (%.1f tokens/s); generation: %d tokens, %.1f tokens/s\n",
+  const int decoded =
+      std::max(0, r.generated_tokens - 1);  // the first token comes from the prefill
+  std::fprintf(stderr,
+               "\n[%s, %s] prompt: %d tokens in %.3f s (%.1f tokens/s); generation: %d tokens, "
+               "%.1f tokens/s\n",
                device_name.c_str(), dtype_traits<T>::name, r.prompt_tokens, r.prefill_seconds,
                r.prompt_tokens / std::max(r.prefill_seconds, 1e-9), r.generated_tokens,
                r.decode_seconds > 0 ? decoded / r.decode_seconds : 0.0);
@@ -82,28 +84,35 @@ int main(int argc, char** argv) {
   app.add_option("--model", o.model, "model directory (config.json, tokenizer.json, *.npy)");
   app.add_option("-p,--prompt", o.prompt, "user message (or the text to continue with --raw)");
   app.add_option("--system", o.system, "system message");
-  app.add_option("--template", o.template_name, "chat template name (chatml, smollm2, qwen2.5, llama3...) "
-                                                "instead of the one in tokenizer_config.json");
+  app.add_option("--template", o.template_name,
+                 "chat template name (chatml, smollm2, qwen2.5, llama3...) "
+                 "instead of the one in tokenizer_config.json");
   app.add_flag("--raw", o.raw, "no chat template: continue the prompt text");
-  app.add_option("-n,--max-new-tokens", o.max_new_tokens, "tokens to generate at most")->check(CLI::Range(1, 100000));
+  app.add_option("-n,--max-new-tokens", o.max_new_tokens, "tokens to generate at most")
+      ->check(CLI::Range(1, 100000));
   app.add_option("--temperature", o.temperature, "0: greedy")->check(CLI::Range(0.0, 100.0));
   app.add_option("--top-k", o.top_k)->check(CLI::NonNegativeNumber);
   app.add_option("--top-p", o.top_p)->check(CLI::Range(0.0, 1.0));
   app.add_option("--min-p", o.min_p)->check(CLI::Range(0.0, 1.0));
   app.add_option("--seed", o.seed);
-  app.add_option("--dtype", o.dtype, "float32, float16 or bfloat16")->check(CLI::IsMember({"float32", "float16", "bfloat16"}));
-  app.add_option("--device", o.device, "auto, cpu or cuda")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  app.add_option("--dtype", o.dtype, "float32, float16 or bfloat16")
+      ->check(CLI::IsMember({"float32", "float16", "bfloat16"}));
+  app.add_option("--device", o.device, "auto, cpu or cuda")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   app.add_option("--threads", o.threads, "CPU threads (0: all cores)");
   CLI11_PARSE(app, argc, argv);
 
   try {
     if (!std::filesystem::exists(o.model + "/config.json"))
-      throw io_error(o.model + ": no config.json here; run scripts/get_default_model.sh or tools/convert.py first");
+      throw io_error(
+          o.model +
+          ": no config.json here; run scripts/get_default_model.sh or tools/convert.py first");
     const auto tok = text::tokenizer::from_file(o.model + "/tokenizer.json");
     std::string prompt_text = o.prompt;
     if (!o.raw) {
-      const auto tmpl = o.template_name.empty() ? text::chat_template::from_tokenizer_config(o.model)
-                                                : text::chat_template::from_name(o.template_name);
+      const auto tmpl = o.template_name.empty()
+                            ? text::chat_template::from_tokenizer_config(o.model)
+                            : text::chat_template::from_name(o.template_name);
       std::vector<text::chat_message> messages;
       if (!o.system.empty()) messages.push_back({"system", o.system});
       messages.push_back({"user", o.prompt});
@@ -126,7 +135,9 @@ int main(int argc, char** argv) {
 #endif
       (void)gpu;
       context<cpu> ctx;
-      ctx.threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+      ctx.threads = o.threads > 0
+                        ? o.threads
+                        : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
       return run<T, cpu>(o, ctx, tok, ids, "cpu");
     });
   } catch (const crossbatch::error& e) {

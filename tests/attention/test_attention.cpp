@@ -13,7 +13,8 @@ using namespace crossbatch;
 namespace {
 
 template <class M>
-void check_against_brute(const M& mask, int b, int tq, int h, int hkv, int d, int q_start, int kv_len, unsigned seed) {
+void check_against_brute(const M& mask, int b, int tq, int h, int hkv, int d, int q_start,
+                         int kv_len, unsigned seed) {
   context<cpu> ctx;
   auto q = cbtest::random_tensor<float>({b, tq, h, d}, seed);
   auto k = cbtest::random_tensor<float>({b, hkv, kv_len + 3, d}, seed + 1);
@@ -21,7 +22,8 @@ void check_against_brute(const M& mask, int b, int tq, int h, int hkv, int d, in
   tensor<float> out({b, tq, h, d});
   tensor<float> probs({b, h, tq, kv_len});
   const float scale = 1.0f / std::sqrt(float(d));
-  attention(ctx, out.view(), q.view(), k.view(), v.view(), mask, {q_start, kv_len, scale, 7}, probs.view());
+  attention(ctx, out.view(), q.view(), k.view(), v.view(), mask, {q_start, kv_len, scale, 7},
+            probs.view());
   double worst = 0;
   for (int bi = 0; bi < b; ++bi)
     for (int hi = 0; hi < h; ++hi)
@@ -54,16 +56,20 @@ void check_against_brute(const M& mask, int b, int tq, int h, int hkv, int d, in
 BOOST_AUTO_TEST_CASE(gqa_causal_left_padding) {
   std::vector<int> pad = {0, 4, 9};
   const left_padding lp{pad.data()};
-  check_against_brute(all_of<causal, left_padding>(causal{}, lp), 3, 12, 4, 2, 8, 0, 12, 11);  // prefill
-  check_against_brute(all_of<causal, left_padding>(causal{}, lp), 3, 1, 4, 2, 8, 15, 16, 12);  // decode step
-  check_against_brute(all_of<causal, left_padding>(causal{}, lp), 3, 1, 6, 1, 16, 40, 41, 13); // MQA
+  check_against_brute(all_of<causal, left_padding>(causal{}, lp), 3, 12, 4, 2, 8, 0, 12,
+                      11);  // prefill
+  check_against_brute(all_of<causal, left_padding>(causal{}, lp), 3, 1, 4, 2, 8, 15, 16,
+                      12);  // decode step
+  check_against_brute(all_of<causal, left_padding>(causal{}, lp), 3, 1, 6, 1, 16, 40, 41,
+                      13);  // MQA
 }
 
 BOOST_AUTO_TEST_CASE(other_policies) {
   std::vector<int> len = {5, 20};
   check_against_brute(right_padding{len.data()}, 2, 20, 2, 2, 4, 0, 20, 21);
   check_against_brute(no_mask{}, 2, 9, 3, 3, 5, 0, 9, 22);
-  check_against_brute(all_of<causal, sliding_window>(causal{}, sliding_window{5}), 2, 30, 2, 1, 8, 0, 30, 23);
+  check_against_brute(all_of<causal, sliding_window>(causal{}, sliding_window{5}), 2, 30, 2, 1, 8,
+                      0, 30, 23);
   std::vector<int> seg(2 * 40), gs = {30, 24};
   for (int s = 0; s < 2; ++s)
     for (int i = 0; i < 40; ++i) seg[s * 40 + i] = i < 4 ? 0 : i < gs[s] ? 1 + (i - 4) / 7 : -1;
@@ -77,8 +83,8 @@ BOOST_AUTO_TEST_CASE(fully_masked_rows_are_zero) {
   auto q = cbtest::random_tensor<float>({1, 8, 1, 4}, 1);
   auto k = cbtest::random_tensor<float>({1, 1, 8, 4}, 2);
   tensor<float> out({1, 8, 1, 4});
-  attention(ctx, out.view(), q.view(), k.view(), k.view(), all_of<causal, left_padding>(causal{}, left_padding{pad.data()}),
-            {0, 8, 0.5f});
+  attention(ctx, out.view(), q.view(), k.view(), k.view(),
+            all_of<causal, left_padding>(causal{}, left_padding{pad.data()}), {0, 8, 0.5f});
   for (int t = 0; t < 6; ++t)
     for (int j = 0; j < 4; ++j) BOOST_TEST(out(0, t, 0, j) == 0.0f);
   BOOST_TEST(out(0, 6, 0, 0) != 0.0f);

@@ -26,7 +26,8 @@ tile brute(const M& m, int s, int q0, int q1, int k0, int k1) {
 
 // Checks tile_kind on random blocks; `exact` demands equality with brute force.
 template <class M>
-void check_tiles(const M& m, int batch, int slots, std::mt19937& gen, bool exact, const char* name) {
+void check_tiles(const M& m, int batch, int slots, std::mt19937& gen, bool exact,
+                 const char* name) {
   std::uniform_int_distribution<int> pos(0, slots - 1), len(1, 24);
   int checked = 0;
   for (int trial = 0; trial < 3000; ++trial) {
@@ -35,11 +36,13 @@ void check_tiles(const M& m, int batch, int slots, std::mt19937& gen, bool exact
     const int q1 = std::min(slots, q0 + len(gen)), k1 = std::min(slots, k0 + len(gen));
     const tile want = brute(m, s, q0, q1, k0, k1), got = m.tile_kind(s, q0, q1, k0, k1);
     if (exact) {
-      BOOST_REQUIRE_MESSAGE(got == want, name << ": block [" << q0 << "," << q1 << ")x[" << k0 << "," << k1
-                                              << ") seq " << s << " tile_kind " << int(got) << " brute " << int(want));
+      BOOST_REQUIRE_MESSAGE(got == want, name << ": block [" << q0 << "," << q1 << ")x[" << k0
+                                              << "," << k1 << ") seq " << s << " tile_kind "
+                                              << int(got) << " brute " << int(want));
     } else {
-      BOOST_REQUIRE_MESSAGE(got == tile::partial || got == want, name << ": unsound tile_kind on block [" << q0 << ","
-                                                                      << q1 << ")x[" << k0 << "," << k1 << ")");
+      BOOST_REQUIRE_MESSAGE(got == tile::partial || got == want,
+                            name << ": unsound tile_kind on block [" << q0 << "," << q1 << ")x["
+                                 << k0 << "," << k1 << ")");
     }
     ++checked;
   }
@@ -76,7 +79,8 @@ BOOST_AUTO_TEST_CASE(padding) {
   check_tiles(lp, 4, 200, gen, true, "left_padding");
   check_tiles(rp, 4, 200, gen, true, "right_padding");
   // The conjunction is sound; with one part full the other decides exactly.
-  check_tiles(all_of<causal, left_padding>(causal{}, lp), 4, 200, gen, false, "causal+left_padding");
+  check_tiles(all_of<causal, left_padding>(causal{}, lp), 4, 200, gen, false,
+              "causal+left_padding");
 }
 
 BOOST_AUTO_TEST_CASE(segment_isolation_semantics_and_tiles) {
@@ -101,10 +105,12 @@ BOOST_AUTO_TEST_CASE(segment_isolation_semantics_and_tiles) {
           const bool q_gen = q >= gen_start[s], k_gen = k >= gen_start[s];
           const int sq = seg[s * slots + q], sk = seg[s * slots + k];
           const bool want = q_gen || (!k_gen && (sk == 0 || sk == sq));
-          BOOST_REQUIRE_MESSAGE(m.allowed(s, q, k) == want, "segment_isolation allowed(" << s << "," << q << "," << k << ")");
+          BOOST_REQUIRE_MESSAGE(m.allowed(s, q, k) == want,
+                                "segment_isolation allowed(" << s << "," << q << "," << k << ")");
         }
     check_tiles(m, batch, slots, gen, false, "segment_isolation");
-    check_tiles(all_of<causal, segment_isolation>(causal{}, m), batch, slots, gen, false, "causal+segments");
+    check_tiles(all_of<causal, segment_isolation>(causal{}, m), batch, slots, gen, false,
+                "causal+segments");
     // Single-segment and prefix blocks are classified exactly, so kernels can skip/trust them.
     for (int s = 0; s < batch; ++s) {
       const int a = gen_start[s];

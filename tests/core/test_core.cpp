@@ -26,7 +26,9 @@ BOOST_AUTO_TEST_CASE(view_select_narrow_reshape) {
 template <class T>
 void round_trip(const fs::path& dir, shape_t shape) {
   auto t = cbtest::random_tensor<T>(shape, 7);
-  const auto path = (dir / (std::string(dtype_traits<T>::name) + "_rank" + std::to_string(shape.size()) + ".npy")).string();
+  const auto path =
+      (dir / (std::string(dtype_traits<T>::name) + "_rank" + std::to_string(shape.size()) + ".npy"))
+          .string();
   save_npy(path, t);
   auto u = load_npy<T>(path);
   BOOST_TEST(u.shape() == t.shape());
@@ -102,13 +104,18 @@ BOOST_AUTO_TEST_CASE(npy_malformed_files_name_the_problem) {
     return p;
   };
   const auto truncated = write("truncated.npy", bytes.substr(0, bytes.size() - 10));
-  expect_error<format_error>([&] { load_npy<float>(truncated); }, "truncated.npy: truncated npy data");
+  expect_error<format_error>([&] { load_npy<float>(truncated); },
+                             "truncated.npy: truncated npy data");
   const auto header_cut = write("header_cut.npy", bytes.substr(0, 20));
   expect_error<format_error>([&] { load_npy<float>(header_cut); }, "truncated npy header");
   const auto not_npy = write("not_npy.npy", "hello world, not numpy");
   expect_error<format_error>([&] { load_npy<float>(not_npy); }, "bad magic");
   expect_error<io_error>([&] { load_npy<float>((dir / "missing.npy").string()); }, "missing.npy");
-  expect_error<shape_error>([&] { load_npy<float>(good, {4, 5}); }, "expected shape (4, 5), got (4, 4)");
+  expect_error<shape_error>(
+      [&] {
+        load_npy<float>(good, {4, 5});
+      },
+      "expected shape (4, 5), got (4, 4)");
   expect_error<format_error>([&] { load_npy<std::int32_t>(good); }, "expected an integer");
   std::string bad_dtype = bytes;
   bad_dtype.replace(bad_dtype.find("<f4"), 3, "<c8");

@@ -5,7 +5,7 @@
 // in float32.
 #define BOOST_TEST_MODULE cuda_mix
 #include "gpu_main.hpp"
-
+// gpu_main.hpp first: it configures Boost.Test for everything below.
 
 #include "crossbatch/cuda.hpp"
 #include "crossbatch/generate/cross_batch.hpp"
@@ -64,7 +64,8 @@ BOOST_AUTO_TEST_CASE(cross_batch_generation_matches_cpu) {
   const auto dir = cbtest::tiny_model_dir("llama", 3);
   const auto model = decoder_model<float>::load(dir);
   const auto dmodel = decoder_model<float, gpu>::load(dir);
-  mixer_config cfg = cbtest::variant_config({mixer_kind::attention, combine_mode::gate}, model.config.hidden_size, 4);
+  mixer_config cfg = cbtest::variant_config({mixer_kind::attention, combine_mode::gate},
+                                            model.config.hidden_size, 4);
   const auto w = cbtest::random_mixer<float>(cfg, 5, 0.3f);
   const std::vector<std::vector<int>> prompts = {{5, 9, 13, 2}, {3, 7}, {11, 12, 40, 41, 42}, {8}};
   for (auto proj : {mix_projection::project, mix_projection::continue_layers})
@@ -88,12 +89,15 @@ BOOST_AUTO_TEST_CASE(graph_decoder_matches_cpu) {
   const auto dir = cbtest::tiny_model_dir("qwen2", 5);
   const auto model = decoder_model<float>::load(dir);
   const auto dmodel = decoder_model<float, gpu>::load(dir);
-  const mixer_config cfg = cbtest::variant_config({mixer_kind::embedding, combine_mode::gate}, model.config.hidden_size, 4);
+  const mixer_config cfg = cbtest::variant_config({mixer_kind::embedding, combine_mode::gate},
+                                                  model.config.hidden_size, 4);
   const auto w = cbtest::random_mixer<float>(cfg, 9, 0.3f);
-  const std::vector<std::vector<int>> prompts = {{5, 9, 13, 2}, {3, 7}, {11, 12, 40, 41, 42}, {8}, {6, 6, 6}, {1, 2}};
+  const std::vector<std::vector<int>> prompts = {{5, 9, 13, 2}, {3, 7},    {11, 12, 40, 41, 42},
+                                                 {8},           {6, 6, 6}, {1, 2}};
   cross_batch_graph_decoder<float> dec(gctx(), dmodel, int(prompts.size()), 8, 8);
   for (bool with_mixer : {false, true})
-    for (auto proj : {mix_projection::project, mix_projection::project_raw, mix_projection::continue_layers})
+    for (auto proj :
+         {mix_projection::project, mix_projection::project_raw, mix_projection::continue_layers})
       for (int layer : {-1, 1})
         for (bool graph : {true, false}) {
           cross_batch_options opt;
@@ -105,15 +109,19 @@ BOOST_AUTO_TEST_CASE(graph_decoder_matches_cpu) {
           cross_batch_mixer<float> cm(w.cast<float>());
           cross_batch_mixer<float, gpu> gm(w.cast<float, gpu>());
           identity_mixer id;
-          const auto want = with_mixer ? cross_batch_generate(hctx, model, prompts, cm, greedy{}, opt)
-                                       : cross_batch_generate(hctx, model, prompts, id, greedy{}, [&] {
-                                           auto o = opt;
-                                           o.mix_layer = -1;
-                                           return o;
-                                         }());
+          const auto want = with_mixer
+                                ? cross_batch_generate(hctx, model, prompts, cm, greedy{}, opt)
+                                : cross_batch_generate(hctx, model, prompts, id, greedy{}, [&] {
+                                    auto o = opt;
+                                    o.mix_layer = -1;
+                                    return o;
+                                  }());
           dec.use_graph = graph;
-          const auto got = dec.generate(prompts, with_mixer ? &gm : nullptr, sampling_params{}, opt);
-          BOOST_TEST(got.tokens == want.tokens, "mixer " << with_mixer << " " << to_string(proj) << " layer " << layer << " graph " << graph);
+          const auto got =
+              dec.generate(prompts, with_mixer ? &gm : nullptr, sampling_params{}, opt);
+          BOOST_TEST(got.tokens == want.tokens, "mixer " << with_mixer << " " << to_string(proj)
+                                                         << " layer " << layer << " graph "
+                                                         << graph);
           BOOST_TEST(got.stopped_at_eos == want.stopped_at_eos);
         }
   std::filesystem::remove_all(dir);

@@ -4,6 +4,7 @@
 // whole AdamW training steps (parameters after three steps; the baseline method too).
 #define BOOST_TEST_MODULE cuda_mix_train
 #include "gpu_main.hpp"
+// gpu_main.hpp first: it configures Boost.Test for everything below.
 
 #include <random>
 
@@ -57,11 +58,13 @@ head_input<float, gpu> device_norm(const head_input<float>& h) {
 }
 
 // max |a - b| <= tol * max(max |b|, floor)
-void check_rel(const tensor<float>& got, const tensor<float>& want, const std::string& what, float tol = 2e-3f) {
+void check_rel(const tensor<float>& got, const tensor<float>& want, const std::string& what,
+               float tol = 2e-3f) {
   BOOST_REQUIRE(got.shape() == want.shape());
   float scale = 1e-6f, worst = 0;
   for (index_t i = 0; i < want.size(); ++i) scale = std::max(scale, std::fabs(want.data()[i]));
-  for (index_t i = 0; i < want.size(); ++i) worst = std::max(worst, std::fabs(got.data()[i] - want.data()[i]));
+  for (index_t i = 0; i < want.size(); ++i)
+    worst = std::max(worst, std::fabs(got.data()[i] - want.data()[i]));
   BOOST_TEST(worst <= tol * scale, what << ": max diff " << worst << " vs scale " << scale);
 }
 
@@ -70,13 +73,16 @@ void check_rel(const tensor<float>& got, const tensor<float>& want, const std::s
 BOOST_AUTO_TEST_CASE(sgemm_matches_cpu) {
   for (bool ta : {false, true})
     for (bool tb : {false, true})
-      for (auto [m, n, k] : {std::tuple{1, 1, 1}, std::tuple{70, 129, 33}, std::tuple{300, 96, 7}}) {
+      for (auto [m, n, k] :
+           {std::tuple{1, 1, 1}, std::tuple{70, 129, 33}, std::tuple{300, 96, 7}}) {
         const auto a = cbtest::random_tensor<float>(ta ? shape_t{k, m + 3} : shape_t{m, k + 3}, 1);
         const auto b = cbtest::random_tensor<float>(tb ? shape_t{n, k + 2} : shape_t{k, n + 2}, 2);
         const auto c0 = cbtest::random_tensor<float>({m, n}, 3);
         // Strided operands: the first columns of wider buffers.
-        const tensor_view<const float> av(a.data(), ta ? shape_t{k, m} : shape_t{m, k}, {a.dim(1), 1});
-        const tensor_view<const float> bv(b.data(), tb ? shape_t{n, k} : shape_t{k, n}, {b.dim(1), 1});
+        const tensor_view<const float> av(a.data(), ta ? shape_t{k, m} : shape_t{m, k},
+                                          {a.dim(1), 1});
+        const tensor_view<const float> bv(b.data(), tb ? shape_t{n, k} : shape_t{k, n},
+                                          {b.dim(1), 1});
         auto want = c0.clone();
         gemm(hctx, want.view(), av, bv, ta, tb, 0.5f, 2.0f);
         const auto da = up(a), db = up(b);
@@ -84,7 +90,10 @@ BOOST_AUTO_TEST_CASE(sgemm_matches_cpu) {
         gemm(gctx(), got.view(), tensor_view<const float, gpu>(da.data(), av.shape, av.strides),
              tensor_view<const float, gpu>(db.data(), bv.shape, bv.strides), ta, tb, 0.5f, 2.0f);
         gctx().synchronize();
-        check_rel(down(got), want, "gemm " + std::to_string(ta) + std::to_string(tb) + " " + std::to_string(m) + "x" + std::to_string(n), 1e-5f);
+        check_rel(down(got), want,
+                  "gemm " + std::to_string(ta) + std::to_string(tb) + " " + std::to_string(m) +
+                      "x" + std::to_string(n),
+                  1e-5f);
       }
 }
 
@@ -109,8 +118,10 @@ BOOST_AUTO_TEST_CASE(objective_losses_and_gradients_match_cpu) {
       const auto got = gpu_obj.run(gctx(), batch, &dw, dhead.view(), dnorm, &dg, dhg.view());
       gctx().synchronize();
       BOOST_TEST(got.tokens == want.tokens);
-      BOOST_TEST(std::fabs(got.loss - want.loss) <= 1e-4 * want.loss, what << ": loss " << got.loss << " vs " << want.loss);
-      BOOST_TEST(std::fabs(got.baseline_loss - want.baseline_loss) <= 1e-4 * want.baseline_loss, what);
+      BOOST_TEST(std::fabs(got.loss - want.loss) <= 1e-4 * want.loss,
+                 what << ": loss " << got.loss << " vs " << want.loss);
+      BOOST_TEST(std::fabs(got.baseline_loss - want.baseline_loss) <= 1e-4 * want.baseline_loss,
+                 what);
       for (auto& [name, t] : g.parameters()) check_rel(down(*dg.slot(name)), *t, what + " " + name);
       check_rel(down(dhg), hg, what + " lm_head");
     }
@@ -118,7 +129,8 @@ BOOST_AUTO_TEST_CASE(objective_losses_and_gradients_match_cpu) {
 
 BOOST_AUTO_TEST_CASE(training_steps_match_cpu) {
   for (bool with_mixer : {true, false}) {
-    const mixer_config cfg = cbtest::variant_config({mixer_kind::attention, combine_mode::gate}, C, 4);
+    const mixer_config cfg =
+        cbtest::variant_config({mixer_kind::attention, combine_mode::gate}, C, 4);
     const auto w = cbtest::random_mixer<float>(cfg, 8, 0.3f);
     const auto head = cbtest::random_tensor<float>({V, C}, 9, -0.3f, 0.3f);
     train_options opt;
@@ -128,24 +140,28 @@ BOOST_AUTO_TEST_CASE(training_steps_match_cpu) {
     std::optional<mixer_weights<float, gpu>> dm;
     if (with_mixer) hm = w.cast<float>(), dm = w.cast<float, gpu>();
     cross_batch_trainer<float> cpu_tr(hctx, std::move(hm), head.clone(), host_norm(1), opt);
-    cross_batch_trainer<float, gpu> gpu_tr(gctx(), std::move(dm), up(head), device_norm(host_norm(1)), opt);
+    cross_batch_trainer<float, gpu> gpu_tr(gctx(), std::move(dm), up(head),
+                                           device_norm(host_norm(1)), opt);
     for (unsigned s = 0; s < 3; ++s) {
       const auto b = random_batch(20 + s);
       const auto want = cpu_tr.train_step(b);
       const auto got = gpu_tr.train_step(b);
       BOOST_TEST(std::fabs(got.loss - want.loss) <= 1e-3 * want.loss, "step " << s);
-      BOOST_TEST(std::fabs(gpu_tr.last_grad_norm() - cpu_tr.last_grad_norm()) <= 1e-3 * cpu_tr.last_grad_norm());
+      BOOST_TEST(std::fabs(gpu_tr.last_grad_norm() - cpu_tr.last_grad_norm()) <=
+                 1e-3 * cpu_tr.last_grad_norm());
     }
     gctx().synchronize();
     // Three AdamW steps move each parameter by at most 3 lr; near-zero gradients may flip the sign
     // of an update, so the bound is lr-scaled.
     auto close = [&](const tensor<float>& got, const tensor<float>& want, const std::string& what) {
       float worst = 0;
-      for (index_t i = 0; i < want.size(); ++i) worst = std::max(worst, std::fabs(got.data()[i] - want.data()[i]));
+      for (index_t i = 0; i < want.size(); ++i)
+        worst = std::max(worst, std::fabs(got.data()[i] - want.data()[i]));
       BOOST_TEST(worst <= 1.5f * opt.learning_rate, what << ": " << worst);
     };
     close(down(gpu_tr.head()), cpu_tr.head(), "lm_head");
     if (with_mixer)
-      for (const auto& [name, t] : cpu_tr.mixer()->parameters()) close(down(*gpu_tr.mixer()->slot(name)), *t, name);
+      for (const auto& [name, t] : cpu_tr.mixer()->parameters())
+        close(down(*gpu_tr.mixer()->slot(name)), *t, name);
   }
 }

@@ -5,6 +5,7 @@
 // and the generic generate<T, cuda> equal to the graph; batch invariance; seeded determinism.
 #define BOOST_TEST_MODULE cuda_model
 #include "gpu_main.hpp"
+// gpu_main.hpp first: it configures Boost.Test for everything below.
 
 #include <cmath>
 
@@ -19,14 +20,18 @@ using namespace cbgpu;
 namespace {
 
 std::string golden(const std::string& c) { return cbtest::data_dir() + "/goldens/" + c; }
-const std::vector<std::string> decoder_cases = {"gpt2", "llama_gqa_tied", "llama3_scaled_untied", "qwen2"};
+const std::vector<std::string> decoder_cases = {"gpt2", "llama_gqa_tied", "llama3_scaled_untied",
+                                                "qwen2"};
 
 // Relative L2 error allowed against float32 goldens, per dtype.
 template <class T>
 double rel_tolerance() {
-  if constexpr (std::is_same_v<T, float>) return 1e-4;
-  else if constexpr (std::is_same_v<T, crossbatch::half>) return 1e-2;
-  else return 4e-2;
+  if constexpr (std::is_same_v<T, float>)
+    return 1e-4;
+  else if constexpr (std::is_same_v<T, crossbatch::half>)
+    return 1e-2;
+  else
+    return 4e-2;
 }
 
 template <class T>
@@ -54,8 +59,9 @@ tensor<float> forward_logits(const decoder_model<T, gpu>& m, const tensor<std::i
   tensor_view<const std::int32_t, gpu> fid(did.data(), {n}), fpos(dpos.data(), {n});
   auto x2 = x.view().reshape({n, cfg.hidden_size});
   m.embed_tokens(ctx, x2, fid, fpos);
-  m.run_layers(ctx, x.view(), fpos, cache, 0, all_of<causal, left_padding>(causal{}, left_padding{dpad.data()}), 0,
-               cfg.num_layers, ws);
+  m.run_layers(ctx, x.view(), fpos, cache, 0,
+               all_of<causal, left_padding>(causal{}, left_padding{dpad.data()}), 0, cfg.num_layers,
+               ws);
   m.final_norm(ctx, h.view(), c(x2));
   m.logits(ctx, logits.view(), c(h));
   ctx.synchronize();
@@ -73,13 +79,16 @@ struct golden_batch {
     auto p64 = load_npy<std::int64_t>(dir + "/position_ids.npy");
     ids = tensor<std::int32_t>(i64.shape());
     pos = tensor<std::int32_t>(p64.shape());
-    for (index_t i = 0; i < i64.size(); ++i) ids.data()[i] = std::int32_t(i64.data()[i]), pos.data()[i] = std::int32_t(p64.data()[i]);
+    for (index_t i = 0; i < i64.size(); ++i)
+      ids.data()[i] = std::int32_t(i64.data()[i]), pos.data()[i] = std::int32_t(p64.data()[i]);
     for (index_t s = 0; s < ids.dim(0); ++s) {
       int p = 0;
       std::vector<int> prompt;
       for (index_t t = 0; t < ids.dim(1); ++t) {
-        if (mask(s, t) == 0) ++p;
-        else prompt.push_back(ids(s, t));
+        if (mask(s, t) == 0)
+          ++p;
+        else
+          prompt.push_back(ids(s, t));
       }
       pad.push_back(p);
       prompts.push_back(prompt);
@@ -88,8 +97,9 @@ struct golden_batch {
 };
 
 // Max-abs and relative L2 error of `got` (B*T, V) against the golden (B, T, V) at real positions.
-void compare_real_positions(const tensor<float>& got, const tensor<float>& want, const tensor<std::int64_t>& mask,
-                            double rel_tol, float abs_scale, bool check_abs, const std::string& what) {
+void compare_real_positions(const tensor<float>& got, const tensor<float>& want,
+                            const tensor<std::int64_t>& mask, double rel_tol, float abs_scale,
+                            bool check_abs, const std::string& what) {
   const index_t b = want.dim(0), t = want.dim(1), v = want.dim(2);
   double num = 0, den = 0;
   float worst = 0;
@@ -109,9 +119,11 @@ void compare_real_positions(const tensor<float>& got, const tensor<float>& want,
       argmax_diff += ga != wa;
     }
   const double rel = std::sqrt(num / den);
-  BOOST_TEST_MESSAGE(what << ": relative L2 error " << rel << ", argmax differs at " << argmax_diff << " positions");
+  BOOST_TEST_MESSAGE(what << ": relative L2 error " << rel << ", argmax differs at " << argmax_diff
+                          << " positions");
   BOOST_TEST(rel <= rel_tol, what << ": relative L2 error " << rel << " > " << rel_tol);
-  if (check_abs) BOOST_TEST(worst <= 0.0f, what << ": an element exceeds the float32 tolerance x" << abs_scale);
+  if (check_abs)
+    BOOST_TEST(worst <= 0.0f, what << ": an element exceeds the float32 tolerance x" << abs_scale);
 }
 
 std::vector<std::vector<int>> greedy_tokens(const std::string& dir) {
@@ -162,11 +174,16 @@ BOOST_AUTO_TEST_CASE(greedy_generation_matches_goldens_and_cpu) {
     const auto generic = generate(gctx(), m, gb.prompts, greedy{}, fixed_length(n));
     const auto on_cpu = generate(context<cpu>{}, mc, gb.prompts, greedy{}, fixed_length(n));
     for (std::size_t s = 0; s < want.size(); ++s) {
-      BOOST_TEST(r.tokens[s] == want[s], cs << " seq " << s << ": graph tokens differ from transformers");
-      BOOST_TEST(eager.tokens[s] == r.tokens[s], cs << " seq " << s << ": eager device step differs from the graph");
-      BOOST_TEST(unfused.tokens[s] == r.tokens[s], cs << " seq " << s << ": unfused step differs from the fused");
-      BOOST_TEST(generic.tokens[s] == r.tokens[s], cs << " seq " << s << ": generate<float, cuda> differs");
-      BOOST_TEST(on_cpu.tokens[s] == r.tokens[s], cs << " seq " << s << ": CPU tokens differ from the GPU's");
+      BOOST_TEST(r.tokens[s] == want[s],
+                 cs << " seq " << s << ": graph tokens differ from transformers");
+      BOOST_TEST(eager.tokens[s] == r.tokens[s],
+                 cs << " seq " << s << ": eager device step differs from the graph");
+      BOOST_TEST(unfused.tokens[s] == r.tokens[s],
+                 cs << " seq " << s << ": unfused step differs from the fused");
+      BOOST_TEST(generic.tokens[s] == r.tokens[s],
+                 cs << " seq " << s << ": generate<float, cuda> differs");
+      BOOST_TEST(on_cpu.tokens[s] == r.tokens[s],
+                 cs << " seq " << s << ": CPU tokens differ from the GPU's");
     }
   }
 }
@@ -201,7 +218,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(bert_matches_goldens, T, dtypes) {
           den += double(want(s, i, j)) * want(s, i, j);
         }
   const double rel = std::sqrt(num / den);
-  BOOST_TEST(rel <= rel_tolerance<T>() * 2, "bert " << dtype_traits<T>::name << " last_hidden_state rel error " << rel);
+  BOOST_TEST(rel <= rel_tolerance<T>() * 2,
+             "bert " << dtype_traits<T>::name << " last_hidden_state rel error " << rel);
   if (!out.pooler_output.empty()) {
     // tanh(dense(cls)): relative L2, the pre-activations are large and amplify half rounding.
     const auto pooled = widen(down(out.pooler_output));
@@ -211,7 +229,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(bert_matches_goldens, T, dtypes) {
       pn += double(pooled.data()[i] - pw.data()[i]) * (pooled.data()[i] - pw.data()[i]);
       pd += double(pw.data()[i]) * pw.data()[i];
     }
-    BOOST_TEST(std::sqrt(pn / pd) <= 4 * rel_tolerance<T>(), "bert pooler rel error " << std::sqrt(pn / pd));
+    BOOST_TEST(std::sqrt(pn / pd) <= 4 * rel_tolerance<T>(),
+               "bert pooler rel error " << std::sqrt(pn / pd));
   }
   if (!out.attentions.empty()) {
     const auto att = down(out.attentions);
@@ -224,7 +243,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(bert_matches_goldens, T, dtypes) {
         for (index_t i = 0; i < t; ++i)
           for (index_t k = 0; k < t; ++k)
             if (mask(s, i) && mask(s, k))
-              worst = std::max(worst, std::fabs(att(s, hh, i, k) - aw(req.attention_layer, s, hh, i, k)));
+              worst = std::max(worst,
+                               std::fabs(att(s, hh, i, k) - aw(req.attention_layer, s, hh, i, k)));
     BOOST_TEST(worst <= 20 * dtype_traits<T>::atol, "bert attentions differ by " << worst);
   }
 }
@@ -244,7 +264,8 @@ BOOST_AUTO_TEST_CASE(tiny_models_greedy_token_identical_to_cpu) {
     gen.fused = false;
     const auto unfused = gen.generate(prompts, sampling_params{}, fixed_length(n));
     gen.fused = true;
-    for (int s = 0; s < 3; ++s) BOOST_TEST(unfused.tokens[s] == on_cpu.tokens[s], family << " seq " << s << " unfused");
+    for (int s = 0; s < 3; ++s)
+      BOOST_TEST(unfused.tokens[s] == on_cpu.tokens[s], family << " seq " << s << " unfused");
     // Batch invariance: each prompt alone gives the tokens it gave in the batch.
     for (int s = 0; s < 3; ++s) {
       graph_generator<float> one(gctx(), mg, 1, 8, n);
@@ -261,9 +282,12 @@ BOOST_AUTO_TEST_CASE(tiny_models_greedy_token_identical_to_cpu) {
     const auto sc = generate(context<cpu>{}, mc, prompts, sp, fixed_length(n, 77));
     int same = 0;
     for (int s = 0; s < 3; ++s) {
-      BOOST_TEST(s1.tokens[s] == s2.tokens[s], family << " seq " << s << ": same seed, different tokens");
-      BOOST_TEST(s1.tokens[s] == s3.tokens[s], family << " seq " << s << ": graph vs eager sampled tokens");
-      BOOST_TEST(s1.tokens[s][0] == sc.tokens[s][0], family << " seq " << s << ": first sampled token differs from CPU");
+      BOOST_TEST(s1.tokens[s] == s2.tokens[s],
+                 family << " seq " << s << ": same seed, different tokens");
+      BOOST_TEST(s1.tokens[s] == s3.tokens[s],
+                 family << " seq " << s << ": graph vs eager sampled tokens");
+      BOOST_TEST(s1.tokens[s][0] == sc.tokens[s][0],
+                 family << " seq " << s << ": first sampled token differs from CPU");
       same += s1.tokens[s] == sc.tokens[s];
     }
     BOOST_TEST_MESSAGE(family << ": " << same << "/3 sampled sequences identical to the CPU's");
@@ -275,7 +299,8 @@ BOOST_AUTO_TEST_CASE(tiny_models_greedy_token_identical_to_cpu) {
     gen.eos_check_every = 2;
     const auto st = gen.generate(prompts, sampling_params{}, eo);
     const auto stc = generate(context<cpu>{}, mc, prompts, greedy{}, eo);
-    for (int s = 0; s < 3; ++s) BOOST_TEST(st.tokens[s] == stc.tokens[s], family << " seq " << s << " with EOS");
+    for (int s = 0; s < 3; ++s)
+      BOOST_TEST(st.tokens[s] == stc.tokens[s], family << " seq " << s << " with EOS");
     std::filesystem::remove_all(dir);
   }
 }

@@ -5,7 +5,7 @@
 // shift) and the device samplers (greedy exact, seeded draws equal to the CPU's, deterministic).
 #define BOOST_TEST_MODULE cuda_ops
 #include "gpu_main.hpp"
-
+// gpu_main.hpp first: it configures Boost.Test for everything below.
 
 #include "crossbatch/cuda.hpp"
 #include "crossbatch/ops/cpu.hpp"
@@ -26,7 +26,8 @@ tensor<T> rnd(shape_t s, float lo = -1.f, float hi = 1.f) {
 
 // Compares a device result with a CPU result; scale widens the tolerance for long reductions.
 template <class T, class U>
-void check(const tensor<U, gpu>& got, const tensor<U>& want, const std::string& what, float scale = 1.f) {
+void check(const tensor<U, gpu>& got, const tensor<U>& want, const std::string& what,
+           float scale = 1.f) {
   gctx().synchronize();
   auto g = down(got);
   cbtest::check_close<T>(tensor_view<const U>(g.view()), tensor_view<const U>(want.view()),
@@ -89,9 +90,9 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(norms_match_cpu, T, dtypes) {
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(linear_matches_cpu, T, dtypes) {
   // (n, in, out): GEMV rows 1..8, cuBLASLt above, odd sizes that miss the vector path.
-  const std::vector<std::array<index_t, 3>> shapes = {{1, 64, 96}, {2, 128, 40}, {3, 96, 33}, {5, 64, 64},
-                                                      {8, 256, 130}, {9, 64, 96}, {64, 128, 200}, {4, 37, 19},
-                                                      {130, 96, 77}, {1, 896, 1000}};
+  const std::vector<std::array<index_t, 3>> shapes = {
+      {1, 64, 96}, {2, 128, 40},   {3, 96, 33}, {5, 64, 64},   {8, 256, 130},
+      {9, 64, 96}, {64, 128, 200}, {4, 37, 19}, {130, 96, 77}, {1, 896, 1000}};
   for (auto [n, in, o] : shapes) {
     auto x = rnd<T>({n, in}), w = rnd<T>({o, in}), b = rnd<T>({o});
     auto dx = up(x), dw = up(w), db = up(b);
@@ -100,7 +101,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(linear_matches_cpu, T, dtypes) {
       linear(hctx, want.view(), c(x), c(w), bias ? c(b) : tensor_view<const T>{});
       tensor<T, gpu> got({n, o});
       linear(gctx(), got.view(), c(dx), c(dw), bias ? c(db) : tensor_view<const T, gpu>{});
-      check<T>(got, want, "linear " + std::to_string(n) + "x" + std::to_string(in) + "->" + std::to_string(o),
+      check<T>(got, want,
+               "linear " + std::to_string(n) + "x" + std::to_string(in) + "->" + std::to_string(o),
                1.f + float(in) / 256.f);
     }
   }
@@ -117,7 +119,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(linear_matches_cpu, T, dtypes) {
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(elementwise_match_cpu, T, dtypes) {
-  for (activation a : {activation::gelu_tanh, activation::gelu_erf, activation::silu, activation::relu}) {
+  for (activation a :
+       {activation::gelu_tanh, activation::gelu_erf, activation::silu, activation::relu}) {
     auto x = rnd<T>({6, 70}, -4, 4);
     tensor<T> want({6, 70});
     tensor<T, gpu> got({6, 70});
@@ -146,7 +149,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(rope_matches_cpu_on_strided_views, T, dtypes) {
   std::copy(f.begin(), f.end(), inv.data());
   auto gbuf = up(buf);
   apply_rope(hctx, tensor_view<T>(buf.data() + 16, {n, h, d}, {width, d, 1}), c(pos), c(inv));
-  apply_rope(gctx(), tensor_view<T, gpu>(gbuf.data() + 16, {n, h, d}, {width, d, 1}), c(up(pos)), c(up(inv)));
+  apply_rope(gctx(), tensor_view<T, gpu>(gbuf.data() + 16, {n, h, d}, {width, d, 1}), c(up(pos)),
+             c(up(inv)));
   check<T>(gbuf, buf, "apply_rope", 2.f);
 }
 
@@ -172,8 +176,11 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(write_kv_matches_cpu, T, dtypes) {
   auto gcache = up(cache);
   auto gfused = up(fused);
   auto part = [&](auto* p) { return p + 2 * h * d; };
-  write_kv(hctx, cache.view(), tensor_view<const T>(part(fused.data()), {b, t, h, d}, {t * width, width, d, 1}), 4);
-  write_kv(gctx(), gcache.view(), tensor_view<const T, gpu>(part(gfused.data()), {b, t, h, d}, {t * width, width, d, 1}), 4);
+  write_kv(hctx, cache.view(),
+           tensor_view<const T>(part(fused.data()), {b, t, h, d}, {t * width, width, d, 1}), 4);
+  write_kv(gctx(), gcache.view(),
+           tensor_view<const T, gpu>(part(gfused.data()), {b, t, h, d}, {t * width, width, d, 1}),
+           4);
   check<T>(gcache, cache, "write_kv");
 }
 
@@ -191,8 +198,9 @@ struct dints {
 };
 
 template <class T, class HM, class DM>
-void attention_case(const std::string& what, const HM& hmask, const DM& dmask, int b, int tq, int h, int hkv, int d,
-                    int q_start, int kv_len, bool probs = false, bool strided_q = false) {
+void attention_case(const std::string& what, const HM& hmask, const DM& dmask, int b, int tq, int h,
+                    int hkv, int d, int q_start, int kv_len, bool probs = false,
+                    bool strided_q = false) {
   const int cap = kv_len + 5;
   const index_t width = strided_q ? index_t(h + 2 * hkv) * d : index_t(h) * d;
   auto qbuf = rnd<T>({b, tq, width}, -2, 2);
@@ -206,8 +214,8 @@ void attention_case(const std::string& what, const HM& hmask, const DM& dmask, i
   const attention_shape a{q_start, kv_len, 1.0f / std::sqrt(float(d))};
   attention(hctx, want.view(), tensor_view<const T>(qbuf.data(), qs, qst), c(k), c(v), hmask, a,
             probs ? hp.view() : tensor_view<float>{});
-  attention(gctx(), got.view(), tensor_view<const T, gpu>(gq.data(), qs, qst), c(gk), c(gv), dmask, a,
-            probs ? gp.view() : tensor_view<float, gpu>{});
+  attention(gctx(), got.view(), tensor_view<const T, gpu>(gq.data(), qs, qst), c(gk), c(gv), dmask,
+            a, probs ? gp.view() : tensor_view<float, gpu>{});
   check<T>(got, want, "attention " + what);
   if (probs) check<T>(gp, hp, "attention probs " + what);
 }
@@ -232,8 +240,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(attention_matches_cpu, T, dtypes) {
   attention_case<T>("probs", hm, dm, 3, 20, 4, 2, 16, 60, 80, true);
   attention_case<T>("no mask", no_mask{}, no_mask{}, 2, 33, 2, 2, 32, 0, 33);
   const sliding_window sw{17};
-  attention_case<T>("sliding window", all_of<causal, sliding_window>(causal{}, sw), all_of<causal, sliding_window>(causal{}, sw),
-                    2, 150, 2, 1, 64, 0, 150);
+  attention_case<T>("sliding window", all_of<causal, sliding_window>(causal{}, sw),
+                    all_of<causal, sliding_window>(causal{}, sw), 2, 150, 2, 1, 64, 0, 150);
   // Segment isolation: prefix 0 (10 slots), segments 1..4 (20 slots each), generation from 90.
   std::vector<int> seg(2 * 100, 0), gen = {90, 90};
   for (int s = 0; s < 2; ++s)
@@ -278,7 +286,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(greedy_matches_cpu, T, dtypes) {
 BOOST_AUTO_TEST_CASE(sampling_matches_cpu_and_is_deterministic) {
   const index_t b = 16, v = 3000;
   std::vector<sampling_params> settings = {
-      {true, 1.0f, 0, 1.0f, 0.0f}, {true, 0.7f, 50, 1.0f, 0.0f}, {true, 1.0f, 0, 0.9f, 0.0f},
+      {true, 1.0f, 0, 1.0f, 0.0f},  {true, 0.7f, 50, 1.0f, 0.0f},   {true, 1.0f, 0, 0.9f, 0.0f},
       {true, 1.3f, 0, 1.0f, 0.05f}, {true, 0.8f, 40, 0.95f, 0.02f}, {true, 1.0f, 1, 1.0f, 0.0f}};
   const counter_rng rng{1234};
   int agree = 0, total = 0;
@@ -305,7 +313,8 @@ BOOST_AUTO_TEST_CASE(sampling_matches_cpu_and_is_deterministic) {
         top_k{p.top_k}.apply(row);
         top_p{p.top_p}.apply(row);
         min_p{p.min_p}.apply(row);
-        BOOST_CHECK_MESSAGE(row[g1(i)] > -INFINITY, "id " << g1(i) << " was filtered out on the CPU");
+        BOOST_CHECK_MESSAGE(row[g1(i)] > -INFINITY,
+                            "id " << g1(i) << " was filtered out on the CPU");
         agree += g1(i) == want[i];
         ++total;
       }

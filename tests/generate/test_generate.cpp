@@ -24,7 +24,8 @@ struct model_fixture {
 };
 
 // Greedy decode of `ps` for n steps recording the logits (B, V) of every step.
-std::vector<tensor<float>> decode_logits(const decoder_model<float>& m, const std::vector<std::vector<int>>& ps, int n,
+std::vector<tensor<float>> decode_logits(const decoder_model<float>& m,
+                                         const std::vector<std::vector<int>>& ps, int n,
                                          std::vector<std::vector<int>>& tokens) {
   context<cpu> ctx;
   batch_session<float> s(ctx, m, ps, n);
@@ -38,14 +39,17 @@ std::vector<tensor<float>> decode_logits(const decoder_model<float>& m, const st
       s.step(next);
     }
     out.push_back(s.logits_host());
-    for (std::size_t b = 0; b < ps.size(); ++b) tokens[b].push_back(argmax(std::span<const float>(&out.back()(b, 0), m.config.vocab_size)));
+    for (std::size_t b = 0; b < ps.size(); ++b)
+      tokens[b].push_back(argmax(std::span<const float>(&out.back()(b, 0), m.config.vocab_size)));
   }
   return out;
 }
 
-void check_rows_close(const tensor<float>& a, int ra, const tensor<float>& b, int rb, const std::string& what) {
+void check_rows_close(const tensor<float>& a, int ra, const tensor<float>& b, int rb,
+                      const std::string& what) {
   const index_t v = a.dim(1);
-  cbtest::check_close<float>(tensor_view<const float>(&a(ra, 0), {v}), tensor_view<const float>(&b(rb, 0), {v}), what);
+  cbtest::check_close<float>(tensor_view<const float>(&a(ra, 0), {v}),
+                             tensor_view<const float>(&b(rb, 0), {v}), what);
 }
 
 const auto families = bdata::make(std::vector<std::string>{"gpt2", "llama", "qwen2"});
@@ -64,7 +68,8 @@ BOOST_DATA_TEST_CASE(kv_cached_decode_equals_full_recomputation, families, famil
       full.insert(full.end(), tokens[b].begin(), tokens[b].begin() + step);
       std::vector<std::vector<int>> t;
       const auto fresh = decode_logits(f.model, {full}, 1, t);
-      check_rows_close(steps[step], int(b), fresh[0], 0, family + " seq " + std::to_string(b) + " step " + std::to_string(step));
+      check_rows_close(steps[step], int(b), fresh[0], 0,
+                       family + " seq " + std::to_string(b) + " step " + std::to_string(step));
     }
 }
 
@@ -76,12 +81,15 @@ BOOST_DATA_TEST_CASE(batch_and_padding_invariance, families, family) {
     const auto alone = decode_logits(f.model, {prompts[b]}, 5, alone_tokens);
     BOOST_TEST(alone_tokens[0] == batch_tokens[b]);
     for (int step = 0; step < 5; ++step)
-      check_rows_close(batched[step], int(b), alone[step], 0, family + " alone vs batch, seq " + std::to_string(b));
+      check_rows_close(batched[step], int(b), alone[step], 0,
+                       family + " alone vs batch, seq " + std::to_string(b));
   }
   // More padding: a much longer companion changes nothing for prompt 1.
-  const auto padded = decode_logits(f.model, {std::vector<int>(40, 4), prompts[1]}, 5, other_tokens);
+  const auto padded =
+      decode_logits(f.model, {std::vector<int>(40, 4), prompts[1]}, 5, other_tokens);
   BOOST_TEST(other_tokens[1] == batch_tokens[1]);
-  for (int step = 0; step < 5; ++step) check_rows_close(batched[step], 1, padded[step], 1, family + " extra padding");
+  for (int step = 0; step < 5; ++step)
+    check_rows_close(batched[step], 1, padded[step], 1, family + " extra padding");
 }
 
 BOOST_DATA_TEST_CASE(seeded_sampling_is_reproducible, families, family) {
@@ -99,7 +107,11 @@ BOOST_DATA_TEST_CASE(seeded_sampling_is_reproducible, families, family) {
   const auto c = generate(ctx, f.model, prompts, sp, opt);
   BOOST_TEST(a.tokens != c.tokens);
   // A sequence's draws do not depend on its companions (stream = its index; same index alone).
-  const auto alone = generate(ctx, f.model, {prompts[0]}, sp, [&] { auto o = opt; o.seed = 1234; return o; }());
+  const auto alone = generate(ctx, f.model, {prompts[0]}, sp, [&] {
+    auto o = opt;
+    o.seed = 1234;
+    return o;
+  }());
   BOOST_TEST(alone.tokens[0] == a.tokens[0]);
 }
 
@@ -116,9 +128,11 @@ BOOST_DATA_TEST_CASE(eos_stops_one_sequence_and_fixed_length_ignores_it, familie
   opt.stop_at_eos = true;
   opt.eos_ids = {eos};
   std::vector<std::vector<int>> streamed(prompts.size());
-  const auto r = generate(ctx, f.model, prompts, greedy{}, opt, [&](int s, int id) { streamed[s].push_back(id); });
+  const auto r = generate(ctx, f.model, prompts, greedy{}, opt,
+                          [&](int s, int id) { streamed[s].push_back(id); });
   BOOST_TEST(r.stopped_at_eos[0]);
-  BOOST_TEST(r.tokens[0] == std::vector<int>(free_run.tokens[0].begin(), free_run.tokens[0].begin() + 3));
+  BOOST_TEST(r.tokens[0] ==
+             std::vector<int>(free_run.tokens[0].begin(), free_run.tokens[0].begin() + 3));
   for (std::size_t s = 1; s < prompts.size(); ++s) {
     const auto& t = free_run.tokens[s];
     const auto cut = std::find(t.begin(), t.end(), eos);

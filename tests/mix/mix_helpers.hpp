@@ -23,11 +23,13 @@ struct mixer_variant {
 inline std::vector<mixer_variant> all_variants() {
   std::vector<mixer_variant> v;
   for (auto k : {mixer_kind::attention, mixer_kind::embedding})
-    for (auto m : {combine_mode::alpha, combine_mode::scale, combine_mode::gate}) v.push_back({k, m});
+    for (auto m : {combine_mode::alpha, combine_mode::scale, combine_mode::gate})
+      v.push_back({k, m});
   return v;
 }
 
-inline mixer_config variant_config(const mixer_variant& v, int hidden, int heads = 4, int gate_hidden = 0) {
+inline mixer_config variant_config(const mixer_variant& v, int hidden, int heads = 4,
+                                   int gate_hidden = 0) {
   mixer_config c;
   c.kind = v.kind;
   c.combine = v.combine;
@@ -45,9 +47,12 @@ mixer_weights<T> random_mixer(const mixer_config& c, unsigned seed, float scale 
   std::mt19937 gen(seed);
   std::uniform_real_distribution<double> u(-scale, scale), pos(0.3, 0.8);
   for (auto& [name, t] : w.parameters()) {
-    const bool ln_weight = name.find("ln_") != std::string::npos && name.find("weight") != std::string::npos;
+    const bool ln_weight =
+        name.find("ln_") != std::string::npos && name.find("weight") != std::string::npos;
     for (index_t i = 0; i < t->size(); ++i)
-      t->data()[i] = static_cast<T>(name == "alpha" || name == "scale" ? pos(gen) : ln_weight ? 1.0 + u(gen) : u(gen));
+      t->data()[i] = static_cast<T>(name == "alpha" || name == "scale" ? pos(gen)
+                                    : ln_weight                        ? 1.0 + u(gen)
+                                                                       : u(gen));
   }
   return w;
 }

@@ -16,7 +16,8 @@ namespace bdata = boost::unit_test::data;
 
 namespace {
 
-const std::vector<std::vector<int>> prompts = {{5, 9, 13, 2, 7, 7, 30}, {3}, {11, 12, 40, 41}, {8, 8}};
+const std::vector<std::vector<int>> prompts = {
+    {5, 9, 13, 2, 7, 7, 30}, {3}, {11, 12, 40, 41}, {8, 8}};
 const auto families = bdata::make(std::vector<std::string>{"gpt2", "llama", "qwen2"});
 context<cpu> ctx;
 
@@ -38,7 +39,8 @@ cross_batch_mixer<float> zero_mixer(const cbtest::mixer_variant& v, int hidden) 
 struct recording_mixer {
   cross_batch_mixer<float> inner;
   std::vector<std::vector<int>> calls;
-  void mix(const context<cpu>& c, tensor_view<float> out, tensor_view<const float> h, std::span<const int> g) {
+  void mix(const context<cpu>& c, tensor_view<float> out, tensor_view<const float> h,
+           std::span<const int> g) {
     calls.emplace_back(g.begin(), g.end());
     inner.mix(c, out, h, g);
   }
@@ -54,13 +56,15 @@ BOOST_DATA_TEST_CASE(zero_mix_equals_standard_generation, families, family) {
   const auto standard = generate(ctx, f.model, prompts, greedy{}, base);
   for (const auto& v : cbtest::all_variants()) {
     if (v.combine == combine_mode::gate) continue;
-    for (auto proj : {mix_projection::project, mix_projection::project_raw, mix_projection::continue_layers}) {
+    for (auto proj :
+         {mix_projection::project, mix_projection::project_raw, mix_projection::continue_layers}) {
       cross_batch_options opt;
       static_cast<generation_options&>(opt) = base;
       opt.projection = proj;
       auto m = zero_mixer(v, f.model.config.hidden_size);
       const auto got = cross_batch_generate(ctx, f.model, prompts, m, greedy{}, opt);
-      BOOST_TEST(got.tokens == standard.tokens, family << " " << v.name() << " " << to_string(proj));
+      BOOST_TEST(got.tokens == standard.tokens,
+                 family << " " << v.name() << " " << to_string(proj));
       BOOST_TEST(got.stopped_at_eos == standard.stopped_at_eos);
     }
     // Continuing through the layers from an intermediate layer is also exact when nothing mixes.
@@ -69,18 +73,21 @@ BOOST_DATA_TEST_CASE(zero_mix_equals_standard_generation, families, family) {
     opt.mix_layer = 1;
     opt.projection = mix_projection::continue_layers;
     auto m = zero_mixer(v, f.model.config.hidden_size);
-    BOOST_TEST(cross_batch_generate(ctx, f.model, prompts, m, greedy{}, opt).tokens == standard.tokens);
+    BOOST_TEST(cross_batch_generate(ctx, f.model, prompts, m, greedy{}, opt).tokens ==
+               standard.tokens);
   }
   identity_mixer id;
   cross_batch_options opt;
   static_cast<generation_options&>(opt) = base;
-  BOOST_TEST(cross_batch_generate(ctx, f.model, prompts, id, greedy{}, opt).tokens == standard.tokens);
+  BOOST_TEST(cross_batch_generate(ctx, f.model, prompts, id, greedy{}, opt).tokens ==
+             standard.tokens);
 }
 
 BOOST_DATA_TEST_CASE(mixing_changes_tokens_and_groups_generate_apart, families, family) {
   model_fixture f(family);
   const int hidden = f.model.config.hidden_size;
-  auto w = cbtest::random_mixer<float>(cbtest::variant_config({mixer_kind::attention, combine_mode::scale}, hidden), 5, 1.5f);
+  auto w = cbtest::random_mixer<float>(
+      cbtest::variant_config({mixer_kind::attention, combine_mode::scale}, hidden), 5, 1.5f);
   w.mix(0) = 1.0f;
   cross_batch_options opt;
   opt.max_new_tokens = 6;
@@ -97,7 +104,8 @@ BOOST_DATA_TEST_CASE(mixing_changes_tokens_and_groups_generate_apart, families, 
     cross_batch_options o = opt;
     o.groups.assign(sub.size(), 0);
     const auto apart = cross_batch_generate(ctx, f.model, sub, m, greedy{}, o);
-    for (std::size_t j = 0; j < idx.size(); ++j) BOOST_TEST(apart.tokens[j] == together.tokens[idx[j]]);
+    for (std::size_t j = 0; j < idx.size(); ++j)
+      BOOST_TEST(apart.tokens[j] == together.tokens[idx[j]]);
   }
   const auto standard = generate(ctx, f.model, prompts, greedy{}, opt);
   BOOST_TEST(standard.tokens != together.tokens, "a strong mixer should change some token");
@@ -106,7 +114,9 @@ BOOST_DATA_TEST_CASE(mixing_changes_tokens_and_groups_generate_apart, families, 
 BOOST_AUTO_TEST_CASE(finished_sequences_stop_contributing) {
   model_fixture f("llama");
   const auto w = cbtest::random_mixer<float>(
-      cbtest::variant_config({mixer_kind::embedding, combine_mode::gate}, f.model.config.hidden_size), 7);
+      cbtest::variant_config({mixer_kind::embedding, combine_mode::gate},
+                             f.model.config.hidden_size),
+      7);
   cross_batch_options opt;
   opt.max_new_tokens = 6;
   // Stop sequence 1 at its second token (whatever the mixed run makes it).
@@ -125,7 +135,8 @@ BOOST_AUTO_TEST_CASE(finished_sequences_stop_contributing) {
     // Sequence s takes part up to the step that produced its EOS, and never after.
     const std::size_t stop = r.stopped_at_eos[s] ? r.tokens[s].size() : rec.calls.size();
     for (std::size_t step = 0; step < rec.calls.size(); ++step)
-      BOOST_TEST(rec.calls[step][s] == (step < stop ? 0 : -1), "sequence " << s << " step " << step);
+      BOOST_TEST(rec.calls[step][s] == (step < stop ? 0 : -1),
+                 "sequence " << s << " step " << step);
   }
 }
 
@@ -159,13 +170,16 @@ BOOST_AUTO_TEST_CASE(split_session_equals_one_call_and_layers_project_as_documen
   identity_mixer id;
   const auto r = cross_batch_generate(ctx, model, prompts, id, greedy{}, opt);
   for (int s = 0; s < 4; ++s)
-    BOOST_TEST(r.tokens[s][0] == argmax(std::span<const float>(&want(s, 0), model.config.vocab_size)));
+    BOOST_TEST(r.tokens[s][0] ==
+               argmax(std::span<const float>(&want(s, 0), model.config.vocab_size)));
 }
 
 BOOST_AUTO_TEST_CASE(sampling_is_seeded_and_errors_are_clear) {
   model_fixture f("gpt2");
   cross_batch_mixer<float> m(cbtest::random_mixer<float>(
-      cbtest::variant_config({mixer_kind::attention, combine_mode::alpha}, f.model.config.hidden_size), 9));
+      cbtest::variant_config({mixer_kind::attention, combine_mode::alpha},
+                             f.model.config.hidden_size),
+      9));
   cross_batch_options opt;
   opt.max_new_tokens = 5;
   opt.stop_at_eos = false;
@@ -185,7 +199,8 @@ BOOST_AUTO_TEST_CASE(sampling_is_seeded_and_errors_are_clear) {
   BOOST_CHECK_THROW(cross_batch_generate(ctx, f.model, prompts, m, greedy{}, opt), value_error);
   opt.groups.clear();
   tensor<float> bad_head({5, f.model.config.hidden_size});
-  BOOST_CHECK_THROW(cross_batch_generate(ctx, f.model, prompts, m, greedy{}, opt, tensor_view<const float>(bad_head.view())),
+  BOOST_CHECK_THROW(cross_batch_generate(ctx, f.model, prompts, m, greedy{}, opt,
+                                         tensor_view<const float>(bad_head.view())),
                     shape_error);
 }
 
@@ -195,7 +210,8 @@ BOOST_AUTO_TEST_CASE(one_prefill_serves_several_mixers_through_fork) {
   const int C = model.config.hidden_size, L = model.config.num_layers;
   std::vector<cross_batch_mixer<float>> mixers;
   for (unsigned seed : {21u, 22u})
-    mixers.emplace_back(cbtest::random_mixer<float>(cbtest::variant_config({mixer_kind::attention, combine_mode::gate}, C), seed));
+    mixers.emplace_back(cbtest::random_mixer<float>(
+        cbtest::variant_config({mixer_kind::attention, combine_mode::gate}, C), seed));
   for (int layer : {-1, 1}) {
     cross_batch_options opt;
     opt.max_new_tokens = 5;
@@ -211,7 +227,8 @@ BOOST_AUTO_TEST_CASE(one_prefill_serves_several_mixers_through_fork) {
     if (k == L) copy_rows(ctx, states.view(), base.hidden());
     for (auto& m : mixers) {
       auto s = base.fork();
-      const auto first = mix_and_project(ctx, model, m, tensor_view<const float>(states.view()), k, opt.projection, opt.groups, mixed, normed);
+      const auto first = mix_and_project(ctx, model, m, tensor_view<const float>(states.view()), k,
+                                         opt.projection, opt.groups, mixed, normed);
       const auto got = cross_batch_decode(ctx, s, first, m, greedy{}, opt);
       const auto want = cross_batch_generate(ctx, model, prompts, m, greedy{}, opt);
       BOOST_TEST(got.tokens == want.tokens, "layer " << layer);

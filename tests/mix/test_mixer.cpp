@@ -72,7 +72,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(output_is_equivariant_to_permuting_the_batch, T, d
     tensor<T> back({6, C});
     for (int i = 0; i < 6; ++i)
       for (int j = 0; j < C; ++j) back(perm[i], j) = outp(i, j);
-    cbtest::check_close<T>(tensor_view<const T>(back.view()), tensor_view<const T>(out.view()), v.name() + " permuted");
+    cbtest::check_close<T>(tensor_view<const T>(back.view()), tensor_view<const T>(out.view()),
+                           v.name() + " permuted");
   }
 }
 
@@ -94,11 +95,14 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(own_state_never_enters_the_cross_term, T, dtypes) 
     auto pair = cbtest::random_tensor<T>({2, C}, 8, -2, 2);
     mix_of(m, pair, {0, 0});
     const auto before = to_host(tensor_view<const T>(m.workspace().cross_term(m.config())));
-    for (int j = 0; j < C; ++j) pair(0, j) = static_cast<T>(-static_cast<float>(pair(0, j)) * 1.5f + 0.25f);
+    for (int j = 0; j < C; ++j)
+      pair(0, j) = static_cast<T>(-static_cast<float>(pair(0, j)) * 1.5f + 0.25f);
     mix_of(m, pair, {0, 0});
     const auto after = to_host(tensor_view<const T>(m.workspace().cross_term(m.config())));
-    BOOST_TEST(rows_equal(before, 0, after, 0), v.name() << ": cross term of sample 0 moved with its own state");
-    BOOST_TEST(!rows_equal(before, 1, after, 1), v.name() << ": cross term of sample 1 must follow sample 0");
+    BOOST_TEST(rows_equal(before, 0, after, 0),
+               v.name() << ": cross term of sample 0 moved with its own state");
+    BOOST_TEST(!rows_equal(before, 1, after, 1),
+               v.name() << ": cross term of sample 1 must follow sample 0");
   }
 }
 
@@ -110,9 +114,11 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(groups_never_influence_each_other, T, dtypes) {
     const auto out = mix_of(m, h, groups);
     // Change every sample outside group 0 (group 1 and the excluded one).
     for (int i : {1, 3, 4})
-      for (int j = 0; j < C; ++j) h(i, j) = static_cast<T>(static_cast<float>(h(i, j)) * -0.5f + 1.0f);
+      for (int j = 0; j < C; ++j)
+        h(i, j) = static_cast<T>(static_cast<float>(h(i, j)) * -0.5f + 1.0f);
     const auto out2 = mix_of(m, h, groups);
-    for (int i : {0, 2, 5}) BOOST_TEST(rows_equal(out, i, out2, i), v.name() << ": group 0 sample " << i << " changed");
+    for (int i : {0, 2, 5})
+      BOOST_TEST(rows_equal(out, i, out2, i), v.name() << ": group 0 sample " << i << " changed");
     for (int i : {1, 3}) BOOST_TEST(!rows_equal(out, i, out2, i));
   }
 }
@@ -141,7 +147,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(low_precision_agrees_with_float, T, dtypes) {
     const auto want = ref.mix(ctx, h.view(), g);
     const auto got = low.mix(ctx, hl.view(), g);
     // Several roundings in sequence (projection, attention, output projection, gate MLP).
-    cbtest::check_close<T>(tensor_view<const T>(got.view()), tensor_view<const float>(want.view()), v.name(), 4.0f);
+    cbtest::check_close<T>(tensor_view<const T>(got.view()), tensor_view<const float>(want.view()),
+                           v.name(), 4.0f);
   }
 }
 
@@ -155,7 +162,8 @@ BOOST_AUTO_TEST_CASE(named_mixers_and_errors) {
   // Reference initialisation: the untrained mixer is a small perturbation.
   const auto h = cbtest::random_tensor<float>({3, C}, 15, -1, 1);
   const auto out = a.mix(ctx, h.view(), std::vector<int>{0, 0, 0});
-  BOOST_TEST(cbtest::max_abs_diff(tensor_view<const float>(out.view()), tensor_view<const float>(h.view())) < 0.05f);
+  BOOST_TEST(cbtest::max_abs_diff(tensor_view<const float>(out.view()),
+                                  tensor_view<const float>(h.view())) < 0.05f);
   BOOST_CHECK_THROW(a.mix(ctx, h.view(), std::vector<int>{0, 0}), shape_error);
   tensor<float> wrong({3, C + 1});
   BOOST_CHECK_THROW(a.mix(ctx, wrong.view(), std::vector<int>{0, 0, 0}), shape_error);

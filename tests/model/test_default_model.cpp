@@ -27,7 +27,8 @@ constexpr double perplexity_bound = 10.0;
 const decoder_model<float>& model() {
   static const auto m = [] {
     if (!std::filesystem::exists(model_dir + "/config.json"))
-      throw io_error(model_dir + " is missing: run scripts/get_default_model.sh (scripts/test.sh does)");
+      throw io_error(model_dir +
+                     " is missing: run scripts/get_default_model.sh (scripts/test.sh does)");
     return decoder_model<float>::load(model_dir);
   }();
   return m;
@@ -45,7 +46,8 @@ void permute_heads(float* rows, int heads, int head_dim, int cols) {
     float* base = rows + static_cast<std::size_t>(h) * head_dim * cols;
     for (int r = 0; r < head_dim; ++r) {
       const int src = (r % 2) * (head_dim / 2) + r / 2;  // reshape (2, hd/2) -> swap -> (hd/2, 2)
-      std::copy_n(base + static_cast<std::size_t>(src) * cols, cols, tmp.data() + static_cast<std::size_t>(r) * cols);
+      std::copy_n(base + static_cast<std::size_t>(src) * cols, cols,
+                  tmp.data() + static_cast<std::size_t>(r) * cols);
     }
     std::copy(tmp.begin(), tmp.end(), base);
   }
@@ -60,7 +62,8 @@ BOOST_AUTO_TEST_CASE(passage_logprobs_match_transformers_and_perplexity_is_low) 
   const auto lp = next_token_logprobs(ctx, model(), ids);
   BOOST_REQUIRE_EQUAL(lp.size(), std::size_t(ref.size()));
   double worst = 0;
-  for (std::size_t i = 0; i < lp.size(); ++i) worst = std::max(worst, std::fabs(lp[i] - ref.data()[i]));
+  for (std::size_t i = 0; i < lp.size(); ++i)
+    worst = std::max(worst, std::fabs(lp[i] - ref.data()[i]));
   BOOST_TEST_MESSAGE("max |log p - transformers| = " << worst << ", perplexity " << perplexity(lp));
   tensor<float> got({index_t(lp.size())});
   std::copy(lp.begin(), lp.end(), got.data());
@@ -74,10 +77,11 @@ BOOST_AUTO_TEST_CASE(wrongly_permuted_conversion_fails_the_bound) {
   const auto& c = broken.config;
   for (auto& L : broken.layers) {
     permute_heads(L.qkv_w.data(), c.num_heads, c.head_dim, c.hidden_size);
-    permute_heads(L.qkv_w.data() + std::size_t(c.num_heads) * c.head_dim * c.hidden_size, c.num_kv_heads, c.head_dim,
-                  c.hidden_size);
+    permute_heads(L.qkv_w.data() + std::size_t(c.num_heads) * c.head_dim * c.hidden_size,
+                  c.num_kv_heads, c.head_dim, c.hidden_size);
   }
-  const double ppl = perplexity(next_token_logprobs(ctx, broken, ids_of(ref_dir + "passage_ids.npy")));
+  const double ppl =
+      perplexity(next_token_logprobs(ctx, broken, ids_of(ref_dir + "passage_ids.npy")));
   BOOST_TEST_MESSAGE("perplexity with llama.cpp-permuted q/k: " << ppl);
   BOOST_TEST(ppl > perplexity_bound);
 }
@@ -111,10 +115,13 @@ BOOST_AUTO_TEST_CASE(greedy_chat_answers) {
     const std::string q = questions[i]["question"];
     // Greedy continuation: token-identical to transformers, and it contains the expected word.
     BOOST_TEST(r.tokens[i] == refs[i], "greedy tokens of: " << q);
-    std::string answer = tok.decode(std::vector<std::int32_t>(r.tokens[i].begin(), r.tokens[i].end()));
-    std::transform(answer.begin(), answer.end(), answer.begin(), [](unsigned char ch) { return std::tolower(ch); });
+    std::string answer =
+        tok.decode(std::vector<std::int32_t>(r.tokens[i].begin(), r.tokens[i].end()));
+    std::transform(answer.begin(), answer.end(), answer.begin(),
+                   [](unsigned char ch) { return std::tolower(ch); });
     bool found = false;
-    for (const auto& e : questions[i]["expect"]) found |= answer.find(e.get<std::string>()) != std::string::npos;
+    for (const auto& e : questions[i]["expect"])
+      found |= answer.find(e.get<std::string>()) != std::string::npos;
     BOOST_TEST(found, q << " -> " << answer);
   }
 }

@@ -30,8 +30,10 @@ padded_batch read_batch(const std::string& dir) {
     std::vector<int> row;
     int pad = 0;
     for (index_t i = 0; i < p.t; ++i) {
-      if (mask(s, i)) row.push_back(int(ids(s, i)));
-      else pad += 1;
+      if (mask(s, i))
+        row.push_back(int(ids(s, i)));
+      else
+        pad += 1;
     }
     p.prompts.push_back(row);
     p.pad.push_back(pad);
@@ -40,9 +42,10 @@ padded_batch read_batch(const std::string& dir) {
 }
 
 // Rows (non-padded positions) of a (B, T, X) tensor compared with the reference.
-void compare_real_positions(const tensor<float>& got, const tensor<float>& want, const padded_batch& p,
-                            const std::string& what) {
-  BOOST_REQUIRE_MESSAGE(got.shape() == want.shape(), what << ": " << to_string(got.shape()) << " vs " << to_string(want.shape()));
+void compare_real_positions(const tensor<float>& got, const tensor<float>& want,
+                            const padded_batch& p, const std::string& what) {
+  BOOST_REQUIRE_MESSAGE(got.shape() == want.shape(), what << ": " << to_string(got.shape())
+                                                          << " vs " << to_string(want.shape()));
   const index_t x = got.dim(2);
   float worst = 0;
   for (index_t s = 0; s < p.b; ++s) {
@@ -54,11 +57,13 @@ void compare_real_positions(const tensor<float>& got, const tensor<float>& want,
   BOOST_TEST_MESSAGE(what << ": max abs error " << worst);
 }
 
-const auto decoder_cases = bdata::make(std::vector<std::string>{"gpt2", "llama_gqa_tied", "llama3_scaled_untied", "qwen2"});
+const auto decoder_cases = bdata::make(
+    std::vector<std::string>{"gpt2", "llama_gqa_tied", "llama3_scaled_untied", "qwen2"});
 
 // Runs the full prefill layer by layer, returning logits (B, T, V) and hidden states (L+1, B, T, C)
 // in the layout of transformers' output_hidden_states (the last one after the final norm).
-void run_decoder(const decoder_model<float>& m, const padded_batch& p, tensor<float>& logits, tensor<float>& hidden) {
+void run_decoder(const decoder_model<float>& m, const padded_batch& p, tensor<float>& logits,
+                 tensor<float>& hidden) {
   context<cpu> ctx;
   const auto& c = m.config;
   const index_t n = p.b * p.t, C = c.hidden_size;
@@ -114,8 +119,9 @@ BOOST_DATA_TEST_CASE(decoder_logits_hidden_states_and_greedy, decoder_cases, nam
   const auto r = generate(ctx, m, p.prompts, greedy{}, opt);
   for (index_t s = 0; s < p.b; ++s)
     for (index_t i = 0; i < greedy_ref.dim(1); ++i)
-      BOOST_CHECK_MESSAGE(r.tokens[s][i] == greedy_ref(s, i), name << " greedy seq " << s << " token " << i << ": "
-                                                                   << r.tokens[s][i] << " vs " << greedy_ref(s, i));
+      BOOST_CHECK_MESSAGE(r.tokens[s][i] == greedy_ref(s, i),
+                          name << " greedy seq " << s << " token " << i << ": " << r.tokens[s][i]
+                               << " vs " << greedy_ref(s, i));
 }
 
 BOOST_AUTO_TEST_CASE(llama3_transformers4_config_layout) {

@@ -24,14 +24,16 @@ std::vector<float> random_logits(int v, unsigned seed) {
 std::vector<double> softmax(const std::vector<float>& l, double t = 1) {
   double m = *std::max_element(l.begin(), l.end()), z = 0;
   std::vector<double> p(l.size());
-  for (std::size_t i = 0; i < l.size(); ++i) z += (p[i] = std::isinf(l[i]) ? 0 : std::exp((l[i] - m) / t));
+  for (std::size_t i = 0; i < l.size(); ++i)
+    z += (p[i] = std::isinf(l[i]) ? 0 : std::exp((l[i] - m) / t));
   for (auto& x : p) x /= z;
   return p;
 }
 
 // Draws n samples and checks each count against n p_i within 5 sigma (plus 3 for small p).
 template <class S>
-void check_frequencies(const S& s, const std::vector<float>& logits, const std::vector<double>& target, int n) {
+void check_frequencies(const S& s, const std::vector<float>& logits,
+                       const std::vector<double>& target, int n) {
   counter_rng rng{99};
   std::vector<int> counts(logits.size());
   for (int i = 0; i < n; ++i) {
@@ -40,8 +42,9 @@ void check_frequencies(const S& s, const std::vector<float>& logits, const std::
   }
   for (std::size_t i = 0; i < logits.size(); ++i) {
     const double mean = n * target[i], sd = std::sqrt(n * target[i] * (1 - target[i]));
-    BOOST_CHECK_MESSAGE(std::fabs(counts[i] - mean) <= 5 * sd + 3,
-                        "id " << i << ": " << counts[i] << " draws, expected " << mean << " +- " << sd);
+    BOOST_CHECK_MESSAGE(std::fabs(counts[i] - mean) <= 5 * sd + 3, "id " << i << ": " << counts[i]
+                                                                         << " draws, expected "
+                                                                         << mean << " +- " << sd);
   }
 }
 
@@ -121,11 +124,13 @@ BOOST_AUTO_TEST_CASE(frequencies_match_targets) {
   }
   // the run-time form in HF order equals the composed chain
   sampling_params sp{true, 0.9f, 5, 0.95f, 0.05f};
-  sampler_chain<temperature, top_k, top_p, min_p> chain(temperature{0.9f}, top_k{5}, top_p{0.95f}, min_p{0.05f});
+  sampler_chain<temperature, top_k, top_p, min_p> chain(temperature{0.9f}, top_k{5}, top_p{0.95f},
+                                                        min_p{0.05f});
   counter_rng rng{5};
   for (int i = 0; i < 500; ++i) {
     auto a = l, b = l;
-    BOOST_REQUIRE(sp.pick(std::span(a), rng.uniform(0, i)) == chain.pick(std::span(b), rng.uniform(0, i)));
+    BOOST_REQUIRE(sp.pick(std::span(a), rng.uniform(0, i)) ==
+                  chain.pick(std::span(b), rng.uniform(0, i)));
   }
 }
 
@@ -156,6 +161,7 @@ BOOST_AUTO_TEST_CASE(batch_sampling_is_seeded_per_stream) {
   }
   BOOST_TEST(differ > 0);
   std::vector<float> row(3, 0.f);
-  BOOST_CHECK_THROW(sampler_chain<temperature>(temperature{0.f}).pick(std::span(row), 0.f), value_error);
+  BOOST_CHECK_THROW(sampler_chain<temperature>(temperature{0.f}).pick(std::span(row), 0.f),
+                    value_error);
   BOOST_CHECK_THROW(sampler_chain<top_p>(top_p{1.5f}).pick(std::span(row), 0.f), value_error);
 }

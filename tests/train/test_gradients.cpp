@@ -50,7 +50,8 @@ head_input<S> make_norm(int mode) {
   return n;
 }
 
-double mean_loss(answer_objective<double>& obj, const answer_batch& b, const mixer_weights<double>& w, const tensor<double>& head,
+double mean_loss(answer_objective<double>& obj, const answer_batch& b,
+                 const mixer_weights<double>& w, const tensor<double>& head,
                  const head_input<double>& norm) {
   const auto r = obj.run(ctx, b, &w, head.view(), norm, nullptr, {}, false);
   return r.loss / r.tokens;
@@ -63,7 +64,9 @@ BOOST_AUTO_TEST_CASE(backward_matches_finite_differences) {
   answer_objective<double> obj;
   for (const auto& v : cbtest::all_variants())
     for (int norm_mode : {0, 1, 2}) {
-      const std::string what = v.name() + (norm_mode == 0 ? " raw" : norm_mode == 1 ? " rms" : " layernorm");
+      const std::string what = v.name() + (norm_mode == 0   ? " raw"
+                                           : norm_mode == 1 ? " rms"
+                                                            : " layernorm");
       auto w = cbtest::random_mixer<double>(cbtest::variant_config(v, C, 2, 3), 5);
       auto head = random_head<double>(6);
       const auto norm = make_norm<double>(norm_mode);
@@ -71,11 +74,13 @@ BOOST_AUTO_TEST_CASE(backward_matches_finite_differences) {
       tensor<double> head_grad = full<double>({V, C}, 0.0);
       const auto r = obj.run(ctx, batch, &w, head.view(), norm, &grads, head_grad.view());
       BOOST_REQUIRE(r.tokens == 11);
-      BOOST_TEST(std::fabs(r.loss - r.baseline_loss) > 1e-6, what << ": mixing should change the loss");
+      BOOST_TEST(std::fabs(r.loss - r.baseline_loss) > 1e-6,
+                 what << ": mixing should change the loss");
       const double eps = 1e-6;
       auto check = [&](tensor<double>& param, const tensor<double>& grad, const std::string& name) {
         double worst = 0, scale = 1e-3;
-        for (index_t i = 0; i < param.size(); ++i) scale = std::max(scale, std::fabs(grad.data()[i]));
+        for (index_t i = 0; i < param.size(); ++i)
+          scale = std::max(scale, std::fabs(grad.data()[i]));
         for (index_t i = 0; i < param.size(); ++i) {
           const double keep = param.data()[i];
           param.data()[i] = keep + eps;
@@ -85,7 +90,8 @@ BOOST_AUTO_TEST_CASE(backward_matches_finite_differences) {
           param.data()[i] = keep;
           worst = std::max(worst, std::fabs((up - down) / (2 * eps) - grad.data()[i]));
         }
-        BOOST_TEST(worst < 1e-6 * scale + 1e-8, what << " " << name << ": worst |fd - analytic| " << worst << " (scale " << scale << ")");
+        BOOST_TEST(worst < 1e-6 * scale + 1e-8, what << " " << name << ": worst |fd - analytic| "
+                                                     << worst << " (scale " << scale << ")");
       };
       for (auto& [name, t] : w.parameters()) check(*t, *grads.slot(name), name);
       check(head, head_grad, "lm_head");
@@ -111,7 +117,8 @@ BOOST_AUTO_TEST_CASE(float32_gradients_agree_with_float64) {
       const auto& t32 = *g32.slot(name);
       double scale = 1e-3, worst = 0;
       for (index_t i = 0; i < t->size(); ++i) scale = std::max(scale, std::fabs(t->data()[i]));
-      for (index_t i = 0; i < t->size(); ++i) worst = std::max(worst, std::fabs(t->data()[i] - double(t32.data()[i])));
+      for (index_t i = 0; i < t->size(); ++i)
+        worst = std::max(worst, std::fabs(t->data()[i] - double(t32.data()[i])));
       // float32 keeps ~7 digits; the backward pass is a few dozen operations deep.
       BOOST_TEST(worst < 1e-4 * scale, v.name() << " " << name << ": " << worst);
     }
@@ -120,7 +127,8 @@ BOOST_AUTO_TEST_CASE(float32_gradients_agree_with_float64) {
 
 BOOST_AUTO_TEST_CASE(baseline_is_the_unmixed_loss) {
   const auto batch = test_batch(3);
-  auto w = cbtest::random_mixer<double>(cbtest::variant_config({mixer_kind::attention, combine_mode::scale}, C, 2), 11);
+  auto w = cbtest::random_mixer<double>(
+      cbtest::variant_config({mixer_kind::attention, combine_mode::scale}, C, 2), 11);
   const auto head = random_head<double>(12);
   answer_objective<double> obj;
   const auto none = obj.run(ctx, batch, nullptr, head.view(), make_norm<double>(1), nullptr, {});
@@ -129,7 +137,8 @@ BOOST_AUTO_TEST_CASE(baseline_is_the_unmixed_loss) {
   BOOST_TEST(mixed.baseline_loss == none.loss);
   BOOST_TEST(mixed.loss != none.loss);
   w.mix(0) = 0.0;
-  BOOST_TEST(obj.run(ctx, batch, &w, head.view(), make_norm<double>(1), nullptr, {}).loss == none.loss);
+  BOOST_TEST(obj.run(ctx, batch, &w, head.view(), make_norm<double>(1), nullptr, {}).loss ==
+             none.loss);
 }
 
 BOOST_AUTO_TEST_CASE(gemm_matches_naive_products) {
@@ -137,7 +146,8 @@ BOOST_AUTO_TEST_CASE(gemm_matches_naive_products) {
   two.threads = 2;
   for (bool ta : {false, true})
     for (bool tb : {false, true})
-      for (auto [m, n, k] : {std::tuple{3, 2, 5}, std::tuple{256, 130, 128}, std::tuple{64, 520, 128}}) {
+      for (auto [m, n, k] :
+           {std::tuple{3, 2, 5}, std::tuple{256, 130, 128}, std::tuple{64, 520, 128}}) {
         const auto a = cbtest::random_tensor<double>(ta ? shape_t{k, m} : shape_t{m, k}, 1);
         const auto b = cbtest::random_tensor<double>(tb ? shape_t{n, k} : shape_t{k, n}, 2);
         const auto c0 = cbtest::random_tensor<double>({m, n}, 3);
@@ -148,8 +158,10 @@ BOOST_AUTO_TEST_CASE(gemm_matches_naive_products) {
         for (index_t i = 0; i < m; ++i)
           for (index_t j = 0; j < n; ++j) {
             double s = 0;
-            for (index_t q = 0; q < k; ++q) s += (ta ? pa[q * m + i] : pa[i * k + q]) * (tb ? pb[j * k + q] : pb[q * n + j]);
-            worst = std::max(worst, std::fabs(c.data()[i * n + j] - (0.5 * s + 2.0 * c0.data()[i * n + j])));
+            for (index_t q = 0; q < k; ++q)
+              s += (ta ? pa[q * m + i] : pa[i * k + q]) * (tb ? pb[j * k + q] : pb[q * n + j]);
+            worst = std::max(
+                worst, std::fabs(c.data()[i * n + j] - (0.5 * s + 2.0 * c0.data()[i * n + j])));
           }
         BOOST_TEST(worst < 1e-12, "ta " << ta << " tb " << tb << " " << m << "x" << n << "x" << k);
       }

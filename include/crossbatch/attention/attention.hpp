@@ -16,24 +16,28 @@
 
 namespace crossbatch {
 
-// Copies new keys/values (B, T, Hkv, D) into slots [start, start+T) of a cache layer (B, Hkv, S, D).
+// Copies new keys/values (B, T, Hkv, D) into slots [start, start+T) of a cache layer (B, Hkv, S,
+// D).
 template <class T>
 void write_kv(const context<cpu>&, tensor_view<T> cache, in_view<T> fresh, int start) {
   const index_t b = fresh.shape[0], t = fresh.shape[1], h = fresh.shape[2], d = fresh.shape[3];
-  require<shape_error>(cache.shape[0] == b && cache.shape[1] == h && cache.shape[3] == d,
-                       "write_kv: cache " + to_string(cache.shape) + " vs new " + to_string(fresh.shape));
-  require<value_error>(start + t <= cache.shape[2], "write_kv: slots " + std::to_string(start) + "+" + std::to_string(t) +
-                                                        " exceed the cache capacity " + std::to_string(cache.shape[2]));
+  require<shape_error>(
+      cache.shape[0] == b && cache.shape[1] == h && cache.shape[3] == d,
+      "write_kv: cache " + to_string(cache.shape) + " vs new " + to_string(fresh.shape));
+  require<value_error>(start + t <= cache.shape[2],
+                       "write_kv: slots " + std::to_string(start) + "+" + std::to_string(t) +
+                           " exceed the cache capacity " + std::to_string(cache.shape[2]));
   for (index_t i = 0; i < b; ++i)
     for (index_t j = 0; j < t; ++j)
-      for (index_t k = 0; k < h; ++k) std::copy_n(&fresh(i, j, k, 0), d, &cache(i, k, start + j, 0));
+      for (index_t k = 0; k < h; ++k)
+        std::copy_n(&fresh(i, j, k, 0), d, &cache(i, k, start + j, 0));
 }
 
 struct attention_shape {
-  int q_start = 0;   // slot of the first query
-  int kv_len = 0;    // slots [0, kv_len) hold keys
-  float scale = 1;   // usually 1/sqrt(D)
-  int block = 64;    // key block size for tile skipping
+  int q_start = 0;  // slot of the first query
+  int kv_len = 0;   // slots [0, kv_len) hold keys
+  float scale = 1;  // usually 1/sqrt(D)
+  int block = 64;   // key block size for tile skipping
 };
 
 // out (B, Tq, H, D) = softmax(q k^T * scale + mask) v, with q (B, Tq, H, D) and
@@ -43,12 +47,16 @@ template <class T, mask_policy M>
 void attention(const context<cpu>&, tensor_view<T> out, in_view<T> q, in_view<T> keys,
                in_view<T> values, const M& mask, const attention_shape& a,
                tensor_view<float> probs = {}) {
-  const index_t b = q.shape[0], tq = q.shape[1], h = q.shape[2], d = q.shape[3], hkv = keys.shape[1];
-  require<shape_error>(q.rank() == 4 && keys.rank() == 4 && keys.shape == values.shape && keys.shape[0] == b &&
-                           keys.shape[3] == d && h % hkv == 0 && out.shape == q.shape,
-                       "attention: q " + to_string(q.shape) + ", keys " + to_string(keys.shape) + ", out " + to_string(out.shape));
+  const index_t b = q.shape[0], tq = q.shape[1], h = q.shape[2], d = q.shape[3],
+                hkv = keys.shape[1];
+  require<shape_error>(q.rank() == 4 && keys.rank() == 4 && keys.shape == values.shape &&
+                           keys.shape[0] == b && keys.shape[3] == d && h % hkv == 0 &&
+                           out.shape == q.shape,
+                       "attention: q " + to_string(q.shape) + ", keys " + to_string(keys.shape) +
+                           ", out " + to_string(out.shape));
   require<value_error>(a.kv_len <= keys.shape[2], "attention: kv_len beyond the cache");
-  require<shape_error>(!probs.data || probs.shape == shape_t{b, h, tq, a.kv_len}, "attention: probs must be (B, H, Tq, kv_len)");
+  require<shape_error>(!probs.data || probs.shape == shape_t{b, h, tq, a.kv_len},
+                       "attention: probs must be (B, H, Tq, kv_len)");
   const index_t group = h / hkv, s_len = a.kv_len;
   std::vector<float> qv(d), scores(s_len), acc(d);
   std::vector<char> live(s_len);

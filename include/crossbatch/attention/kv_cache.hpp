@@ -16,7 +16,8 @@ struct kv_cache {
 
   kv_cache() = default;
   kv_cache(int layers, int batch, int kv_heads, int max_slots, int head_dim)
-      : k({layers, batch, kv_heads, max_slots, head_dim}), v({layers, batch, kv_heads, max_slots, head_dim}) {}
+      : k({layers, batch, kv_heads, max_slots, head_dim}),
+        v({layers, batch, kv_heads, max_slots, head_dim}) {}
 
   int layers() const { return static_cast<int>(k.dim(0)); }
   int batch() const { return static_cast<int>(k.dim(1)); }
@@ -24,8 +25,8 @@ struct kv_cache {
   int capacity() const { return static_cast<int>(k.dim(3)); }
   int head_dim() const { return static_cast<int>(k.dim(4)); }
 
-  tensor_view<T, D> keys(int layer) { return k.view().select(layer); }      // (B, Hkv, S, D)
-  tensor_view<T, D> values(int layer) { return v.view().select(layer); }    // (B, Hkv, S, D)
+  tensor_view<T, D> keys(int layer) { return k.view().select(layer); }    // (B, Hkv, S, D)
+  tensor_view<T, D> values(int layer) { return v.view().select(layer); }  // (B, Hkv, S, D)
 };
 
 }  // namespace crossbatch

@@ -88,15 +88,15 @@ struct segment_isolation {
   }
   CROSSBATCH_HD tile tile_kind(int s, int q0, int q1, int k0, int k1) const {
     const int g = gen_start[s];
-    if (q0 >= g) return tile::full;                 // generated queries see everything
-    if (q1 > g) return tile::partial;               // block straddles the prompt/generation border
-    if (k0 >= g) return tile::empty;                // prompt queries never see generated keys
+    if (q0 >= g) return tile::full;    // generated queries see everything
+    if (q1 > g) return tile::partial;  // block straddles the prompt/generation border
+    if (k0 >= g) return tile::empty;   // prompt queries never see generated keys
     if (k1 > g) return tile::partial;
     // Ids are non-decreasing, so a range's ids span [first, last].
     const int kmin = seg(s, k0), kmax = seg(s, k1 - 1), qmin = seg(s, q0), qmax = seg(s, q1 - 1);
-    if (kmax == 0) return tile::full;                          // keys all shared prefix
+    if (kmax == 0) return tile::full;                                     // keys all shared prefix
     if (qmin == qmax && kmin == qmax && kmax == qmax) return tile::full;  // one segment
-    if (kmin > 0 && (kmax < qmin || kmin > qmax)) return tile::empty;    // disjoint segments
+    if (kmin > 0 && (kmax < qmin || kmin > qmax)) return tile::empty;     // disjoint segments
     return tile::partial;
   }
 };
@@ -114,16 +114,11 @@ struct all_of {
   }
   CROSSBATCH_HD tile tile_kind(int s, int q0, int q1, int k0, int k1) const {
     bool all_full = true, any_empty = false;
-    std::apply(
-        [&](const M&... m) {
-          ((void)[&] {
-            const tile t = m.tile_kind(s, q0, q1, k0, k1);
-            any_empty |= t == tile::empty;
-            all_full &= t == tile::full;
-          }(),
-           ...);
-        },
-        parts);
+    const auto record = [&](tile t) {
+      any_empty |= t == tile::empty;
+      all_full &= t == tile::full;
+    };
+    std::apply([&](const M&... m) { (record(m.tile_kind(s, q0, q1, k0, k1)), ...); }, parts);
     return any_empty ? tile::empty : all_full ? tile::full : tile::partial;
   }
 };

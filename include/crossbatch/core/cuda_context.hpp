@@ -18,7 +18,8 @@ namespace crossbatch {
 
 inline void cublas_check(cublasStatus_t s, const char* what) {
   if (s != CUBLAS_STATUS_SUCCESS)
-    throw device_error(std::string(what) + ": cuBLAS status " + std::to_string(static_cast<int>(s)));
+    throw device_error(std::string(what) + ": cuBLAS status " +
+                       std::to_string(static_cast<int>(s)));
 }
 
 template <>
@@ -48,7 +49,8 @@ struct context<cuda> {
     cublas_check(cublasLtCreate(&lt), "cublasLtCreate");
     cuda_check(cudaMalloc(&lt_workspace, lt_workspace_bytes), "cudaMalloc cuBLASLt workspace");
     cuda_check(cudaMalloc(&scratch, scratch_bytes), "cudaMalloc attention scratch");
-    cuda_check(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute");
+    cuda_check(cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device),
+               "cudaDeviceGetAttribute");
   }
   ~context() {
     if (stream) cudaStreamSynchronize(stream);
@@ -71,7 +73,8 @@ struct context<cuda> {
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
     cublasLtMatmulAlgo_t algo{};
   };
-  using plan_key = std::tuple<int, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, int>;
+  using plan_key = std::tuple<int, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
+                              std::int64_t, std::int64_t, int>;
   matmul_plan* find_plan(const plan_key& k) const {
     auto it = m_plans.find(k);
     return it == m_plans.end() ? nullptr : &it->second;

@@ -15,7 +15,8 @@ namespace crossbatch {
 // Throws device_error("what: cudaErrorX (message)") unless e is cudaSuccess.
 inline void cuda_check(cudaError_t e, const char* what) {
   if (e != cudaSuccess)
-    throw device_error(std::string(what) + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")");
+    throw device_error(std::string(what) + ": " + cudaGetErrorName(e) + " (" +
+                       cudaGetErrorString(e) + ")");
 }
 
 // The copies run on the legacy default stream, which orders them after work queued on any
@@ -25,20 +26,25 @@ struct device_traits<cuda> {
   static void* allocate(std::size_t bytes) {
     if (bytes == 0) return nullptr;
     void* p = nullptr;
-    cuda_check(cudaMalloc(&p, bytes), ("cudaMalloc of " + std::to_string(bytes) + " bytes").c_str());
+    cuda_check(cudaMalloc(&p, bytes),
+               ("cudaMalloc of " + std::to_string(bytes) + " bytes").c_str());
     return p;
   }
   static void free(void* p) noexcept {
     if (p) cudaFree(p);
   }
   static void copy(void* dst, const void* src, std::size_t bytes) {
-    if (bytes) cuda_check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice), "cudaMemcpy device to device");
+    if (bytes)
+      cuda_check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice),
+                 "cudaMemcpy device to device");
   }
   static void upload(void* dst, const void* src, std::size_t bytes) {
-    if (bytes) cuda_check(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "cudaMemcpy host to device");
+    if (bytes)
+      cuda_check(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "cudaMemcpy host to device");
   }
   static void download(void* dst, const void* src, std::size_t bytes) {
-    if (bytes) cuda_check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "cudaMemcpy device to host");
+    if (bytes)
+      cuda_check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "cudaMemcpy device to host");
   }
 };
 

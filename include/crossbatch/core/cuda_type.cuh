@@ -28,11 +28,13 @@ struct cuda_type<bfloat16> {
 };
 
 template <class T>
-using cuda_t = std::conditional_t<std::is_const_v<T>, const typename cuda_type<std::remove_const_t<T>>::type,
-                                  typename cuda_type<T>::type>;
+using cuda_t =
+    std::conditional_t<std::is_const_v<T>, const typename cuda_type<std::remove_const_t<T>>::type,
+                       typename cuda_type<T>::type>;
 
 static_assert(sizeof(half) == sizeof(__half) && alignof(half) == alignof(__half));
-static_assert(sizeof(bfloat16) == sizeof(__nv_bfloat16) && alignof(bfloat16) == alignof(__nv_bfloat16));
+static_assert(sizeof(bfloat16) == sizeof(__nv_bfloat16) &&
+              alignof(bfloat16) == alignof(__nv_bfloat16));
 
 // The kernel-side pointer for a host-side element pointer (same bits).
 template <class T>

@@ -39,13 +39,20 @@ inline std::size_t npy_item_size(const std::string& descr, const std::string& pa
 
 template <class T>
 constexpr const char* npy_descr() {
-  if constexpr (std::is_same_v<T, float>) return "<f4";
-  else if constexpr (std::is_same_v<T, half>) return "<f2";
-  else if constexpr (std::is_same_v<T, bfloat16>) return "<u2";
-  else if constexpr (std::is_same_v<T, std::int32_t>) return "<i4";
-  else if constexpr (std::is_same_v<T, std::int64_t>) return "<i8";
-  else if constexpr (std::is_same_v<T, bool>) return "|b1";
-  else static_assert(sizeof(T) == 0, "no npy dtype for this element type");
+  if constexpr (std::is_same_v<T, float>)
+    return "<f4";
+  else if constexpr (std::is_same_v<T, half>)
+    return "<f2";
+  else if constexpr (std::is_same_v<T, bfloat16>)
+    return "<u2";
+  else if constexpr (std::is_same_v<T, std::int32_t>)
+    return "<i4";
+  else if constexpr (std::is_same_v<T, std::int64_t>)
+    return "<i8";
+  else if constexpr (std::is_same_v<T, bool>)
+    return "|b1";
+  else
+    static_assert(sizeof(T) == 0, "no npy dtype for this element type");
 }
 
 // Converts every element of a floating-point array to T, choosing the source type once.
@@ -60,10 +67,14 @@ void convert_from(const char* src, T* dst, std::size_t n) {
 template <class T>
 void convert_floats(const npy_array& a, T* dst, std::size_t n) {
   const char* p = a.bytes.data();
-  if (a.descr == "<f4") convert_from<T, float>(p, dst, n);
-  else if (a.descr == "<f8") convert_from<T, double>(p, dst, n);
-  else if (a.descr == "<f2") convert_from<T, half>(p, dst, n);
-  else convert_from<T, bfloat16>(p, dst, n);  // "<u2": bfloat16 bits
+  if (a.descr == "<f4")
+    convert_from<T, float>(p, dst, n);
+  else if (a.descr == "<f8")
+    convert_from<T, double>(p, dst, n);
+  else if (a.descr == "<f2")
+    convert_from<T, half>(p, dst, n);
+  else
+    convert_from<T, bfloat16>(p, dst, n);  // "<u2": bfloat16 bits
 }
 
 inline std::int64_t npy_int_at(const npy_array& a, std::size_t i) {
@@ -113,16 +124,19 @@ inline npy_array read_npy(const std::string& path) {
   static const std::regex order_re(R"('fortran_order'\s*:\s*(True|False))");
   static const std::regex shape_re(R"('shape'\s*:\s*\(([^)]*)\))");
   std::smatch m;
-  if (!std::regex_search(header, m, descr_re)) throw format_error(path + ": npy header has no 'descr'");
+  if (!std::regex_search(header, m, descr_re))
+    throw format_error(path + ": npy header has no 'descr'");
   a.descr = m[1];
   if (a.descr == "<b1") a.descr = "|b1";
   if (!std::regex_search(header, m, order_re))
     throw format_error(path + ": npy header has no 'fortran_order'");
   if (m[1] == "True") throw format_error(path + ": Fortran-ordered npy arrays are not supported");
-  if (!std::regex_search(header, m, shape_re)) throw format_error(path + ": npy header has no 'shape'");
+  if (!std::regex_search(header, m, shape_re))
+    throw format_error(path + ": npy header has no 'shape'");
   const std::string dims = m[1];
   static const std::regex int_re(R"(\s*(-?\d+)\s*(,|$))");
-  for (auto it = std::sregex_iterator(dims.begin(), dims.end(), int_re); it != std::sregex_iterator(); ++it) {
+  for (auto it = std::sregex_iterator(dims.begin(), dims.end(), int_re);
+       it != std::sregex_iterator(); ++it) {
     const long long d = std::stoll((*it)[1]);
     if (d < 0) throw format_error(path + ": negative dimension in npy shape");
     a.shape.push_back(d);
@@ -132,7 +146,8 @@ inline npy_array read_npy(const std::string& path) {
   a.bytes.resize(want);
   if (want && !f.read(a.bytes.data(), static_cast<std::streamsize>(want)))
     throw format_error(path + ": truncated npy data: expected " + std::to_string(want) +
-                       " bytes for shape " + to_string(a.shape) + ", got " + std::to_string(f.gcount()));
+                       " bytes for shape " + to_string(a.shape) + ", got " +
+                       std::to_string(f.gcount()));
   return a;
 }
 
@@ -144,12 +159,14 @@ tensor<T> load_npy(const std::string& path) {
   const npy_array a = read_npy(path);
   tensor<T> t(a.shape);
   const std::size_t n = static_cast<std::size_t>(t.size());
-  const bool stored_float = a.descr == "<f4" || a.descr == "<f8" || a.descr == "<f2" || a.descr == "<u2";
+  const bool stored_float =
+      a.descr == "<f4" || a.descr == "<f8" || a.descr == "<f2" || a.descr == "<u2";
   if (a.descr == detail::npy_descr<T>()) {  // stored exactly as T: one copy
     std::memcpy(t.data(), a.bytes.data(), sizeof(T) * n);
     return t;
   }
-  if constexpr (std::is_floating_point_v<T> || std::is_same_v<T, half> || std::is_same_v<T, bfloat16>) {
+  if constexpr (std::is_floating_point_v<T> || std::is_same_v<T, half> ||
+                std::is_same_v<T, bfloat16>) {
     if (!stored_float)
       throw format_error(path + ": expected a floating-point array, got dtype '" + a.descr + "'");
     detail::convert_floats(a, t.data(), n);
@@ -166,7 +183,8 @@ template <class T>
 tensor<T> load_npy(const std::string& path, const shape_t& expected) {
   tensor<T> t = load_npy<T>(path);
   if (t.shape() != expected)
-    throw shape_error(path + ": expected shape " + to_string(expected) + ", got " + to_string(t.shape()));
+    throw shape_error(path + ": expected shape " + to_string(expected) + ", got " +
+                      to_string(t.shape()));
   return t;
 }
 
@@ -175,7 +193,8 @@ template <class T>
 void save_npy(const std::string& path, tensor_view<const T> v) {
   require<shape_error>(v.contiguous(), path + ": save_npy needs a contiguous view");
   std::string shape_str;  // "", "N," or "a, b, c" as Python writes tuples
-  for (std::size_t i = 0; i < v.shape.size(); ++i) shape_str += (i ? ", " : "") + std::to_string(v.shape[i]);
+  for (std::size_t i = 0; i < v.shape.size(); ++i)
+    shape_str += (i ? ", " : "") + std::to_string(v.shape[i]);
   if (v.shape.size() == 1) shape_str += ",";
   std::string header = std::string("{'descr': '") + detail::npy_descr<T>() +
                        "', 'fortran_order': False, 'shape': (" + shape_str + "), }";
@@ -189,7 +208,8 @@ void save_npy(const std::string& path, tensor_view<const T> v) {
   const char lb[2] = {static_cast<char>(len & 0xff), static_cast<char>(len >> 8)};
   f.write(lb, 2);
   f.write(header.data(), static_cast<std::streamsize>(header.size()));
-  f.write(reinterpret_cast<const char*>(v.data), static_cast<std::streamsize>(sizeof(T) * v.size()));
+  f.write(reinterpret_cast<const char*>(v.data),
+          static_cast<std::streamsize>(sizeof(T) * v.size()));
   if (!f) throw io_error(path + ": write failed");
 }
 

@@ -9,7 +9,6 @@
 
 #include "crossbatch/core/host_device.hpp"
 
-
 namespace crossbatch {
 
 struct philox4x32 {
@@ -23,7 +22,8 @@ struct philox4x32 {
   }
 
   // Ten rounds of Philox4x32 on counter c with key k; returns four 32-bit random words.
-  CROSSBATCH_HD static inline void generate(std::uint32_t c[4], std::uint32_t k0, std::uint32_t k1) {
+  CROSSBATCH_HD static inline void generate(std::uint32_t c[4], std::uint32_t k0,
+                                            std::uint32_t k1) {
     for (int round = 0; round < 10; ++round) {
       std::uint32_t hi0, lo0, hi1, lo1;
       mulhilo(0xD2511F53u, c[0], hi0, lo0);
@@ -43,13 +43,17 @@ struct philox4x32 {
 struct counter_rng {
   std::uint64_t seed = 0;
 
-  CROSSBATCH_HD std::uint32_t bits(std::uint64_t stream, std::uint64_t counter, unsigned lane = 0) const {
-    std::uint32_t c[4] = {static_cast<std::uint32_t>(counter), static_cast<std::uint32_t>(counter >> 32),
-                          static_cast<std::uint32_t>(stream), static_cast<std::uint32_t>(stream >> 32)};
-    philox4x32::generate(c, static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32));
+  CROSSBATCH_HD std::uint32_t bits(std::uint64_t stream, std::uint64_t counter,
+                                   unsigned lane = 0) const {
+    std::uint32_t c[4] = {
+        static_cast<std::uint32_t>(counter), static_cast<std::uint32_t>(counter >> 32),
+        static_cast<std::uint32_t>(stream), static_cast<std::uint32_t>(stream >> 32)};
+    philox4x32::generate(c, static_cast<std::uint32_t>(seed),
+                         static_cast<std::uint32_t>(seed >> 32));
     return c[lane & 3];
   }
-  CROSSBATCH_HD float uniform(std::uint64_t stream, std::uint64_t counter, unsigned lane = 0) const {
+  CROSSBATCH_HD float uniform(std::uint64_t stream, std::uint64_t counter,
+                              unsigned lane = 0) const {
     return static_cast<float>(bits(stream, counter, lane) >> 8) * (1.0f / 16777216.0f);
   }
 };

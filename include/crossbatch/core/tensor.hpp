@@ -51,8 +51,9 @@ struct tensor_view {
   tensor_view(T* p, shape_t s, shape_t st) : data(p), shape(std::move(s)), strides(std::move(st)) {}
   // A view of T converts to a view of const T.
   template <class U>
-    requires(std::is_same_v<const U, T> && !std::is_same_v<U, T>)
-  tensor_view(const tensor_view<U, D>& v) : data(v.data), shape(v.shape), strides(v.strides) {}
+  requires(std::is_same_v<const U, T> && !std::is_same_v<U, T>)
+      tensor_view(const tensor_view<U, D>& v)
+      : data(v.data), shape(v.shape), strides(v.strides) {}
 
   int rank() const { return static_cast<int>(shape.size()); }
   index_t size() const { return numel(shape); }
@@ -100,12 +101,14 @@ class tensor {
  public:
   tensor() = default;
   explicit tensor(shape_t s) : m_shape(std::move(s)) {
-    for (index_t d : m_shape) require<shape_error>(d >= 0, "negative dimension in " + to_string(m_shape));
+    for (index_t d : m_shape)
+      require<shape_error>(d >= 0, "negative dimension in " + to_string(m_shape));
     m_data = static_cast<T*>(device_traits<D>::allocate(sizeof(T) * size()));
   }
   tensor(std::initializer_list<index_t> s) : tensor(shape_t(s)) {}
   ~tensor() { device_traits<D>::free(m_data); }
-  tensor(tensor&& o) noexcept : m_data(std::exchange(o.m_data, nullptr)), m_shape(std::move(o.m_shape)) {}
+  tensor(tensor&& o) noexcept
+      : m_data(std::exchange(o.m_data, nullptr)), m_shape(std::move(o.m_shape)) {}
   tensor& operator=(tensor&& o) noexcept {
     if (this != &o) {
       device_traits<D>::free(m_data);
@@ -139,7 +142,8 @@ class tensor {
 
   // Reinterprets the same elements with another shape of equal size.
   void reshape(shape_t s) {
-    require<shape_error>(numel(s) == size(), "reshape " + to_string(m_shape) + " -> " + to_string(s));
+    require<shape_error>(numel(s) == size(),
+                         "reshape " + to_string(m_shape) + " -> " + to_string(s));
     m_shape = std::move(s);
   }
 
@@ -170,7 +174,8 @@ tensor<T> full(shape_t s, T value) {
 template <class V>
 void expect_shape(const V& v, const shape_t& expected, const std::string& what) {
   if (v.shape != expected)
-    throw shape_error(what + ": expected shape " + to_string(expected) + ", got " + to_string(v.shape));
+    throw shape_error(what + ": expected shape " + to_string(expected) + ", got " +
+                      to_string(v.shape));
 }
 
 }  // namespace crossbatch

@@ -32,14 +32,16 @@ class batch_session {
     for (std::size_t s = 0; s < prompts.size(); ++s) {
       require(!prompts[s].empty(), "generate: prompt " + std::to_string(s) + " is empty");
       for (int id : prompts[s])
-        require(id >= 0 && id < c.vocab_size, "generate: prompt " + std::to_string(s) + " holds token id " +
-                                                  std::to_string(id) + " outside the vocabulary of " + std::to_string(c.vocab_size));
+        require(id >= 0 && id < c.vocab_size,
+                "generate: prompt " + std::to_string(s) + " holds token id " + std::to_string(id) +
+                    " outside the vocabulary of " + std::to_string(c.vocab_size));
       m_prompt_len = std::max(m_prompt_len, static_cast<int>(prompts[s].size()));
     }
     for (std::size_t s = 0; s < prompts.size(); ++s)
       if (static_cast<int>(prompts[s].size()) + max_new_tokens > c.max_positions)
-        throw value_error("generate: prompt " + std::to_string(s) + " has " + std::to_string(prompts[s].size()) +
-                          " tokens; with max_new_tokens " + std::to_string(max_new_tokens) + " it exceeds the model's context of " +
+        throw value_error("generate: prompt " + std::to_string(s) + " has " +
+                          std::to_string(prompts[s].size()) + " tokens; with max_new_tokens " +
+                          std::to_string(max_new_tokens) + " it exceeds the model's context of " +
                           std::to_string(c.max_positions) + " positions");
     const int slots = m_prompt_len + max_new_tokens;
     m_cache = model.make_cache(m_batch, slots);
@@ -110,24 +112,28 @@ class batch_session {
     require(m_cache.length > 0, "step: call prefill first");
     require(!m_paused, "step: the previous step is paused; call resume() first");
     require(static_cast<int>(next.size()) == m_batch, "step: need one token per sequence");
-    require(m_cache.length < m_cache.capacity(), "step: the KV cache is full (max_new_tokens reached)");
+    require(m_cache.length < m_cache.capacity(),
+            "step: the KV cache is full (max_new_tokens reached)");
     tensor<std::int32_t> ids({m_batch}), pos({m_batch});
     for (int s = 0; s < m_batch; ++s) {
-      require(next[s] >= 0 && next[s] < c.vocab_size, "step: token id " + std::to_string(next[s]) + " outside the vocabulary");
+      require(next[s] >= 0 && next[s] < c.vocab_size,
+              "step: token id " + std::to_string(next[s]) + " outside the vocabulary");
       ids(s) = next[s];
       pos(s) = m_next_position[s]++;
     }
     device_traits<D>::upload(m_step_ids.data(), ids.data(), sizeof(std::int32_t) * m_batch);
     device_traits<D>::upload(m_step_pos.data(), pos.data(), sizeof(std::int32_t) * m_batch);
     auto x = tensor_view<T, D>(m_x.data(), {m_batch, 1, c.hidden_size});
-    m_model.embed_tokens(m_ctx, x.reshape({m_batch, c.hidden_size}), m_step_ids.view(), m_step_pos.view());
+    m_model.embed_tokens(m_ctx, x.reshape({m_batch, c.hidden_size}), m_step_ids.view(),
+                         m_step_pos.view());
     begin_call(x, m_step_pos.view(), stop);
   }
   // Runs the remaining layers of the paused call, advances the cache and fills hidden() (and
   // logits() unless with_logits is false, for callers that compute their own).
   void resume(bool with_logits = true) {
     require(m_paused, "resume: no paused prefill or step");
-    m_model.run_layers(m_ctx, m_call_x, m_call_pos, m_cache, m_cache.length, mask(), m_stop, m_model.config.num_layers, m_ws);
+    m_model.run_layers(m_ctx, m_call_x, m_call_pos, m_cache, m_cache.length, mask(), m_stop,
+                       m_model.config.num_layers, m_ws);
     m_cache.length += static_cast<int>(m_call_x.shape[1]);
     m_paused = false;
     gather_last(m_call_x, m_call_x.shape[1] - 1);
@@ -172,10 +178,20 @@ class batch_session {
   }
   struct fork_tag {};
   batch_session(const batch_session& o, fork_tag)
-      : m_ctx(o.m_ctx), m_model(o.m_model), m_batch(o.m_batch), m_prompt_len(o.m_prompt_len),
-        m_next_position(o.m_next_position), m_ws(o.m_model.config, o.m_ws.tokens), m_x(o.m_x.shape()),
-        m_last(o.m_last.clone()), m_hidden(o.m_hidden.clone()), m_logits(o.m_logits.clone()), m_pad(o.m_pad.clone()),
-        m_prompt_ids(o.m_prompt_ids.clone()), m_prompt_pos(o.m_prompt_pos.clone()), m_step_ids(o.m_step_ids.shape()),
+      : m_ctx(o.m_ctx),
+        m_model(o.m_model),
+        m_batch(o.m_batch),
+        m_prompt_len(o.m_prompt_len),
+        m_next_position(o.m_next_position),
+        m_ws(o.m_model.config, o.m_ws.tokens),
+        m_x(o.m_x.shape()),
+        m_last(o.m_last.clone()),
+        m_hidden(o.m_hidden.clone()),
+        m_logits(o.m_logits.clone()),
+        m_pad(o.m_pad.clone()),
+        m_prompt_ids(o.m_prompt_ids.clone()),
+        m_prompt_pos(o.m_prompt_pos.clone()),
+        m_step_ids(o.m_step_ids.shape()),
         m_step_pos(o.m_step_pos.shape()) {
     m_cache.k = o.m_cache.k.clone();
     m_cache.v = o.m_cache.v.clone();
@@ -184,7 +200,8 @@ class batch_session {
 
   void begin_call(tensor_view<T, D> x, tensor_view<const std::int32_t, D> positions, int stop) {
     require(stop >= 0 && stop <= m_model.config.num_layers,
-            "batch_session: stop layer " + std::to_string(stop) + " outside [0, " + std::to_string(m_model.config.num_layers) + "]");
+            "batch_session: stop layer " + std::to_string(stop) + " outside [0, " +
+                std::to_string(m_model.config.num_layers) + "]");
     m_model.run_layers(m_ctx, x, positions, m_cache, m_cache.length, mask(), 0, stop, m_ws);
     m_call_x = x;
     m_call_pos = positions;
@@ -195,7 +212,8 @@ class batch_session {
   void gather_last(tensor_view<T, D> x, index_t t) {
     const index_t c = x.shape[2];
     for (int s = 0; s < m_batch; ++s)
-      device_traits<D>::copy(m_last.data() + s * c, x.data + (s * x.shape[1] + t) * c, sizeof(T) * c);
+      device_traits<D>::copy(m_last.data() + s * c, x.data + (s * x.shape[1] + t) * c,
+                             sizeof(T) * c);
   }
 
   const context<D>& m_ctx;

@@ -15,16 +15,17 @@ namespace crossbatch {
 
 struct generation_options {
   int max_new_tokens = 32;
-  bool stop_at_eos = true;     // false: fixed-length mode, EOS is an ordinary token
-  std::vector<int> eos_ids;    // empty: the model config's eos_token_id
-  int pad_id = 0;              // fed to finished sequences
+  bool stop_at_eos = true;   // false: fixed-length mode, EOS is an ordinary token
+  std::vector<int> eos_ids;  // empty: the model config's eos_token_id
+  int pad_id = 0;            // fed to finished sequences
   std::uint64_t seed = 0;
 };
 
 struct generation_result {
-  std::vector<std::vector<int>> tokens;  // new tokens per sequence, EOS included when it stopped there
+  std::vector<std::vector<int>>
+      tokens;  // new tokens per sequence, EOS included when it stopped there
   std::vector<bool> stopped_at_eos;
-  int prompt_tokens = 0;                 // real (unpadded) prompt tokens
+  int prompt_tokens = 0;  // real (unpadded) prompt tokens
   int generated_tokens = 0;
   double prefill_seconds = 0, decode_seconds = 0;
 };
@@ -56,7 +57,8 @@ generation_result generate(const context<D>& ctx, const decoder_model<T, D>& mod
   for (int step = 0; step < opt.max_new_tokens; ++step) {
     if (step > 0) session.step(next);
     auto logits = session.logits_host();
-    sample(context<cpu>{}, sampler, logits.view(), std::span(next), rng, static_cast<std::uint64_t>(step));
+    sample(context<cpu>{}, sampler, logits.view(), std::span(next), rng,
+           static_cast<std::uint64_t>(step));
     int live = 0;
     for (int s = 0; s < b; ++s) {
       if (done[s]) {

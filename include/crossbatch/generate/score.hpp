@@ -18,11 +18,13 @@ std::vector<double> next_token_logprobs(const context<D>& ctx, const decoder_mod
   const auto& c = model.config;
   const index_t t = static_cast<index_t>(ids.size()), C = c.hidden_size, V = c.vocab_size;
   require(t >= 2, "next_token_logprobs: need at least two tokens");
-  require(t <= c.max_positions, "next_token_logprobs: " + std::to_string(t) + " tokens exceed the model's context of " +
+  require(t <= c.max_positions, "next_token_logprobs: " + std::to_string(t) +
+                                    " tokens exceed the model's context of " +
                                     std::to_string(c.max_positions) + " positions");
   tensor<std::int32_t> hid({t}), hpos({t});
   for (index_t i = 0; i < t; ++i) {
-    require(ids[i] >= 0 && ids[i] < V, "next_token_logprobs: token id " + std::to_string(ids[i]) + " outside the vocabulary");
+    require(ids[i] >= 0 && ids[i] < V,
+            "next_token_logprobs: token id " + std::to_string(ids[i]) + " outside the vocabulary");
     hid(i) = ids[i];
     hpos(i) = static_cast<std::int32_t>(i);
   }

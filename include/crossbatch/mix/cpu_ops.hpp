@@ -28,16 +28,21 @@ inline bool mix_eligible(const std::int32_t* groups, index_t i, index_t j) {
 // out (N, O) = x (N, I) @ w (O, I)^T (+ b (O)). float/half/bfloat16 go through crossbatch::linear;
 // double is computed in double (the gradient checks need it).
 template <class T>
-void mix_linear(const context<cpu>& ctx, tensor_view<T> out, in_view<T> x, in_view<T> w, in_view<T> b = {}) {
+void mix_linear(const context<cpu>& ctx, tensor_view<T> out, in_view<T> x, in_view<T> w,
+                in_view<T> b = {}) {
   if constexpr (std::is_same_v<T, double>) {
-    require<shape_error>(x.rank() == 2 && w.rank() == 2 && out.rank() == 2 && w.shape[1] == x.shape[1] &&
+    require<shape_error>(x.rank() == 2 && w.rank() == 2 && out.rank() == 2 &&
+                             w.shape[1] == x.shape[1] &&
                              out.shape == shape_t{x.shape[0], w.shape[0]},
-                         "mix_linear: x " + to_string(x.shape) + ", w " + to_string(w.shape) + ", out " + to_string(out.shape));
+                         "mix_linear: x " + to_string(x.shape) + ", w " + to_string(w.shape) +
+                             ", out " + to_string(out.shape));
     using mat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
     using cmap = Eigen::Map<const mat, 0, Eigen::OuterStride<>>;
-    Eigen::Map<mat, 0, Eigen::OuterStride<>> y(out.data, out.shape[0], out.shape[1], Eigen::OuterStride<>(out.strides[0]));
-    y.noalias() = cmap(x.data, x.shape[0], x.shape[1], Eigen::OuterStride<>(x.strides[0])) *
-                  cmap(w.data, w.shape[0], w.shape[1], Eigen::OuterStride<>(w.strides[0])).transpose();
+    Eigen::Map<mat, 0, Eigen::OuterStride<>> y(out.data, out.shape[0], out.shape[1],
+                                               Eigen::OuterStride<>(out.strides[0]));
+    y.noalias() =
+        cmap(x.data, x.shape[0], x.shape[1], Eigen::OuterStride<>(x.strides[0])) *
+        cmap(w.data, w.shape[0], w.shape[1], Eigen::OuterStride<>(w.strides[0])).transpose();
     if (b.data) y.rowwise() += Eigen::Map<const Eigen::RowVectorXd>(b.data, b.size());
   } else {
     linear(ctx, out, x, w, b);
@@ -49,19 +54,21 @@ void mix_linear(const context<cpu>& ctx, tensor_view<T> out, in_view<T> x, in_vi
 //   s_ij = scale * q_i . k_j                       (cosine: scale * q_i . q_j / (|q_i| |q_j|))
 //   p_i  = softmax over eligible j of s_ij         (all zero when sample i has no eligible partner)
 //   x_i  = sum_j p_ij v_j
-// Writes x (B, C), probs (H, B, B), partners (B) = eligible count, inv_norms (B) = 1/max(|q_i|, 1e-12)
-// when cosine (then k is ignored and H must be 1).
+// Writes x (B, C), probs (H, B, B), partners (B) = eligible count, inv_norms (B) = 1/max(|q_i|,
+// 1e-12) when cosine (then k is ignored and H must be 1).
 template <class T>
 void cross_attend(const context<cpu>&, tensor_view<T> x, tensor_view<mix_accum_t<T>> probs,
-                  tensor_view<mix_accum_t<T>> inv_norms, tensor_view<std::int32_t> partners, in_view<T> q,
-                  in_view<T> k, in_view<T> v, in_view<std::int32_t> groups, int heads, float scale, bool cosine) {
+                  tensor_view<mix_accum_t<T>> inv_norms, tensor_view<std::int32_t> partners,
+                  in_view<T> q, in_view<T> k, in_view<T> v, in_view<std::int32_t> groups, int heads,
+                  float scale, bool cosine) {
   using A = mix_accum_t<T>;
   const index_t b = q.shape[0], c = q.shape[1], dh = c / heads;
-  require<shape_error>(x.shape == shape_t{b, c} && v.shape == x.shape && (cosine || k.shape == x.shape) &&
-                           probs.shape == shape_t{heads, b, b} && partners.size() == b && groups.size() == b &&
-                           c % heads == 0 && (!cosine || (heads == 1 && inv_norms.size() == b)),
-                       "cross_attend: x " + to_string(x.shape) + ", q " + to_string(q.shape) + ", probs " +
-                           to_string(probs.shape));
+  require<shape_error>(x.shape == shape_t{b, c} && v.shape == x.shape &&
+                           (cosine || k.shape == x.shape) && probs.shape == shape_t{heads, b, b} &&
+                           partners.size() == b && groups.size() == b && c % heads == 0 &&
+                           (!cosine || (heads == 1 && inv_norms.size() == b)),
+                       "cross_attend: x " + to_string(x.shape) + ", q " + to_string(q.shape) +
+                           ", probs " + to_string(probs.shape));
   const std::int32_t* g = groups.data;
   if (cosine) {
     for (index_t i = 0; i < b; ++i) {
@@ -81,12 +88,14 @@ void cross_attend(const context<cpu>&, tensor_view<T> x, tensor_view<mix_accum_t
       for (index_t j = 0; j < b; ++j) {
         if (!mix_eligible(g, i, j)) continue;
         A dot = 0;
-        for (index_t d = 0; d < dh; ++d) dot += A(q(i, off + d)) * A(cosine ? q(j, off + d) : k(j, off + d));
+        for (index_t d = 0; d < dh; ++d)
+          dot += A(q(i, off + d)) * A(cosine ? q(j, off + d) : k(j, off + d));
         s[j] = dot * A(scale) * (cosine ? inv_norms(i) * inv_norms(j) : A(1));
         m = std::max(m, s[j]);
       }
       A sum = 0;
-      for (index_t j = 0; j < b; ++j) sum += mix_eligible(g, i, j) ? (s[j] = std::exp(s[j] - m)) : A(0);
+      for (index_t j = 0; j < b; ++j)
+        sum += mix_eligible(g, i, j) ? (s[j] = std::exp(s[j] - m)) : A(0);
       std::fill(acc.begin(), acc.end(), A(0));
       for (index_t j = 0; j < b; ++j) {
         const A p = mix_eligible(g, i, j) ? s[j] / sum : A(0);
@@ -102,13 +111,15 @@ void cross_attend(const context<cpu>&, tensor_view<T> x, tensor_view<mix_accum_t
 // out (B, C) = H + the combination of the cross term I (B, C) (config.hpp, combine_mode); rows with
 // no partner get H exactly. mix (1,) is alpha or scale; gate_logits (B, C) the gate before sigmoid.
 template <class T>
-void mix_combine(const context<cpu>&, combine_mode mode, tensor_view<T> out, in_view<T> h, in_view<T> info,
-                 in_view<T> mix, in_view<T> gate_logits, in_view<std::int32_t> partners) {
+void mix_combine(const context<cpu>&, combine_mode mode, tensor_view<T> out, in_view<T> h,
+                 in_view<T> info, in_view<T> mix, in_view<T> gate_logits,
+                 in_view<std::int32_t> partners) {
   using A = mix_accum_t<T>;
   const index_t b = h.shape[0], c = h.shape[1];
-  require<shape_error>(out.shape == h.shape && info.shape == h.shape && partners.size() == b &&
-                           (mode == combine_mode::gate ? gate_logits.shape == h.shape : mix.size() == 1),
-                       "mix_combine: h " + to_string(h.shape) + ", info " + to_string(info.shape));
+  require<shape_error>(
+      out.shape == h.shape && info.shape == h.shape && partners.size() == b &&
+          (mode == combine_mode::gate ? gate_logits.shape == h.shape : mix.size() == 1),
+      "mix_combine: h " + to_string(h.shape) + ", info " + to_string(info.shape));
   const A m = mode == combine_mode::gate ? A(0) : A(mix.data[0]);
   for (index_t i = 0; i < b; ++i) {
     if (partners(i) == 0) {
@@ -118,9 +129,12 @@ void mix_combine(const context<cpu>&, combine_mode mode, tensor_view<T> out, in_
     for (index_t j = 0; j < c; ++j) {
       const A hv = A(h(i, j)), iv = A(info(i, j));
       A y;
-      if (mode == combine_mode::alpha) y = hv + m * (iv - hv);
-      else if (mode == combine_mode::scale) y = hv + m * iv;
-      else y = hv + iv / (A(1) + std::exp(-A(gate_logits(i, j))));
+      if (mode == combine_mode::alpha)
+        y = hv + m * (iv - hv);
+      else if (mode == combine_mode::scale)
+        y = hv + m * iv;
+      else
+        y = hv + iv / (A(1) + std::exp(-A(gate_logits(i, j))));
       out(i, j) = static_cast<T>(y);
     }
   }
@@ -129,12 +143,14 @@ void mix_combine(const context<cpu>&, combine_mode mode, tensor_view<T> out, in_
 // The gate's input z (B, 3C) = [LN_h(H); LN_a(I); LN_h(H) * LN_a(I)] with LayerNorms of weight w
 // and bias b; stats (B, 4) = mean and 1/std of H and of I per row (for the backward pass).
 template <class T>
-void gate_input(const context<cpu>&, tensor_view<T> z, tensor_view<mix_accum_t<T>> stats, in_view<T> h, in_view<T> info,
-                in_view<T> ln_h_w, in_view<T> ln_h_b, in_view<T> ln_a_w, in_view<T> ln_a_b, float eps) {
+void gate_input(const context<cpu>&, tensor_view<T> z, tensor_view<mix_accum_t<T>> stats,
+                in_view<T> h, in_view<T> info, in_view<T> ln_h_w, in_view<T> ln_h_b,
+                in_view<T> ln_a_w, in_view<T> ln_a_b, float eps) {
   using A = mix_accum_t<T>;
   const index_t b = h.shape[0], c = h.shape[1];
-  require<shape_error>(z.shape == shape_t{b, 3 * c} && info.shape == h.shape && stats.shape == shape_t{b, 4},
-                       "gate_input: z " + to_string(z.shape) + ", h " + to_string(h.shape));
+  require<shape_error>(
+      z.shape == shape_t{b, 3 * c} && info.shape == h.shape && stats.shape == shape_t{b, 4},
+      "gate_input: z " + to_string(z.shape) + ", h " + to_string(h.shape));
   std::vector<A> nh(c);
   auto moments = [&](in_view<T> x, index_t i, A& mean, A& inv) {
     A s = 0;
@@ -163,7 +179,8 @@ void gate_input(const context<cpu>&, tensor_view<T> z, tensor_view<mix_accum_t<T
 template <class T>
 void mix_gelu(const context<cpu>&, tensor_view<T> out, in_view<T> x) {
   using A = mix_accum_t<T>;
-  require<shape_error>(out.shape == x.shape && out.contiguous() && x.contiguous(), "mix_gelu: shapes differ");
+  require<shape_error>(out.shape == x.shape && out.contiguous() && x.contiguous(),
+                       "mix_gelu: shapes differ");
   for (index_t i = 0; i < x.size(); ++i) {
     const A v = A(x.data[i]);
     out.data[i] = static_cast<T>(A(0.5) * v * (A(1) + std::erf(v * A(0.70710678118654752440))));
@@ -173,8 +190,9 @@ void mix_gelu(const context<cpu>&, tensor_view<T> out, in_view<T> x) {
 // dst (N, C) = src (N, C); either may have a row stride.
 template <class T>
 void copy_rows(const context<cpu>&, tensor_view<T> dst, in_view<T> src) {
-  require<shape_error>(dst.rank() == 2 && dst.shape == src.shape && dst.strides[1] == 1 && src.strides[1] == 1,
-                       "copy_rows: dst " + to_string(dst.shape) + " vs src " + to_string(src.shape));
+  require<shape_error>(
+      dst.rank() == 2 && dst.shape == src.shape && dst.strides[1] == 1 && src.strides[1] == 1,
+      "copy_rows: dst " + to_string(dst.shape) + " vs src " + to_string(src.shape));
   for (index_t i = 0; i < src.shape[0]; ++i) std::copy_n(&src(i, 0), src.shape[1], &dst(i, 0));
 }
 

@@ -1,7 +1,7 @@
 // BERT encoders (all-MiniLM, bert-base...): embeddings (word + position + token type, LayerNorm),
-// post-LayerNorm blocks with bidirectional attention over right-padded batches, and the tanh pooler.
-// On request it returns the attention probabilities of one layer (a strategy reads them to order
-// questions) and every layer's hidden states.
+// post-LayerNorm blocks with bidirectional attention over right-padded batches, and the tanh
+// pooler. On request it returns the attention probabilities of one layer (a strategy reads them to
+// order questions) and every layer's hidden states.
 #pragma once
 
 #include <cmath>
@@ -30,17 +30,17 @@ struct bert_layer {
 };
 
 struct bert_request {
-  int attention_layer = -1;   // layer whose attention probabilities to return; -1: none
-  bool hidden_states = false; // return the embedding output and every layer's output
+  int attention_layer = -1;    // layer whose attention probabilities to return; -1: none
+  bool hidden_states = false;  // return the embedding output and every layer's output
 };
 
 template <class T, class D = cpu>
 struct bert_output {
-  tensor<T, D> last_hidden_state;        // (B, T, C)
-  tensor<T, D> pooler_output;            // (B, C)
-  tensor<float, D> attentions;           // (B, H, T, T) of the requested layer
+  tensor<T, D> last_hidden_state;           // (B, T, C)
+  tensor<T, D> pooler_output;               // (B, C)
+  tensor<float, D> attentions;              // (B, H, T, T) of the requested layer
   std::vector<tensor<T, D>> hidden_states;  // L+1 of (B, T, C) when requested
-  std::vector<int> lengths;              // real tokens per sequence (the rest is right padding)
+  std::vector<int> lengths;                 // real tokens per sequence (the rest is right padding)
 };
 
 template <class T, class D = cpu>
@@ -62,34 +62,42 @@ class bert_model {
 
   // Encodes a batch of id sequences (and token type ids, or all zeros when `types` is empty).
   bert_output<T, D> encode(const context<D>& ctx, const std::vector<std::vector<int>>& ids,
-                           const std::vector<std::vector<int>>& types = {}, const bert_request& req = {}) const {
+                           const std::vector<std::vector<int>>& types = {},
+                           const bert_request& req = {}) const {
     const auto& c = config;
     require(!ids.empty(), "bert: empty batch");
-    require(types.empty() || types.size() == ids.size(), "bert: token type ids must match the batch");
-    require(req.attention_layer < c.num_layers, "bert: attention_layer " + std::to_string(req.attention_layer) + " >= layers");
+    require(types.empty() || types.size() == ids.size(),
+            "bert: token type ids must match the batch");
+    require(req.attention_layer < c.num_layers,
+            "bert: attention_layer " + std::to_string(req.attention_layer) + " >= layers");
     const int b = static_cast<int>(ids.size());
     int t = 0;
     for (const auto& s : ids) t = std::max(t, static_cast<int>(s.size()));
     require(t > 0, "bert: all sequences are empty");
-    require(t <= c.max_positions, "bert: sequence of " + std::to_string(t) + " tokens exceeds max_position_embeddings " +
+    require(t <= c.max_positions, "bert: sequence of " + std::to_string(t) +
+                                      " tokens exceeds max_position_embeddings " +
                                       std::to_string(c.max_positions));
     const index_t n = index_t(b) * t, C = c.hidden_size, h = c.num_heads, dh = c.head_dim;
     tensor<std::int32_t> hid({n}), hpos({n}), htype({n}), hlen({b});
     bert_output<T, D> out;
     for (int s = 0; s < b; ++s) {
       const int len = static_cast<int>(ids[s].size());
-      require(types.empty() || static_cast<int>(types[s].size()) == len, "bert: token type ids of sequence " + std::to_string(s) + " differ in length");
+      require(types.empty() || static_cast<int>(types[s].size()) == len,
+              "bert: token type ids of sequence " + std::to_string(s) + " differ in length");
       hlen(s) = len;
       out.lengths.push_back(len);
       for (int i = 0; i < t; ++i) {
         hid(s * t + i) = i < len ? ids[s][i] : 0;
         htype(s * t + i) = i < len && !types.empty() ? types[s][i] : 0;
-        require(htype(s * t + i) >= 0 && htype(s * t + i) < c.type_vocab_size, "bert: token type id outside type_vocab_size");
+        require(htype(s * t + i) >= 0 && htype(s * t + i) < c.type_vocab_size,
+                "bert: token type id outside type_vocab_size");
         hpos(s * t + i) = i;
       }
     }
-    auto did = to_device<D>(hid), dpos = to_device<D>(hpos), dtype = to_device<D>(htype), dlen = to_device<D>(hlen);
-    tensor<T, D> x({b, t, C}), tmp({n, C}), qkv({n, 3 * C}), attn({n, C}), mlp({n, index_t(c.intermediate_size)});
+    auto did = to_device<D>(hid), dpos = to_device<D>(hpos), dtype = to_device<D>(htype),
+         dlen = to_device<D>(hlen);
+    tensor<T, D> x({b, t, C}), tmp({n, C}), qkv({n, 3 * C}), attn({n, C}),
+        mlp({n, index_t(c.intermediate_size)});
     auto x2 = x.view().reshape({n, C});
     embedding(ctx, tmp.view(), cv(did), word.view());
     embedding(ctx, tmp.view(), cv(dpos), position.view(), true);
@@ -100,7 +108,9 @@ class bert_model {
     const right_padding mask{dlen.data()};
     const attention_shape shape{0, t, 1.0f / std::sqrt(float(dh))};
     const index_t w3 = 3 * C;
-    auto part = [&](index_t off) { return tensor_view<const T, D>(qkv.data() + off, {b, t, h, dh}, {t * w3, w3, dh, 1}); };
+    auto part = [&](index_t off) {
+      return tensor_view<const T, D>(qkv.data() + off, {b, t, h, dh}, {t * w3, w3, dh, 1});
+    };
     for (int l = 0; l < c.num_layers; ++l) {
       const auto& L = layers[l];
       linear(ctx, qkv.view(), cv(x2), L.qkv_w.view(), L.qkv_b.view());
@@ -111,19 +121,23 @@ class bert_model {
         out.attentions = tensor<float, D>({b, h, t, t});
         probs = out.attentions.view();
       }
-      attention(ctx, attn.view().reshape({b, t, h, dh}), part(0), cv(kv.keys(0)), cv(kv.values(0)), mask, shape, probs);
+      attention(ctx, attn.view().reshape({b, t, h, dh}), part(0), cv(kv.keys(0)), cv(kv.values(0)),
+                mask, shape, probs);
       linear(ctx, tmp.view(), cv(attn.view()), L.o_w.view(), L.o_b.view());
       // Post-LN: x = LN(x + attn); x = LN(x + mlp(x)).
-      residual_norm(ctx, norm_kind::layer, tmp.view(), cv(x2), x2, L.ln1_w.view(), L.ln1_b.view(), c.norm_eps);
+      residual_norm(ctx, norm_kind::layer, tmp.view(), cv(x2), x2, L.ln1_w.view(), L.ln1_b.view(),
+                    c.norm_eps);
       linear(ctx, mlp.view(), cv(x2), L.up_w.view(), L.up_b.view());
       activate(ctx, c.act, mlp.view(), cv(mlp.view()));
       linear(ctx, tmp.view(), cv(mlp.view()), L.down_w.view(), L.down_b.view());
-      residual_norm(ctx, norm_kind::layer, tmp.view(), cv(x2), x2, L.ln2_w.view(), L.ln2_b.view(), c.norm_eps);
+      residual_norm(ctx, norm_kind::layer, tmp.view(), cv(x2), x2, L.ln2_w.view(), L.ln2_b.view(),
+                    c.norm_eps);
       if (req.hidden_states) out.hidden_states.push_back(copy(x));
     }
     if (!pool_w.empty()) {
       tensor<T, D> cls({b, C});
-      for (int s = 0; s < b; ++s) device_traits<D>::copy(cls.data() + s * C, x.data() + s * t * C, sizeof(T) * C);
+      for (int s = 0; s < b; ++s)
+        device_traits<D>::copy(cls.data() + s * C, x.data() + s * t * C, sizeof(T) * C);
       out.pooler_output = tensor<T, D>({b, C});
       linear(ctx, out.pooler_output.view(), cv(cls.view()), pool_w.view(), pool_b.view());
       activate(ctx, activation::tanh, out.pooler_output.view(), cv(out.pooler_output.view()));
@@ -134,9 +148,13 @@ class bert_model {
 
  private:
   template <class U>
-  static tensor_view<const U, D> cv(const tensor<U, D>& t) { return t.view(); }
+  static tensor_view<const U, D> cv(const tensor<U, D>& t) {
+    return t.view();
+  }
   template <class U>
-  static tensor_view<const U, D> cv(tensor_view<U, D> v) { return v; }
+  static tensor_view<const U, D> cv(tensor_view<U, D> v) {
+    return v;
+  }
   static tensor<T, D> copy(const tensor<T, D>& t) { return t.clone(); }
   static tensor<T, D> up(const tensor<T>& h) { return to_device<D>(h); }
 
@@ -146,7 +164,8 @@ class bert_model {
     const std::string p = w.has("bert.embeddings.word_embeddings.weight") ? "bert." : "";
     word = up(w.load<T>(p + "embeddings.word_embeddings.weight", {c.vocab_size, C}));
     position = up(w.load<T>(p + "embeddings.position_embeddings.weight", {c.max_positions, C}));
-    token_type = up(w.load<T>(p + "embeddings.token_type_embeddings.weight", {c.type_vocab_size, C}));
+    token_type =
+        up(w.load<T>(p + "embeddings.token_type_embeddings.weight", {c.type_vocab_size, C}));
     emb_ln_w = up(w.load<T>(p + "embeddings.LayerNorm.weight", {C}));
     emb_ln_b = up(w.load<T>(p + "embeddings.LayerNorm.bias", {C}));
     for (int i = 0; i < c.num_layers; ++i) {

@@ -60,11 +60,11 @@ template <class T, class D = cpu>
 class decoder_model {
  public:
   model_config config;
-  tensor<T, D> embed;        // (V, C)
-  tensor<T, D> pos_embed;    // (P, C), gpt2 only
+  tensor<T, D> embed;      // (V, C)
+  tensor<T, D> pos_embed;  // (P, C), gpt2 only
   tensor<T, D> final_w, final_b;
-  tensor<T, D> lm_head;      // (V, C); empty when tied to embed
-  tensor<float, D> inv_freq; // (Dh/2), rotary families
+  tensor<T, D> lm_head;       // (V, C); empty when tied to embed
+  tensor<float, D> inv_freq;  // (Dh/2), rotary families
   std::vector<decoder_layer<T, D>> layers;
 
   // Loads `dir/config.json` and the npy weights; `config_file` overrides the config path.
@@ -72,7 +72,8 @@ class decoder_model {
     decoder_model m;
     m.config = load_config(config_file.empty() ? dir + "/config.json" : config_file);
     if (!m.config.is_decoder())
-      throw config_error(dir + ": model_type '" + m.config.model_type + "' is not a decoder-only model");
+      throw config_error(dir + ": model_type '" + m.config.model_type +
+                         "' is not a decoder-only model");
     weight_dir w(dir);
     m.config.kind == family::gpt2 ? m.load_gpt2(w) : m.load_llama(w);
     if (m.config.uses_rope()) {
@@ -91,23 +92,29 @@ class decoder_model {
   }
 
   // x (N, C) = token embeddings of ids (N) (+ learned position embeddings at positions (N)).
-  void embed_tokens(const context<D>& ctx, tensor_view<T, D> x, tensor_view<const std::int32_t, D> ids,
+  void embed_tokens(const context<D>& ctx, tensor_view<T, D> x,
+                    tensor_view<const std::int32_t, D> ids,
                     tensor_view<const std::int32_t, D> positions) const {
     embedding(ctx, x, ids, embed.view());
-    if (config.kind == family::gpt2) embedding(ctx, x, positions, pos_embed.view(), /*accumulate=*/true);
+    if (config.kind == family::gpt2)
+      embedding(ctx, x, positions, pos_embed.view(), /*accumulate=*/true);
   }
 
   // Runs layers [first, last) on x (B, T, C) in place: the tokens occupy cache slots
   // [start, start + T) and sit at the given positions (B*T); mask says which slots each may see.
   template <mask_policy M>
-  void run_layers(const context<D>& ctx, tensor_view<T, D> x, tensor_view<const std::int32_t, D> positions,
-                  kv_cache<T, D>& cache, int start, const M& mask, int first, int last,
-                  decoder_workspace<T, D>& ws) const {
+  void run_layers(const context<D>& ctx, tensor_view<T, D> x,
+                  tensor_view<const std::int32_t, D> positions, kv_cache<T, D>& cache, int start,
+                  const M& mask, int first, int last, decoder_workspace<T, D>& ws) const {
     const index_t b = x.shape[0], t = x.shape[1], n = b * t, c = config.hidden_size;
     const index_t h = config.num_heads, hkv = config.num_kv_heads, dh = config.head_dim;
-    require<shape_error>(x.rank() == 3 && x.shape[2] == c, "run_layers: x must be (B, T, C), got " + to_string(x.shape));
-    require<value_error>(n <= ws.tokens, "run_layers: workspace holds " + std::to_string(ws.tokens) + " tokens, call has " + std::to_string(n));
-    require<value_error>(start + t <= cache.capacity(), "run_layers: slots beyond the KV cache capacity");
+    require<shape_error>(x.rank() == 3 && x.shape[2] == c,
+                         "run_layers: x must be (B, T, C), got " + to_string(x.shape));
+    require<value_error>(n <= ws.tokens, "run_layers: workspace holds " +
+                                             std::to_string(ws.tokens) + " tokens, call has " +
+                                             std::to_string(n));
+    require<value_error>(start + t <= cache.capacity(),
+                         "run_layers: slots beyond the KV cache capacity");
     auto x2 = x.reshape({n, c});
     auto hbuf = detail::first_rows(ws.h, n);
     auto qkv = detail::first_rows(ws.qkv, n);
@@ -125,15 +132,19 @@ class decoder_model {
       linear(ctx, qkv, cview(hbuf), L.qkv_w.view(), L.qkv_b.view());
       if (config.uses_rope()) {
         // (B, T) merge into N: the strides stay (width, Dh, 1).
-        apply_rope(ctx, tensor_view<T, D>(q.data, {n, h, dh}, {width, dh, 1}), positions, inv_freq.view());
-        apply_rope(ctx, tensor_view<T, D>(k.data, {n, hkv, dh}, {width, dh, 1}), positions, inv_freq.view());
+        apply_rope(ctx, tensor_view<T, D>(q.data, {n, h, dh}, {width, dh, 1}), positions,
+                   inv_freq.view());
+        apply_rope(ctx, tensor_view<T, D>(k.data, {n, hkv, dh}, {width, dh, 1}), positions,
+                   inv_freq.view());
       }
       write_kv(ctx, cache.keys(l), cview(k), start);
       write_kv(ctx, cache.values(l), cview(v), start);
-      attention(ctx, attn.reshape({b, t, h, dh}), cview(q), cview(cache.keys(l)), cview(cache.values(l)), mask, shape);
+      attention(ctx, attn.reshape({b, t, h, dh}), cview(q), cview(cache.keys(l)),
+                cview(cache.values(l)), mask, shape);
       auto o = detail::first_rows(ws.o, n);
       linear(ctx, o, cview(attn), L.o_w.view(), L.o_b.view());
-      residual_norm(ctx, norm_type(), x2, cview(o), hbuf, L.norm2_w.view(), L.norm2_b.view(), config.norm_eps);
+      residual_norm(ctx, norm_type(), x2, cview(o), hbuf, L.norm2_w.view(), L.norm2_b.view(),
+                    config.norm_eps);
       auto mlp = detail::first_rows(ws.mlp, n);
       linear(ctx, mlp, cview(hbuf), L.up_w.view(), L.up_b.view());
       auto act = detail::first_rows(ws.act, n);
@@ -159,10 +170,12 @@ class decoder_model {
  private:
   static tensor_view<const T, D> cview(tensor_view<T, D> v) { return v; }
 
-  norm_kind norm_type() const { return config.kind == family::gpt2 ? norm_kind::layer : norm_kind::rms; }
+  norm_kind norm_type() const {
+    return config.kind == family::gpt2 ? norm_kind::layer : norm_kind::rms;
+  }
 
-  void norm(const context<D>& ctx, tensor_view<T, D> out, tensor_view<const T, D> x, const tensor<T, D>& w,
-            const tensor<T, D>& b) const {
+  void norm(const context<D>& ctx, tensor_view<T, D> out, tensor_view<const T, D> x,
+            const tensor<T, D>& w, const tensor<T, D>& b) const {
     if (norm_type() == norm_kind::layer)
       layer_norm(ctx, out, x, w.view(), b.view(), config.norm_eps);
     else

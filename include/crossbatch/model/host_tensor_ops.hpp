@@ -26,8 +26,9 @@ tensor<T> concat_rows(const std::vector<const tensor<T>*>& parts) {
   shape_t s = parts.at(0)->shape();
   s[0] = 0;
   for (const auto* p : parts) {
-    require<shape_error>(shape_t(p->shape().begin() + 1, p->shape().end()) == shape_t(s.begin() + 1, s.end()),
-                         "concat_rows: mismatched shapes");
+    require<shape_error>(
+        shape_t(p->shape().begin() + 1, p->shape().end()) == shape_t(s.begin() + 1, s.end()),
+        "concat_rows: mismatched shapes");
     s[0] += p->dim(0);
   }
   tensor<T> out(s);

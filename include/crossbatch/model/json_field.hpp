@@ -27,19 +27,29 @@ inline json read_json_file(const std::string& path) {
 namespace detail {
 template <class T>
 constexpr const char* json_type_name() {
-  if constexpr (std::is_same_v<T, bool>) return "a boolean";
-  else if constexpr (std::is_integral_v<T>) return "an integer";
-  else if constexpr (std::is_floating_point_v<T>) return "a number";
-  else if constexpr (std::is_same_v<T, std::string>) return "a string";
-  else return "an object";
+  if constexpr (std::is_same_v<T, bool>)
+    return "a boolean";
+  else if constexpr (std::is_integral_v<T>)
+    return "an integer";
+  else if constexpr (std::is_floating_point_v<T>)
+    return "a number";
+  else if constexpr (std::is_same_v<T, std::string>)
+    return "a string";
+  else
+    return "an object";
 }
 template <class T>
 bool json_is(const json& v) {
-  if constexpr (std::is_same_v<T, bool>) return v.is_boolean();
-  else if constexpr (std::is_integral_v<T>) return v.is_number_integer();
-  else if constexpr (std::is_floating_point_v<T>) return v.is_number();
-  else if constexpr (std::is_same_v<T, std::string>) return v.is_string();
-  else return v.is_object();
+  if constexpr (std::is_same_v<T, bool>)
+    return v.is_boolean();
+  else if constexpr (std::is_integral_v<T>)
+    return v.is_number_integer();
+  else if constexpr (std::is_floating_point_v<T>)
+    return v.is_number();
+  else if constexpr (std::is_same_v<T, std::string>)
+    return v.is_string();
+  else
+    return v.is_object();
 }
 }  // namespace detail
 
@@ -49,8 +59,8 @@ std::optional<T> optional_field(const json& j, const std::string& key, const std
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return std::nullopt;
   if (!detail::json_is<T>(*it))
-    throw config_error(where + ": field '" + key + "' must be " + detail::json_type_name<T>() + ", got " +
-                       it->type_name() + " (" + it->dump() + ")");
+    throw config_error(where + ": field '" + key + "' must be " + detail::json_type_name<T>() +
+                       ", got " + it->type_name() + " (" + it->dump() + ")");
   return it->get<T>();
 }
 
@@ -58,13 +68,16 @@ std::optional<T> optional_field(const json& j, const std::string& key, const std
 template <class T>
 T required_field(const json& j, const std::string& key, const std::string& where) {
   auto v = optional_field<T>(j, key, where);
-  if (!v) throw config_error(where + ": required field '" + key + "' (" + detail::json_type_name<T>() + ") is missing");
+  if (!v)
+    throw config_error(where + ": required field '" + key + "' (" + detail::json_type_name<T>() +
+                       ") is missing");
   return *v;
 }
 
 // The first present of several alternative keys (e.g. n_embd / hidden_size).
 template <class T>
-std::optional<T> optional_field(const json& j, std::initializer_list<const char*> keys, const std::string& where) {
+std::optional<T> optional_field(const json& j, std::initializer_list<const char*> keys,
+                                const std::string& where) {
   for (const char* k : keys)
     if (auto v = optional_field<T>(j, k, where)) return v;
   return std::nullopt;

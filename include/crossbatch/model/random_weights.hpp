@@ -26,7 +26,8 @@ inline std::vector<std::pair<std::string, shape_t>> checkpoint_tensors(const mod
     t.push_back({"transformer.wpe.weight", {c.max_positions, C}});
     for (int i = 0; i < c.num_layers; ++i) {
       const std::string l = "transformer.h." + std::to_string(i) + ".";
-      for (const char* ln : {"ln_1", "ln_2"}) t.push_back({l + ln + ".weight", {C}}), t.push_back({l + ln + ".bias", {C}});
+      for (const char* ln : {"ln_1", "ln_2"})
+        t.push_back({l + ln + ".weight", {C}}), t.push_back({l + ln + ".bias", {C}});
       t.push_back({l + "attn.c_attn.weight", {C, 3 * C}});
       t.push_back({l + "attn.c_attn.bias", {3 * C}});
       t.push_back({l + "attn.c_proj.weight", {C, C}});
@@ -72,22 +73,30 @@ inline std::vector<std::pair<std::string, shape_t>> checkpoint_tensors(const mod
 }
 
 // Writes `dir/config.json` (the given JSON) and random float32 weights for it.
-inline void write_random_model(const std::string& dir, const json& config_json, std::uint64_t seed, float scale = 1.0f) {
+inline void write_random_model(const std::string& dir, const json& config_json, std::uint64_t seed,
+                               float scale = 1.0f) {
   const model_config c = parse_config(config_json, dir + "/config.json");
   std::filesystem::create_directories(dir);
   std::ofstream(dir + "/config.json") << config_json.dump(2);
   std::mt19937_64 gen(seed);
   for (const auto& [name, shape] : checkpoint_tensors(c)) {
     tensor<float> t(shape);
-    const bool is_norm = name.find("ln") != std::string::npos || name.find("norm") != std::string::npos;
+    const bool is_norm =
+        name.find("ln") != std::string::npos || name.find("norm") != std::string::npos;
     const bool is_bias = name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
-    const bool embed = name.find("wte") != std::string::npos || name.find("wpe") != std::string::npos ||
+    const bool embed = name.find("wte") != std::string::npos ||
+                       name.find("wpe") != std::string::npos ||
                        name.find("embed_tokens") != std::string::npos;
     // GPT-2 Conv1D is (in, out); every other matrix is (out, in).
-    const index_t fan_in = shape.size() == 2 ? (c.kind == family::gpt2 && !embed ? shape[0] : shape[1]) : 1;
-    const float bound = is_norm && !is_bias ? 0.1f : is_bias ? 0.02f : embed ? 0.5f * scale : scale * std::sqrt(3.0f / fan_in);
+    const index_t fan_in =
+        shape.size() == 2 ? (c.kind == family::gpt2 && !embed ? shape[0] : shape[1]) : 1;
+    const float bound = is_norm && !is_bias ? 0.1f
+                        : is_bias           ? 0.02f
+                        : embed             ? 0.5f * scale
+                                            : scale * std::sqrt(3.0f / fan_in);
     std::uniform_real_distribution<float> u(-bound, bound);
-    for (index_t i = 0; i < t.size(); ++i) t.data()[i] = (is_norm && !is_bias ? 1.0f : 0.0f) + u(gen);
+    for (index_t i = 0; i < t.size(); ++i)
+      t.data()[i] = (is_norm && !is_bias ? 1.0f : 0.0f) + u(gen);
     save_npy(dir + "/" + name + ".npy", t);
   }
 }

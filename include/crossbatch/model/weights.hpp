@@ -13,7 +13,8 @@ namespace crossbatch {
 class weight_dir {
  public:
   explicit weight_dir(std::string dir) : m_dir(std::move(dir)) {
-    if (!std::filesystem::is_directory(m_dir)) throw io_error(m_dir + ": model directory does not exist");
+    if (!std::filesystem::is_directory(m_dir))
+      throw io_error(m_dir + ": model directory does not exist");
   }
 
   const std::string& path() const { return m_dir; }
@@ -24,8 +25,8 @@ class weight_dir {
   template <class T>
   tensor<T> load(const std::string& name, const shape_t& expected) const {
     if (!has(name))
-      throw format_error(m_dir + ": missing tensor '" + name + "' (expected " + file(name) + " with shape " +
-                         to_string(expected) + ")");
+      throw format_error(m_dir + ": missing tensor '" + name + "' (expected " + file(name) +
+                         " with shape " + to_string(expected) + ")");
     return load_npy<T>(file(name), expected);
   }
 

@@ -13,12 +13,14 @@ namespace crossbatch {
 enum class activation { gelu_tanh, gelu_erf, silu, relu, tanh };
 
 inline activation activation_from_name(const std::string& name) {
-  if (name == "gelu_new" || name == "gelu_pytorch_tanh" || name == "gelu_fast") return activation::gelu_tanh;
+  if (name == "gelu_new" || name == "gelu_pytorch_tanh" || name == "gelu_fast")
+    return activation::gelu_tanh;
   if (name == "gelu") return activation::gelu_erf;
   if (name == "silu" || name == "swish") return activation::silu;
   if (name == "relu") return activation::relu;
   if (name == "tanh") return activation::tanh;
-  throw config_error("unsupported activation '" + name + "' (gelu, gelu_new, gelu_pytorch_tanh, silu, relu)");
+  throw config_error("unsupported activation '" + name +
+                     "' (gelu, gelu_new, gelu_pytorch_tanh, silu, relu)");
 }
 
 CROSSBATCH_HD inline float apply_activation(activation a, float x) {

@@ -22,7 +22,8 @@ struct rope_parameters {
 
 // inv_freq (D/2), in float32 like transformers' _compute_default_rope_parameters.
 inline std::vector<float> rope_inv_freq(const rope_parameters& p, int head_dim) {
-  require<config_error>(head_dim % 2 == 0, "rope: head_dim must be even, got " + std::to_string(head_dim));
+  require<config_error>(head_dim % 2 == 0,
+                        "rope: head_dim must be even, got " + std::to_string(head_dim));
   std::vector<float> inv(head_dim / 2);
   for (int i = 0; i < head_dim / 2; ++i)
     inv[i] = 1.0f / std::pow(p.theta, static_cast<float>(2 * i) / static_cast<float>(head_dim));

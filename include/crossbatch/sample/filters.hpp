@@ -60,7 +60,8 @@ struct top_p {
     const auto probs = detail::probabilities(logits);
     std::vector<int> order(logits.size());
     std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return logits[a] < logits[b]; });
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int a, int b) { return logits[a] < logits[b]; });
     float cum = 0;
     for (std::size_t r = 0; r + 1 < order.size(); ++r) {  // the last (most likely) always stays
       cum += probs[order[r]];

@@ -1,6 +1,6 @@
 // Samplers: turn a batch of logits (B, V) into one token id per row. `greedy` takes the argmax;
-// `sampler_chain<Filters...>` applies filters (filters.hpp) in order and draws by inverse CDF with a
-// uniform number from the counter RNG at (stream = sequence id, counter = step), so a sequence's
+// `sampler_chain<Filters...>` applies filters (filters.hpp) in order and draws by inverse CDF with
+// a uniform number from the counter RNG at (stream = sequence id, counter = step), so a sequence's
 // draws do not depend on its batch companions. `sampling_params` is the run-time form used by CLIs.
 #pragma once
 
@@ -77,13 +77,15 @@ struct sampling_params {
   }
 };
 
-// ids (B) = one draw per row of logits (B, V); row b uses stream streams[b] (or b) and counter `step`.
-// logits are modified in place by the filters.
+// ids (B) = one draw per row of logits (B, V); row b uses stream streams[b] (or b) and counter
+// `step`. logits are modified in place by the filters.
 template <sampler S>
 void sample(const context<cpu>&, const S& s, tensor_view<float> logits, std::span<std::int32_t> ids,
-            const counter_rng& rng, std::uint64_t step, std::span<const std::uint64_t> streams = {}) {
+            const counter_rng& rng, std::uint64_t step,
+            std::span<const std::uint64_t> streams = {}) {
   const index_t b = logits.shape[0], v = logits.shape[1];
-  require<shape_error>(logits.contiguous() && static_cast<index_t>(ids.size()) == b, "sample: logits (B, V) and ids (B) disagree");
+  require<shape_error>(logits.contiguous() && static_cast<index_t>(ids.size()) == b,
+                       "sample: logits (B, V) and ids (B) disagree");
   for (index_t i = 0; i < b; ++i) {
     const std::uint64_t stream = streams.empty() ? static_cast<std::uint64_t>(i) : streams[i];
     ids[i] = s.pick(std::span<float>(logits.data + i * v, v), rng.uniform(stream, step));

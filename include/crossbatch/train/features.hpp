@@ -33,22 +33,28 @@ struct answer_item {
 
 struct answer_states {
   int hidden_size = 0;
-  int mix_layer = -1;                 // resolved k in [0, L]
-  std::vector<float> states;          // (rows, C)
+  int mix_layer = -1;         // resolved k in [0, L]
+  std::vector<float> states;  // (rows, C)
   std::vector<answer_item> items;
   nlohmann::json info = nlohmann::json::object();  // provenance (model, data, prompt version...)
 
   std::size_t rows() const { return hidden_size ? states.size() / hidden_size : 0; }
-  const float* state(const answer_item& it) const { return states.data() + it.offset * hidden_size; }
+  const float* state(const answer_item& it) const {
+    return states.data() + it.offset * hidden_size;
+  }
 
   void save(const std::string& dir) const {
     std::filesystem::create_directories(dir);
     tensor<float> t({index_t(rows()), hidden_size});
     std::copy(states.begin(), states.end(), t.data());
     save_npy(dir + "/states.npy", t);
-    nlohmann::json j = {{"hidden_size", hidden_size}, {"mix_layer", mix_layer}, {"info", info}, {"items", nlohmann::json::array()}};
+    nlohmann::json j = {{"hidden_size", hidden_size},
+                        {"mix_layer", mix_layer},
+                        {"info", info},
+                        {"items", nlohmann::json::array()}};
     for (const auto& it : items)
-      j["items"].push_back({{"id", it.id}, {"group", it.group}, {"targets", it.targets}, {"offset", it.offset}});
+      j["items"].push_back(
+          {{"id", it.id}, {"group", it.group}, {"targets", it.targets}, {"offset", it.offset}});
     std::ofstream f(dir + "/items.json");
     f << j.dump() << "\n";
     if (!f) throw io_error(dir + "/items.json: write failed");
@@ -65,16 +71,19 @@ struct answer_states {
       a.info = j.value("info", nlohmann::json::object());
       for (const auto& it : j.at("items"))
         a.items.push_back({it.at("id").get<std::string>(), it.at("group").get<int>(),
-                           it.at("targets").get<std::vector<std::int32_t>>(), it.at("offset").get<std::size_t>()});
+                           it.at("targets").get<std::vector<std::int32_t>>(),
+                           it.at("offset").get<std::size_t>()});
     } catch (const nlohmann::json::exception& e) {
       throw format_error(dir + "/items.json: " + e.what());
     }
     const auto t = load_npy<float>(dir + "/states.npy");
-    require<shape_error>(t.rank() == 2 && t.dim(1) == a.hidden_size, dir + "/states.npy: expected (rows, " +
-                                                                         std::to_string(a.hidden_size) + "), got " + to_string(t.shape()));
+    require<shape_error>(t.rank() == 2 && t.dim(1) == a.hidden_size,
+                         dir + "/states.npy: expected (rows, " + std::to_string(a.hidden_size) +
+                             "), got " + to_string(t.shape()));
     a.states.assign(t.data(), t.data() + t.size());
     for (const auto& it : a.items)
-      require<shape_error>(it.offset + it.targets.size() <= a.rows(), dir + ": item " + it.id + " beyond states.npy");
+      require<shape_error>(it.offset + it.targets.size() <= a.rows(),
+                           dir + ": item " + it.id + " beyond states.npy");
     return a;
   }
 };
@@ -86,13 +95,16 @@ using progress_callback = std::function<void(std::size_t, std::size_t)>;
 // pair; groups give each item's context group. Prompts are run `batch` at a time, longest first.
 template <class T, class D>
 answer_states extract_answer_states(const context<D>& ctx, const decoder_model<T, D>& model,
-                                    const std::vector<std::vector<int>>& prompts, const std::vector<std::vector<int>>& answers,
-                                    const std::vector<int>& groups, const std::vector<std::string>& ids, int mix_layer, int batch,
+                                    const std::vector<std::vector<int>>& prompts,
+                                    const std::vector<std::vector<int>>& answers,
+                                    const std::vector<int>& groups,
+                                    const std::vector<std::string>& ids, int mix_layer, int batch,
                                     const progress_callback& progress = {}) {
   const auto& c = model.config;
   const int L = c.num_layers, k = resolve_mix_layer(mix_layer, L), C = c.hidden_size;
   const std::size_t n = prompts.size();
-  require(answers.size() == n && groups.size() == n && ids.size() == n, "extract_answer_states: sizes differ");
+  require(answers.size() == n && groups.size() == n && ids.size() == n,
+          "extract_answer_states: sizes differ");
   require(batch > 0, "extract_answer_states: batch must be positive");
   answer_states out;
   out.hidden_size = C;
@@ -101,14 +113,16 @@ answer_states extract_answer_states(const context<D>& ctx, const decoder_model<T
   std::size_t total_rows = 0;
   for (std::size_t i = 0; i < n; ++i) {
     require(!answers[i].empty(), "extract_answer_states: empty answer for " + ids[i]);
-    out.items[i] = {ids[i], groups[i], std::vector<std::int32_t>(answers[i].begin(), answers[i].end()), total_rows};
+    out.items[i] = {ids[i], groups[i],
+                    std::vector<std::int32_t>(answers[i].begin(), answers[i].end()), total_rows};
     total_rows += answers[i].size();
   }
   out.states.assign(total_rows * C, 0.0f);
   std::vector<std::size_t> order(n);
   std::iota(order.begin(), order.end(), std::size_t(0));
   auto len = [&](std::size_t i) { return prompts[i].size() + answers[i].size() - 1; };
-  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return len(a) > len(b); });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t a, std::size_t b) { return len(a) > len(b); });
   for (std::size_t start = 0; start < n; start += batch) {
     const std::size_t end = std::min(n, start + std::size_t(batch));
     std::vector<std::vector<int>> seqs;
@@ -136,7 +150,8 @@ answer_states extract_answer_states(const context<D>& ctx, const decoder_model<T
       const index_t first = pad + index_t(prompts[i].size()) - 1;
       for (std::size_t t = 0; t < answers[i].size(); ++t)
         for (int j = 0; j < C; ++j)
-          out.states[(out.items[i].offset + t) * C + j] = static_cast<float>(host.data()[(index_t(row) * p + first + index_t(t)) * C + j]);
+          out.states[(out.items[i].offset + t) * C + j] =
+              static_cast<float>(host.data()[(index_t(row) * p + first + index_t(t)) * C + j]);
     }
     if (progress) progress(end, n);
   }
@@ -146,10 +161,12 @@ answer_states extract_answer_states(const context<D>& ctx, const decoder_model<T
 // Batches of items for training/evaluation: whole groups are packed in order until `batch_size`
 // items (a group larger than that is split), so that samples of one context share a batch. The
 // group order is shuffled with `seed` unless seed is 0.
-inline std::vector<std::vector<std::size_t>> pack_groups(const std::vector<answer_item>& items, int batch_size, std::uint64_t seed = 0) {
+inline std::vector<std::vector<std::size_t>> pack_groups(const std::vector<answer_item>& items,
+                                                         int batch_size, std::uint64_t seed = 0) {
   std::vector<std::vector<std::size_t>> groups;
   for (std::size_t i = 0; i < items.size(); ++i) {
-    if (groups.empty() || items[groups.back().front()].group != items[i].group) groups.emplace_back();
+    if (groups.empty() || items[groups.back().front()].group != items[i].group)
+      groups.emplace_back();
     groups.back().push_back(i);
   }
   if (seed) {

@@ -40,16 +40,19 @@ struct mixer_backward_workspace {
 // grads += dL/dparameters for the forward pass out = mix(h) whose intermediates are in ws, given
 // dy = dL/dout (B, C).
 template <class S, class D>
-void mixer_backward(const context<D>& ctx, const mixer_weights<S, D>& w, mixer_weights<S, D>& grads, tensor_view<const S, D> h,
-                    tensor_view<const S, D> dy, const mixer_workspace<S, D>& ws, mixer_backward_workspace<S, D>& bw) {
+void mixer_backward(const context<D>& ctx, const mixer_weights<S, D>& w, mixer_weights<S, D>& grads,
+                    tensor_view<const S, D> h, tensor_view<const S, D> dy,
+                    const mixer_workspace<S, D>& ws, mixer_backward_workspace<S, D>& bw) {
   using cv = tensor_view<const S, D>;
   const auto& c = w.config;
   const index_t b = h.shape[0], C = c.hidden_size;
-  require<shape_error>(ws.batch == b && dy.shape == h.shape, "mixer_backward: workspace of another batch");
+  require<shape_error>(ws.batch == b && dy.shape == h.shape,
+                       "mixer_backward: workspace of another batch");
   bw.reserve(c, b);
   const cv info = ws.cross_term(c);
-  combine_backward(ctx, c.combine, bw.dinfo.view(), grads.mix.view(), bw.dgl.view(), dy, h, info, w.mix.view(),
-                   cv(ws.gate_logits.view()), tensor_view<const std::int32_t, D>(ws.partners.view()));
+  combine_backward(ctx, c.combine, bw.dinfo.view(), grads.mix.view(), bw.dgl.view(), dy, h, info,
+                   w.mix.view(), cv(ws.gate_logits.view()),
+                   tensor_view<const std::int32_t, D>(ws.partners.view()));
   if (c.combine == combine_mode::gate) {
     gemm(ctx, grads.gate_w2.view(), cv(bw.dgl.view()), cv(ws.a1.view()), true, false, S(1), S(1));
     col_sum(ctx, grads.gate_b2.view(), cv(bw.dgl.view()));
@@ -58,9 +61,10 @@ void mixer_backward(const context<D>& ctx, const mixer_weights<S, D>& w, mixer_w
     gemm(ctx, grads.gate_w1.view(), cv(bw.du.view()), cv(ws.z.view()), true, false, S(1), S(1));
     col_sum(ctx, grads.gate_b1.view(), cv(bw.du.view()));
     gemm(ctx, bw.dz.view(), cv(bw.du.view()), w.gate_w1.view(), false, false);
-    gate_input_backward(ctx, bw.dinfo.view(), grads.ln_h_w.view(), grads.ln_h_b.view(), grads.ln_a_w.view(),
-                        grads.ln_a_b.view(), cv(bw.dz.view()), h, info, cv(ws.ln_stats.view()), w.ln_h_w.view(),
-                        w.ln_h_b.view(), w.ln_a_w.view(), w.ln_a_b.view());
+    gate_input_backward(ctx, bw.dinfo.view(), grads.ln_h_w.view(), grads.ln_h_b.view(),
+                        grads.ln_a_w.view(), grads.ln_a_b.view(), cv(bw.dz.view()), h, info,
+                        cv(ws.ln_stats.view()), w.ln_h_w.view(), w.ln_h_b.view(), w.ln_a_w.view(),
+                        w.ln_a_b.view());
   }
   cv dx = bw.dinfo.view();
   if (c.kind == mixer_kind::attention) {
@@ -69,11 +73,15 @@ void mixer_backward(const context<D>& ctx, const mixer_weights<S, D>& w, mixer_w
     dx = bw.dx.view();
   }
   const index_t pw = c.proj_rows();
-  auto pcol = [&](const tensor<S, D>& t, index_t start) { return tensor_view<S, D>(const_cast<S*>(t.data()) + start, {b, C}, {pw, 1}); };
+  auto pcol = [&](const tensor<S, D>& t, index_t start) {
+    return tensor_view<S, D>(const_cast<S*>(t.data()) + start, {b, C}, {pw, 1});
+  };
   const bool cosine = c.kind == mixer_kind::embedding;
-  cross_attend_backward(ctx, pcol(bw.dproj, 0), pcol(bw.dproj, cosine ? 0 : C), pcol(bw.dproj, cosine ? C : 2 * C), dx,
-                        cv(ws.probs.view()), cv(ws.inv_norms.view()), cv(pcol(ws.proj, 0)), cv(pcol(ws.proj, cosine ? 0 : C)),
-                        cv(pcol(ws.proj, cosine ? C : 2 * C)), c.heads(), c.score_scale(), cosine);
+  cross_attend_backward(ctx, pcol(bw.dproj, 0), pcol(bw.dproj, cosine ? 0 : C),
+                        pcol(bw.dproj, cosine ? C : 2 * C), dx, cv(ws.probs.view()),
+                        cv(ws.inv_norms.view()), cv(pcol(ws.proj, 0)),
+                        cv(pcol(ws.proj, cosine ? 0 : C)), cv(pcol(ws.proj, cosine ? C : 2 * C)),
+                        c.heads(), c.score_scale(), cosine);
   gemm(ctx, grads.proj.view(), cv(bw.dproj.view()), h, true, false, S(1), S(1));
 }
 

@@ -19,20 +19,23 @@ namespace crossbatch {
 
 // One batch on the host: B samples, up to T answer tokens each.
 struct answer_batch {
-  int batch = 0, steps = 0;         // B, T
-  std::vector<float> states;        // (T * B, C): row t * B + i is sample i's state predicting its token t
-  std::vector<int> groups;          // (T * B): group id, -1 where sample i has no token t
-  std::vector<std::int32_t> rows;   // (N): the rows that hold a token, in (t, i) order
-  std::vector<std::int32_t> targets;// (N): the token each of those rows predicts
+  int batch = 0, steps = 0;  // B, T
+  std::vector<float>
+      states;               // (T * B, C): row t * B + i is sample i's state predicting its token t
+  std::vector<int> groups;  // (T * B): group id, -1 where sample i has no token t
+  std::vector<std::int32_t> rows;     // (N): the rows that hold a token, in (t, i) order
+  std::vector<std::int32_t> targets;  // (N): the token each of those rows predicts
   int tokens() const { return static_cast<int>(rows.size()); }
 };
 
 // Builds a batch from per-sample states (length_i, C) and targets (length_i); group ids per sample.
-inline answer_batch make_answer_batch(const std::vector<const float*>& states, const std::vector<std::vector<std::int32_t>>& targets,
+inline answer_batch make_answer_batch(const std::vector<const float*>& states,
+                                      const std::vector<std::vector<std::int32_t>>& targets,
                                       const std::vector<int>& groups, int hidden) {
   answer_batch a;
   a.batch = static_cast<int>(targets.size());
-  require(states.size() == targets.size() && groups.size() == targets.size(), "make_answer_batch: sizes differ");
+  require(states.size() == targets.size() && groups.size() == targets.size(),
+          "make_answer_batch: sizes differ");
   for (const auto& t : targets) a.steps = std::max(a.steps, static_cast<int>(t.size()));
   a.states.assign(std::size_t(a.steps) * a.batch * hidden, 0.0f);
   a.groups.assign(std::size_t(a.steps) * a.batch, -1);
@@ -40,7 +43,8 @@ inline answer_batch make_answer_batch(const std::vector<const float*>& states, c
     for (int i = 0; i < a.batch; ++i) {
       if (t >= static_cast<int>(targets[i].size())) continue;
       const int row = t * a.batch + i;
-      std::copy_n(states[i] + std::size_t(t) * hidden, hidden, a.states.begin() + std::size_t(row) * hidden);
+      std::copy_n(states[i] + std::size_t(t) * hidden, hidden,
+                  a.states.begin() + std::size_t(row) * hidden);
       a.groups[row] = groups[i];
       a.rows.push_back(row);
       a.targets.push_back(targets[i][t]);
@@ -72,12 +76,15 @@ class answer_objective {
   // grads may be null (loss only). mixer may be null (no mixing: the "baseline" method, loss ==
   // baseline_loss). head_grad (V, C) may be null (head frozen). Gradients accumulate (+=) and are
   // of the mean loss over the batch's tokens.
-  objective_result run(const context<D>& ctx, const answer_batch& batch, const mixer_weights<S, D>* mixer,
-                       tensor_view<const S, D> head, const head_input<S, D>& norm, mixer_weights<S, D>* mixer_grads,
+  objective_result run(const context<D>& ctx, const answer_batch& batch,
+                       const mixer_weights<S, D>* mixer, tensor_view<const S, D> head,
+                       const head_input<S, D>& norm, mixer_weights<S, D>* mixer_grads,
                        tensor_view<S, D> head_grad, bool baseline = true) {
     using cv = tensor_view<const S, D>;
-    const index_t C = head.shape[1], V = head.shape[0], B = batch.batch, T = batch.steps, N = batch.tokens();
-    require<shape_error>(batch.states.size() == std::size_t(T * B * C), "answer_objective: states do not fit (T*B, C)");
+    const index_t C = head.shape[1], V = head.shape[0], B = batch.batch, T = batch.steps,
+                  N = batch.tokens();
+    require<shape_error>(batch.states.size() == std::size_t(T * B * C),
+                         "answer_objective: states do not fit (T*B, C)");
     upload(batch, C, V);
     objective_result r;
     r.tokens = static_cast<int>(N);
@@ -86,43 +93,53 @@ class answer_objective {
     if (mixer) {
       if (m_ws.size() < std::size_t(T)) m_ws.resize(T);
       for (index_t t = 0; t < T; ++t)
-        mixer_forward(ctx, *mixer, step_rows(m_y, t, B), cv(step_rows(m_h, t, B)), group_row(t, B), m_ws[t]);
+        mixer_forward(ctx, *mixer, step_rows(m_y, t, B), cv(step_rows(m_h, t, B)), group_row(t, B),
+                      m_ws[t]);
     }
     const auto& src = mixer ? m_y : m_h;
-    gather_rows(ctx, m_yc.view(), cv(src.view()), tensor_view<const std::int32_t, D>(m_rows.view()));
+    gather_rows(ctx, m_yc.view(), cv(src.view()),
+                tensor_view<const std::int32_t, D>(m_rows.view()));
     cv feat = m_yc.view();
     if (norm.normalize) {
-      frozen_norm(ctx, norm.kind, m_nc.view(), cv(m_yc.view()), norm.weight.view(), norm.bias.view(), norm.eps);
+      frozen_norm(ctx, norm.kind, m_nc.view(), cv(m_yc.view()), norm.weight.view(),
+                  norm.bias.view(), norm.eps);
       feat = m_nc.view();
     }
     gemm(ctx, m_logits.view(), feat, head, false, true);
     const bool grad = (mixer && mixer_grads) || head_grad.data;
-    r.loss = softmax_xent(ctx, m_logits.view(), tensor_view<const std::int32_t, D>(m_targets.view()), grad ? S(1) / S(N) : S(0));
+    r.loss =
+        softmax_xent(ctx, m_logits.view(), tensor_view<const std::int32_t, D>(m_targets.view()),
+                     grad ? S(1) / S(N) : S(0));
     if (grad) {
       if (head_grad.data) gemm(ctx, head_grad, cv(m_logits.view()), feat, true, false, S(1), S(1));
       if (mixer && mixer_grads) {
         gemm(ctx, m_dfeat.view(), cv(m_logits.view()), head, false, false);
         if (norm.normalize) {
-          frozen_norm_backward(ctx, norm.kind, m_dyc.view(), cv(m_dfeat.view()), cv(m_yc.view()), norm.weight.view(), norm.eps);
+          frozen_norm_backward(ctx, norm.kind, m_dyc.view(), cv(m_dfeat.view()), cv(m_yc.view()),
+                               norm.weight.view(), norm.eps);
           scatter(ctx, cv(m_dyc.view()));
         } else {
           scatter(ctx, cv(m_dfeat.view()));
         }
         for (index_t t = 0; t < T; ++t)
-          mixer_backward(ctx, *mixer, *mixer_grads, cv(step_rows(m_h, t, B)), cv(step_rows(m_dy, t, B)), m_ws[t], m_bw);
+          mixer_backward(ctx, *mixer, *mixer_grads, cv(step_rows(m_h, t, B)),
+                         cv(step_rows(m_dy, t, B)), m_ws[t], m_bw);
       }
     }
     if (!mixer) {
       r.baseline_loss = r.loss;
     } else if (baseline) {
-      gather_rows(ctx, m_yc.view(), cv(m_h.view()), tensor_view<const std::int32_t, D>(m_rows.view()));
+      gather_rows(ctx, m_yc.view(), cv(m_h.view()),
+                  tensor_view<const std::int32_t, D>(m_rows.view()));
       cv bfeat = m_yc.view();
       if (norm.normalize) {
-        frozen_norm(ctx, norm.kind, m_nc.view(), cv(m_yc.view()), norm.weight.view(), norm.bias.view(), norm.eps);
+        frozen_norm(ctx, norm.kind, m_nc.view(), cv(m_yc.view()), norm.weight.view(),
+                    norm.bias.view(), norm.eps);
         bfeat = m_nc.view();
       }
       gemm(ctx, m_logits.view(), bfeat, head, false, true);
-      r.baseline_loss = softmax_xent(ctx, m_logits.view(), tensor_view<const std::int32_t, D>(m_targets.view()), S(0));
+      r.baseline_loss = softmax_xent(ctx, m_logits.view(),
+                                     tensor_view<const std::int32_t, D>(m_targets.view()), S(0));
     }
     return r;
   }

@@ -30,13 +30,17 @@ using cmap = Eigen::Map<const mat<S>, 0, Eigen::OuterStride<>>;
 
 template <class S>
 map<S> as_map(tensor_view<S> v) {
-  require<shape_error>(v.rank() == 2 && (v.shape[1] <= 1 || v.strides[1] == 1), "train op: need a 2-D row-major view, got " + to_string(v.shape));
-  return {v.data, v.shape[0], v.shape[1], Eigen::OuterStride<>(v.shape[0] <= 1 ? v.shape[1] : v.strides[0])};
+  require<shape_error>(v.rank() == 2 && (v.shape[1] <= 1 || v.strides[1] == 1),
+                       "train op: need a 2-D row-major view, got " + to_string(v.shape));
+  return {v.data, v.shape[0], v.shape[1],
+          Eigen::OuterStride<>(v.shape[0] <= 1 ? v.shape[1] : v.strides[0])};
 }
 template <class S>
 cmap<S> as_map(tensor_view<const S> v) {
-  require<shape_error>(v.rank() == 2 && (v.shape[1] <= 1 || v.strides[1] == 1), "train op: need a 2-D row-major view, got " + to_string(v.shape));
-  return {v.data, v.shape[0], v.shape[1], Eigen::OuterStride<>(v.shape[0] <= 1 ? v.shape[1] : v.strides[0])};
+  require<shape_error>(v.rank() == 2 && (v.shape[1] <= 1 || v.strides[1] == 1),
+                       "train op: need a 2-D row-major view, got " + to_string(v.shape));
+  return {v.data, v.shape[0], v.shape[1],
+          Eigen::OuterStride<>(v.shape[0] <= 1 ? v.shape[1] : v.strides[0])};
 }
 
 template <class S>
@@ -52,41 +56,53 @@ S gelu_grad(S x) {
 // output dimension, each running a single-threaded Eigen product on its slice (Eigen's own
 // parallel GEMM spins on barriers and collapses when the cores are shared; one barrier here).
 template <class S>
-void gemm(const context<cpu>& ctx, tensor_view<S> c, in_view<S> a, in_view<S> b, bool ta, bool tb, S alpha = S(1),
-          S beta = S(0)) {
+void gemm(const context<cpu>& ctx, tensor_view<S> c, in_view<S> a, in_view<S> b, bool ta, bool tb,
+          S alpha = S(1), S beta = S(0)) {
   using namespace train_detail;
   const index_t m = ta ? a.shape[1] : a.shape[0], k = ta ? a.shape[0] : a.shape[1];
   const index_t kb = tb ? b.shape[1] : b.shape[0], n = tb ? b.shape[0] : b.shape[1];
-  require<shape_error>(k == kb && c.shape == shape_t{m, n}, "gemm: " + to_string(a.shape) + (ta ? "^T" : "") + " x " +
-                                                               to_string(b.shape) + (tb ? "^T" : "") + " -> " + to_string(c.shape));
+  require<shape_error>(k == kb && c.shape == shape_t{m, n},
+                       "gemm: " + to_string(a.shape) + (ta ? "^T" : "") + " x " +
+                           to_string(b.shape) + (tb ? "^T" : "") + " -> " + to_string(c.shape));
   Eigen::setNbThreads(1);
   auto cm = as_map(c);
   const auto am = as_map(a);
   const auto bm = as_map(b);
-  if (beta == S(0)) cm.setZero();
-  else if (beta != S(1)) cm *= beta;
+  if (beta == S(0))
+    cm.setZero();
+  else if (beta != S(1))
+    cm *= beta;
   if (m == 0 || n == 0 || k == 0) return;
   // Slices of rows (split m) or of columns (split n) of the output.
   const bool split_rows = m >= n;
   const index_t extent = split_rows ? m : n;
-  const index_t parts = std::max<index_t>(1, std::min<index_t>(ctx.threads, m * n * k >= (index_t(1) << 22) ? extent / 64 : 1));
+  const index_t parts = std::max<index_t>(
+      1, std::min<index_t>(ctx.threads, m * n * k >= (index_t(1) << 22) ? extent / 64 : 1));
   const index_t per = (extent + parts - 1) / parts;
-#pragma omp parallel for num_threads(static_cast<int>(parts)) schedule(static) if (parts > 1)
+#pragma omp parallel for num_threads(static_cast <int>(parts)) schedule(static) if (parts > 1)
   for (index_t p = 0; p < parts; ++p) {
     const index_t start = p * per, len = std::min(per, extent - start);
     if (len <= 0) continue;
     if (split_rows) {
       auto cs = cm.middleRows(start, len);
-      if (!ta && !tb) cs.noalias() += alpha * am.middleRows(start, len) * bm;
-      else if (ta && !tb) cs.noalias() += alpha * am.middleCols(start, len).transpose() * bm;
-      else if (!ta && tb) cs.noalias() += alpha * am.middleRows(start, len) * bm.transpose();
-      else cs.noalias() += alpha * am.middleCols(start, len).transpose() * bm.transpose();
+      if (!ta && !tb)
+        cs.noalias() += alpha * am.middleRows(start, len) * bm;
+      else if (ta && !tb)
+        cs.noalias() += alpha * am.middleCols(start, len).transpose() * bm;
+      else if (!ta && tb)
+        cs.noalias() += alpha * am.middleRows(start, len) * bm.transpose();
+      else
+        cs.noalias() += alpha * am.middleCols(start, len).transpose() * bm.transpose();
     } else {
       auto cs = cm.middleCols(start, len);
-      if (!ta && !tb) cs.noalias() += alpha * am * bm.middleCols(start, len);
-      else if (ta && !tb) cs.noalias() += alpha * am.transpose() * bm.middleCols(start, len);
-      else if (!ta && tb) cs.noalias() += alpha * am * bm.middleRows(start, len).transpose();
-      else cs.noalias() += alpha * am.transpose() * bm.middleRows(start, len).transpose();
+      if (!ta && !tb)
+        cs.noalias() += alpha * am * bm.middleCols(start, len);
+      else if (ta && !tb)
+        cs.noalias() += alpha * am.transpose() * bm.middleCols(start, len);
+      else if (!ta && tb)
+        cs.noalias() += alpha * am * bm.middleRows(start, len).transpose();
+      else
+        cs.noalias() += alpha * am.transpose() * bm.middleRows(start, len).transpose();
     }
   }
 }
@@ -94,12 +110,15 @@ void gemm(const context<cpu>& ctx, tensor_view<S> c, in_view<S> a, in_view<S> b,
 // Gradients of cross_attend (mix/cpu_ops.hpp) given dx (B, C): dq, dk, dv (B, C) are overwritten
 // (dk unused when cosine: q plays both roles).
 template <class S>
-void cross_attend_backward(const context<cpu>&, tensor_view<S> dq, tensor_view<S> dk, tensor_view<S> dv, in_view<S> dx,
-                           in_view<S> probs, in_view<S> inv_norms, in_view<S> q, in_view<S> k, in_view<S> v, int heads,
-                           float scale, bool cosine) {
+void cross_attend_backward(const context<cpu>&, tensor_view<S> dq, tensor_view<S> dk,
+                           tensor_view<S> dv, in_view<S> dx, in_view<S> probs, in_view<S> inv_norms,
+                           in_view<S> q, in_view<S> k, in_view<S> v, int heads, float scale,
+                           bool cosine) {
   const index_t b = q.shape[0], c = q.shape[1], dh = c / heads;
-  require<shape_error>(dx.shape == shape_t{b, c} && dq.shape == dx.shape && dv.shape == dx.shape && probs.shape == shape_t{heads, b, b},
-                       "cross_attend_backward: dx " + to_string(dx.shape) + ", probs " + to_string(probs.shape));
+  require<shape_error>(
+      dx.shape == shape_t{b, c} && dq.shape == dx.shape && dv.shape == dx.shape &&
+          probs.shape == shape_t{heads, b, b},
+      "cross_attend_backward: dx " + to_string(dx.shape) + ", probs " + to_string(probs.shape));
   for (index_t i = 0; i < b; ++i)
     for (index_t d = 0; d < c; ++d) {
       dq(i, d) = S(0);
@@ -148,16 +167,18 @@ void cross_attend_backward(const context<cpu>&, tensor_view<S> dq, tensor_view<S
     for (index_t i = 0; i < b; ++i) {
       S nd = 0;
       for (index_t d = 0; d < c; ++d) nd += q(i, d) * inv_norms(i) * dn[i * c + d];
-      for (index_t d = 0; d < c; ++d) dq(i, d) = (dn[i * c + d] - q(i, d) * inv_norms(i) * nd) * inv_norms(i);
+      for (index_t d = 0; d < c; ++d)
+        dq(i, d) = (dn[i * c + d] - q(i, d) * inv_norms(i) * nd) * inv_norms(i);
     }
   }
 }
 
 // Gradients of mix_combine: dinfo (B, C) and, by mode, dmix (1,) += or dgate_logits (B, C).
 template <class S>
-void combine_backward(const context<cpu>&, combine_mode mode, tensor_view<S> dinfo, tensor_view<S> dmix,
-                      tensor_view<S> dgate_logits, in_view<S> dy, in_view<S> h, in_view<S> info, in_view<S> mix,
-                      in_view<S> gate_logits, in_view<std::int32_t> partners) {
+void combine_backward(const context<cpu>&, combine_mode mode, tensor_view<S> dinfo,
+                      tensor_view<S> dmix, tensor_view<S> dgate_logits, in_view<S> dy, in_view<S> h,
+                      in_view<S> info, in_view<S> mix, in_view<S> gate_logits,
+                      in_view<std::int32_t> partners) {
   const index_t b = h.shape[0], c = h.shape[1];
   require<shape_error>(dinfo.shape == h.shape && dy.shape == h.shape && info.shape == h.shape,
                        "combine_backward: h " + to_string(h.shape) + ", dy " + to_string(dy.shape));
@@ -181,11 +202,14 @@ void combine_backward(const context<cpu>&, combine_mode mode, tensor_view<S> din
 
 // Gradients of gate_input through its LayerNorm parameters (+=) and into the cross term (dinfo +=).
 template <class S>
-void gate_input_backward(const context<cpu>&, tensor_view<S> dinfo, tensor_view<S> d_ln_h_w, tensor_view<S> d_ln_h_b,
-                         tensor_view<S> d_ln_a_w, tensor_view<S> d_ln_a_b, in_view<S> dz, in_view<S> h, in_view<S> info,
-                         in_view<S> stats, in_view<S> ln_h_w, in_view<S> ln_h_b, in_view<S> ln_a_w, in_view<S> ln_a_b) {
+void gate_input_backward(const context<cpu>&, tensor_view<S> dinfo, tensor_view<S> d_ln_h_w,
+                         tensor_view<S> d_ln_h_b, tensor_view<S> d_ln_a_w, tensor_view<S> d_ln_a_b,
+                         in_view<S> dz, in_view<S> h, in_view<S> info, in_view<S> stats,
+                         in_view<S> ln_h_w, in_view<S> ln_h_b, in_view<S> ln_a_w,
+                         in_view<S> ln_a_b) {
   const index_t b = h.shape[0], c = h.shape[1];
-  require<shape_error>(dz.shape == shape_t{b, 3 * c} && dinfo.shape == h.shape, "gate_input_backward: dz " + to_string(dz.shape));
+  require<shape_error>(dz.shape == shape_t{b, 3 * c} && dinfo.shape == h.shape,
+                       "gate_input_backward: dz " + to_string(dz.shape));
   std::vector<S> gx(c), xa(c);
   for (index_t i = 0; i < b; ++i) {
     const S mh = stats(i, 0), ih = stats(i, 1), ma = stats(i, 2), ia = stats(i, 3);
@@ -214,38 +238,44 @@ void gate_input_backward(const context<cpu>&, tensor_view<S> dinfo, tensor_view<
 template <class S>
 void gelu_backward(const context<cpu>&, tensor_view<S> du, in_view<S> da, in_view<S> u) {
   require<shape_error>(du.shape == u.shape && da.shape == u.shape, "gelu_backward: shapes differ");
-  for (index_t i = 0; i < u.size(); ++i) du.data[i] = da.data[i] * train_detail::gelu_grad(u.data[i]);
+  for (index_t i = 0; i < u.size(); ++i)
+    du.data[i] = da.data[i] * train_detail::gelu_grad(u.data[i]);
 }
 
 // db (N) += sum over rows of dy (R, N).
 template <class S>
 void col_sum(const context<cpu>&, tensor_view<S> db, in_view<S> dy) {
-  require<shape_error>(dy.rank() == 2 && db.size() == dy.shape[1], "col_sum: db " + to_string(db.shape) + ", dy " + to_string(dy.shape));
+  require<shape_error>(dy.rank() == 2 && db.size() == dy.shape[1],
+                       "col_sum: db " + to_string(db.shape) + ", dy " + to_string(dy.shape));
   for (index_t i = 0; i < dy.shape[0]; ++i)
     for (index_t j = 0; j < dy.shape[1]; ++j) db.data[j] += dy(i, j);
 }
 
 // The model's final norm (frozen weights) in S precision: out (N, C) = norm(x).
 template <class S>
-void frozen_norm(const context<cpu>&, norm_kind kind, tensor_view<S> out, in_view<S> x, in_view<S> w, in_view<S> b, float eps) {
+void frozen_norm(const context<cpu>&, norm_kind kind, tensor_view<S> out, in_view<S> x,
+                 in_view<S> w, in_view<S> b, float eps) {
   const index_t n = x.shape[0], c = x.shape[1];
-  require<shape_error>(out.shape == x.shape && w.size() == c, "frozen_norm: x " + to_string(x.shape));
+  require<shape_error>(out.shape == x.shape && w.size() == c,
+                       "frozen_norm: x " + to_string(x.shape));
   for (index_t i = 0; i < n; ++i) {
     S mean = 0, ss = 0;
     if (kind == norm_kind::layer)
       for (index_t j = 0; j < c; ++j) mean += x(i, j) / S(c);
     for (index_t j = 0; j < c; ++j) ss += (x(i, j) - mean) * (x(i, j) - mean);
     const S r = S(1) / std::sqrt(ss / S(c) + S(eps));
-    for (index_t j = 0; j < c; ++j) out(i, j) = (x(i, j) - mean) * r * w(j) + (kind == norm_kind::layer ? b(j) : S(0));
+    for (index_t j = 0; j < c; ++j)
+      out(i, j) = (x(i, j) - mean) * r * w(j) + (kind == norm_kind::layer ? b(j) : S(0));
   }
 }
 
 // dx (N, C) = gradient of frozen_norm's output dy with respect to its input x.
 template <class S>
-void frozen_norm_backward(const context<cpu>&, norm_kind kind, tensor_view<S> dx, in_view<S> dy, in_view<S> x, in_view<S> w,
-                          float eps) {
+void frozen_norm_backward(const context<cpu>&, norm_kind kind, tensor_view<S> dx, in_view<S> dy,
+                          in_view<S> x, in_view<S> w, float eps) {
   const index_t n = x.shape[0], c = x.shape[1];
-  require<shape_error>(dx.shape == x.shape && dy.shape == x.shape, "frozen_norm_backward: x " + to_string(x.shape));
+  require<shape_error>(dx.shape == x.shape && dy.shape == x.shape,
+                       "frozen_norm_backward: x " + to_string(x.shape));
   std::vector<S> g(c);
   for (index_t i = 0; i < n; ++i) {
     S mean = 0, ss = 0;
@@ -270,13 +300,16 @@ void frozen_norm_backward(const context<cpu>&, norm_kind kind, tensor_view<S> dx
 // logits into their gradient times `grad_scale` ((softmax - onehot) * grad_scale) unless
 // grad_scale is 0 (loss only). Target ids outside [0, V) are a value_error.
 template <class S>
-double softmax_xent(const context<cpu>&, tensor_view<S> logits, in_view<std::int32_t> targets, S grad_scale) {
+double softmax_xent(const context<cpu>&, tensor_view<S> logits, in_view<std::int32_t> targets,
+                    S grad_scale) {
   const index_t n = logits.shape[0], v = logits.shape[1];
-  require<shape_error>(logits.rank() == 2 && targets.size() == n, "softmax_xent: logits " + to_string(logits.shape));
+  require<shape_error>(logits.rank() == 2 && targets.size() == n,
+                       "softmax_xent: logits " + to_string(logits.shape));
   double total = 0;
   for (index_t i = 0; i < n; ++i) {
     const std::int32_t t = targets.data[i];
-    require(t >= 0 && t < v, "softmax_xent: target id " + std::to_string(t) + " outside the vocabulary of " + std::to_string(v));
+    require(t >= 0 && t < v, "softmax_xent: target id " + std::to_string(t) +
+                                 " outside the vocabulary of " + std::to_string(v));
     S* row = &logits(i, 0);
     const S m = *std::max_element(row, row + v);
     double sum = 0;
@@ -293,16 +326,23 @@ double softmax_xent(const context<cpu>&, tensor_view<S> logits, in_view<std::int
 
 // dst (R, C) = src rows idx (R); idx < 0 gives a zero row.
 template <class S>
-void gather_rows(const context<cpu>&, tensor_view<S> dst, in_view<S> src, in_view<std::int32_t> idx) {
-  require<shape_error>(dst.rank() == 2 && dst.shape[0] == idx.size() && dst.shape[1] == src.shape[1], "gather_rows: shapes");
+void gather_rows(const context<cpu>&, tensor_view<S> dst, in_view<S> src,
+                 in_view<std::int32_t> idx) {
+  require<shape_error>(
+      dst.rank() == 2 && dst.shape[0] == idx.size() && dst.shape[1] == src.shape[1],
+      "gather_rows: shapes");
   for (index_t r = 0; r < idx.size(); ++r)
-    for (index_t j = 0; j < dst.shape[1]; ++j) dst(r, j) = idx.data[r] < 0 ? S(0) : src(idx.data[r], j);
+    for (index_t j = 0; j < dst.shape[1]; ++j)
+      dst(r, j) = idx.data[r] < 0 ? S(0) : src(idx.data[r], j);
 }
 
 // dst rows idx (R) = src (R, C) (other rows untouched; idx < 0 skipped; indices distinct).
 template <class S>
-void scatter_rows(const context<cpu>&, tensor_view<S> dst, in_view<S> src, in_view<std::int32_t> idx) {
-  require<shape_error>(src.rank() == 2 && src.shape[0] == idx.size() && dst.shape[1] == src.shape[1], "scatter_rows: shapes");
+void scatter_rows(const context<cpu>&, tensor_view<S> dst, in_view<S> src,
+                  in_view<std::int32_t> idx) {
+  require<shape_error>(
+      src.rank() == 2 && src.shape[0] == idx.size() && dst.shape[1] == src.shape[1],
+      "scatter_rows: shapes");
   for (index_t r = 0; r < idx.size(); ++r)
     if (idx.data[r] >= 0)
       for (index_t j = 0; j < src.shape[1]; ++j) dst(idx.data[r], j) = src(r, j);
@@ -325,9 +365,11 @@ double sum_squares(const context<cpu>&, tensor_view<const S> x) {
 // One AdamW step (decoupled weight decay, bias-corrected moments) on a contiguous parameter:
 // p -= lr (m_hat / (sqrt(v_hat) + eps) + wd p), with grad g scaled by grad_scale first (clipping).
 template <class S>
-void adamw_update(const context<cpu>&, tensor_view<S> p, in_view<S> g, tensor_view<S> m, tensor_view<S> v, float lr,
-                  float beta1, float beta2, float eps, float wd, int step, float grad_scale) {
-  require<shape_error>(p.shape == g.shape && p.shape == m.shape && p.shape == v.shape, "adamw_update: shapes differ");
+void adamw_update(const context<cpu>&, tensor_view<S> p, in_view<S> g, tensor_view<S> m,
+                  tensor_view<S> v, float lr, float beta1, float beta2, float eps, float wd,
+                  int step, float grad_scale) {
+  require<shape_error>(p.shape == g.shape && p.shape == m.shape && p.shape == v.shape,
+                       "adamw_update: shapes differ");
   const double c1 = 1.0 - std::pow(double(beta1), step), c2 = 1.0 - std::pow(double(beta2), step);
   for (index_t i = 0; i < p.size(); ++i) {
     const S gi = g.data[i] * S(grad_scale);

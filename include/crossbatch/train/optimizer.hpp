@@ -1,6 +1,7 @@
-// AdamW (decoupled weight decay, bias-corrected moments, as torch.optim.AdamW), global gradient-norm
-// clipping (torch.nn.utils.clip_grad_norm_) and the learning-rate schedule: linear warm-up to the
-// peak, then cosine decay to min_ratio * peak. Device-generic over the ops of train/ops.hpp.
+// AdamW (decoupled weight decay, bias-corrected moments, as torch.optim.AdamW), global
+// gradient-norm clipping (torch.nn.utils.clip_grad_norm_) and the learning-rate schedule: linear
+// warm-up to the peak, then cosine decay to min_ratio * peak. Device-generic over the ops of
+// train/ops.hpp.
 #pragma once
 
 #include <cmath>
@@ -40,7 +41,8 @@ class adamw {
 
   // Registers a parameter and the tensor its gradient accumulates in (same shape).
   void add(tensor<S, D>& param, tensor<S, D>& grad) {
-    require<shape_error>(param.shape() == grad.shape(), "adamw: parameter and gradient shapes differ");
+    require<shape_error>(param.shape() == grad.shape(),
+                         "adamw: parameter and gradient shapes differ");
     const auto zeros = full<S>(param.shape(), S(0));
     slot s{&param, &grad, to_device<D>(zeros), to_device<D>(zeros)};
     m_slots.push_back(std::move(s));
@@ -66,11 +68,13 @@ class adamw {
   double step(const context<D>& ctx, float lr) {
     const double norm = grad_norm(ctx);
     float scale = 1.0f;
-    if (m_opt.max_grad_norm > 0 && norm > m_opt.max_grad_norm) scale = float(m_opt.max_grad_norm / (norm + 1e-6));
+    if (m_opt.max_grad_norm > 0 && norm > m_opt.max_grad_norm)
+      scale = float(m_opt.max_grad_norm / (norm + 1e-6));
     ++m_step;
     for (auto& s : m_slots)
-      adamw_update(ctx, s.param->view(), tensor_view<const S, D>(s.grad->view()), s.m.view(), s.v.view(), lr, m_opt.beta1,
-                   m_opt.beta2, m_opt.eps, m_opt.weight_decay, m_step, scale);
+      adamw_update(ctx, s.param->view(), tensor_view<const S, D>(s.grad->view()), s.m.view(),
+                   s.v.view(), lr, m_opt.beta1, m_opt.beta2, m_opt.eps, m_opt.weight_decay, m_step,
+                   scale);
     return norm;
   }
   int steps_taken() const { return m_step; }

@@ -24,12 +24,13 @@ namespace cuda_detail {
 __device__ __forceinline__ int shifted(int v, const int* shift) { return shift ? v + *shift : v; }
 
 template <class T>
-__global__ void write_kv_kernel(T* cache, index_t cb, index_t ch, index_t cs, const T* fresh, index_t fb,
-                                index_t ft, index_t fh, int t, int h, int d, int start, const int* shift,
-                                index_t total) {
+__global__ void write_kv_kernel(T* cache, index_t cb, index_t ch, index_t cs, const T* fresh,
+                                index_t fb, index_t ft, index_t fh, int t, int h, int d, int start,
+                                const int* shift, index_t total) {
   grid_dependency();
   const int s0 = shifted(start, shift);
-  for (index_t i = blockIdx.x * index_t(blockDim.x) + threadIdx.x; i < total; i += index_t(gridDim.x) * blockDim.x) {
+  for (index_t i = blockIdx.x * index_t(blockDim.x) + threadIdx.x; i < total;
+       i += index_t(gridDim.x) * blockDim.x) {
     const int j = int(i % d);
     index_t r = i / d;
     const int k = int(r % h);
@@ -42,10 +43,10 @@ __global__ void write_kv_kernel(T* cache, index_t cb, index_t ch, index_t cs, co
 
 struct attn_geometry {
   int b, tq, h, hkv, d;
-  index_t qb, qt, qh;       // q strides (last is 1)
-  index_t ob, ot, oh;       // out strides
-  index_t kb, kh, ks;       // keys strides (last is 1)
-  index_t vb, vh, vs;       // values strides
+  index_t qb, qt, qh;  // q strides (last is 1)
+  index_t ob, ot, oh;  // out strides
+  index_t kb, kh, ks;  // keys strides (last is 1)
+  index_t vb, vh, vs;  // values strides
   int q_start, kv_len;
   float scale;
 };
@@ -53,8 +54,9 @@ struct attn_geometry {
 constexpr int prefill_bq = 64, prefill_bk = 32;
 
 template <class T, class M, int DMAX>
-__global__ void __launch_bounds__(256) attention_prefill_kernel(T* out, const T* q, const T* keys, const T* values,
-                                                                M mask, attn_geometry g, const int* shift) {
+__global__ void __launch_bounds__(256)
+    attention_prefill_kernel(T* out, const T* q, const T* keys, const T* values, M mask,
+                             attn_geometry g, const int* shift) {
   grid_dependency();
   constexpr int per = DMAX / 4;
   __shared__ float ks[prefill_bk][DMAX];
@@ -133,9 +135,9 @@ constexpr int decode_warps = 4;
 
 // One query row (b, t, h) and one split of the keys per block; lanes own keys.
 template <class T, class M, int DMAX>
-__global__ void __launch_bounds__(128) attention_decode_kernel(T* out, float* partial, const T* q, const T* keys,
-                                                               const T* values, M mask, attn_geometry g,
-                                                               const int* shift, int chunk) {
+__global__ void __launch_bounds__(128)
+    attention_decode_kernel(T* out, float* partial, const T* q, const T* keys, const T* values,
+                            M mask, attn_geometry g, const int* shift, int chunk) {
   grid_dependency();
   constexpr int vec = 16 / sizeof(T), nvec = DMAX / vec;
   __shared__ float qs[DMAX];
@@ -225,7 +227,8 @@ __global__ void __launch_bounds__(128) attention_decode_kernel(T* out, float* pa
   for (int j = threadIdx.x; j < g.d; j += blockDim.x) {
     float a = 0.0f;
 #pragma unroll
-    for (int w = 0; w < decode_warps; ++w) a += wm[w] == -INFINITY ? 0.0f : wacc[w][j] * expf(wm[w] - mb);
+    for (int w = 0; w < decode_warps; ++w)
+      a += wm[w] == -INFINITY ? 0.0f : wacc[w][j] * expf(wm[w] - mb);
     if (splits == 1) {
       out[b * g.ob + t * g.ot + hi * g.oh + j] = from_f<T>(lb > 0.0f ? a / lb : 0.0f);
     } else {
@@ -240,7 +243,8 @@ __global__ void __launch_bounds__(128) attention_decode_kernel(T* out, float* pa
 }
 
 template <class T, int DMAX>
-__global__ void attention_combine_kernel(T* out, const float* partial, attn_geometry g, int splits) {
+__global__ void attention_combine_kernel(T* out, const float* partial, attn_geometry g,
+                                         int splits) {
   grid_dependency();
   const int row = blockIdx.x;
   const int hi = row % g.h, t = (row / g.h) % g.tq, b = row / (g.h * g.tq);
@@ -264,8 +268,8 @@ __global__ void attention_combine_kernel(T* out, const float* partial, attn_geom
 
 // The simple path: one block per query row; probs (B, H, Tq, kv_len) receives the probabilities.
 template <class T, class M>
-__global__ void attention_probs_kernel(T* out, float* probs, const T* q, const T* keys, const T* values, M mask,
-                                       attn_geometry g, const int* shift) {
+__global__ void attention_probs_kernel(T* out, float* probs, const T* q, const T* keys,
+                                       const T* values, M mask, attn_geometry g, const int* shift) {
   grid_dependency();
   __shared__ float red[32];
   const int row = blockIdx.x;
@@ -307,8 +311,8 @@ __global__ void attention_probs_kernel(T* out, float* probs, const T* q, const T
 }
 
 template <int DMAX, class T, class M>
-void launch_decode(const context<cuda>& ctx, T* out, const T* q, const T* keys, const T* values, const M& mask,
-                   const attn_geometry& g, int max_len) {
+void launch_decode(const context<cuda>& ctx, T* out, const T* q, const T* keys, const T* values,
+                   const M& mask, const attn_geometry& g, int max_len) {
   const int rows = g.b * g.tq * g.h;
   // Split only long caches (>= 512 keys a split: a short cache costs less than the extra combine
   // launch), up to two waves of blocks, the partials within the scratch.
@@ -317,19 +321,20 @@ void launch_decode(const context<cuda>& ctx, T* out, const T* q, const T* keys, 
   splits = std::max(1, std::min<int>(splits, int(ctx.scratch_bytes / per_split)));
   const int chunk = ((max_len + splits - 1) / splits + 31) / 32 * 32;
   auto* partial = static_cast<float*>(ctx.scratch);
-  launch(ctx, "attention (decode)", attention_decode_kernel<T, M, DMAX>, dim3(unsigned(rows), unsigned(splits)),
-         dim3(32 * decode_warps), 0, out, partial, q, keys, values, mask, g, ctx.slot_shift, chunk);
+  launch(ctx, "attention (decode)", attention_decode_kernel<T, M, DMAX>,
+         dim3(unsigned(rows), unsigned(splits)), dim3(32 * decode_warps), 0, out, partial, q, keys,
+         values, mask, g, ctx.slot_shift, chunk);
   if (splits > 1)
-    launch(ctx, "attention (combine)", attention_combine_kernel<T, DMAX>, dim3(unsigned(rows)), dim3(DMAX), 0, out,
-           static_cast<const float*>(partial), g, splits);
+    launch(ctx, "attention (combine)", attention_combine_kernel<T, DMAX>, dim3(unsigned(rows)),
+           dim3(DMAX), 0, out, static_cast<const float*>(partial), g, splits);
 }
 
 template <int DMAX, class T, class M>
-void launch_prefill(const context<cuda>& ctx, T* out, const T* q, const T* keys, const T* values, const M& mask,
-                    const attn_geometry& g) {
+void launch_prefill(const context<cuda>& ctx, T* out, const T* q, const T* keys, const T* values,
+                    const M& mask, const attn_geometry& g) {
   launch(ctx, "attention (prefill)", attention_prefill_kernel<T, M, DMAX>,
-         dim3(unsigned((g.tq + prefill_bq - 1) / prefill_bq), unsigned(g.h), unsigned(g.b)), dim3(256), 0, out, q,
-         keys, values, mask, g, ctx.slot_shift);
+         dim3(unsigned((g.tq + prefill_bq - 1) / prefill_bq), unsigned(g.h), unsigned(g.b)),
+         dim3(256), 0, out, q, keys, values, mask, g, ctx.slot_shift);
 }
 
 }  // namespace cuda_detail
@@ -337,18 +342,22 @@ void launch_prefill(const context<cuda>& ctx, T* out, const T* q, const T* keys,
 // Copies new keys/values (B, T, Hkv, D), possibly strided, into slots [start, start+T) of a cache
 // layer (B, Hkv, S, D).
 template <class T>
-void write_kv(const context<cuda>& ctx, tensor_view<T, cuda> cache, tensor_view<const T, cuda> fresh, int start) {
+void write_kv(const context<cuda>& ctx, tensor_view<T, cuda> cache,
+              tensor_view<const T, cuda> fresh, int start) {
   const index_t b = fresh.shape[0], t = fresh.shape[1], h = fresh.shape[2], d = fresh.shape[3];
-  require<shape_error>(cache.rank() == 4 && fresh.rank() == 4 && cache.shape[0] == b && cache.shape[1] == h &&
-                           cache.shape[3] == d && cache.strides[3] == 1 && fresh.strides[3] == 1,
-                       "write_kv: cache " + to_string(cache.shape) + " vs new " + to_string(fresh.shape));
-  require<value_error>(start + t <= cache.shape[2], "write_kv: slots " + std::to_string(start) + "+" + std::to_string(t) +
-                                                        " exceed the cache capacity " + std::to_string(cache.shape[2]));
+  require<shape_error>(
+      cache.rank() == 4 && fresh.rank() == 4 && cache.shape[0] == b && cache.shape[1] == h &&
+          cache.shape[3] == d && cache.strides[3] == 1 && fresh.strides[3] == 1,
+      "write_kv: cache " + to_string(cache.shape) + " vs new " + to_string(fresh.shape));
+  require<value_error>(start + t <= cache.shape[2],
+                       "write_kv: slots " + std::to_string(start) + "+" + std::to_string(t) +
+                           " exceed the cache capacity " + std::to_string(cache.shape[2]));
   const index_t total = b * t * h * d;
   using namespace cuda_detail;
-  launch(ctx, "write_kv", write_kv_kernel<cuda_t<T>>, dim3(blocks_for(total, 256, 4096)), dim3(256), 0,
-         dev(cache.data), cache.strides[0], cache.strides[1], cache.strides[2], dev(fresh.data), fresh.strides[0],
-         fresh.strides[1], fresh.strides[2], int(t), int(h), int(d), start, ctx.slot_shift, total);
+  launch(ctx, "write_kv", write_kv_kernel<cuda_t<T>>, dim3(blocks_for(total, 256, 4096)), dim3(256),
+         0, dev(cache.data), cache.strides[0], cache.strides[1], cache.strides[2], dev(fresh.data),
+         fresh.strides[0], fresh.strides[1], fresh.strides[2], int(t), int(h), int(d), start,
+         ctx.slot_shift, total);
 }
 
 // out (B, Tq, H, D) = softmax(q k^T * scale + mask) v; q (B, Tq, H, D) may be strided, keys and
@@ -358,47 +367,74 @@ template <class T, mask_policy M>
 void attention(const context<cuda>& ctx, tensor_view<T, cuda> out, tensor_view<const T, cuda> q,
                tensor_view<const T, cuda> keys, tensor_view<const T, cuda> values, const M& mask,
                const attention_shape& a, tensor_view<float, cuda> probs = {}) {
-  const index_t b = q.shape[0], tq = q.shape[1], h = q.shape[2], d = q.shape[3], hkv = keys.shape[1];
-  require<shape_error>(q.rank() == 4 && keys.rank() == 4 && keys.shape == values.shape && keys.shape[0] == b &&
-                           keys.shape[3] == d && h % hkv == 0 && out.shape == q.shape,
-                       "attention: q " + to_string(q.shape) + ", keys " + to_string(keys.shape) + ", out " + to_string(out.shape));
-  require<shape_error>(q.strides[3] == 1 && out.strides[3] == 1 && keys.strides[3] == 1 && values.strides[3] == 1,
-                       "attention: the head dimension must be contiguous");
+  const index_t b = q.shape[0], tq = q.shape[1], h = q.shape[2], d = q.shape[3],
+                hkv = keys.shape[1];
+  require<shape_error>(q.rank() == 4 && keys.rank() == 4 && keys.shape == values.shape &&
+                           keys.shape[0] == b && keys.shape[3] == d && h % hkv == 0 &&
+                           out.shape == q.shape,
+                       "attention: q " + to_string(q.shape) + ", keys " + to_string(keys.shape) +
+                           ", out " + to_string(out.shape));
+  require<shape_error>(
+      q.strides[3] == 1 && out.strides[3] == 1 && keys.strides[3] == 1 && values.strides[3] == 1,
+      "attention: the head dimension must be contiguous");
   require<value_error>(a.kv_len <= keys.shape[2], "attention: kv_len beyond the cache");
-  require<shape_error>(!probs.data || (probs.shape == shape_t{b, h, tq, a.kv_len} && probs.contiguous()),
-                       "attention: probs must be (B, H, Tq, kv_len)");
+  require<shape_error>(
+      !probs.data || (probs.shape == shape_t{b, h, tq, a.kv_len} && probs.contiguous()),
+      "attention: probs must be (B, H, Tq, kv_len)");
   if (b == 0 || tq == 0 || h == 0) return;
   using namespace cuda_detail;
   using C = cuda_t<T>;
-  const attn_geometry g{int(b), int(tq), int(h), int(hkv), int(d),
-                        q.strides[0], q.strides[1], q.strides[2],
-                        out.strides[0], out.strides[1], out.strides[2],
-                        keys.strides[0], keys.strides[1], keys.strides[2],
-                        values.strides[0], values.strides[1], values.strides[2],
-                        a.q_start, a.kv_len, a.scale};
+  const attn_geometry g{int(b),
+                        int(tq),
+                        int(h),
+                        int(hkv),
+                        int(d),
+                        q.strides[0],
+                        q.strides[1],
+                        q.strides[2],
+                        out.strides[0],
+                        out.strides[1],
+                        out.strides[2],
+                        keys.strides[0],
+                        keys.strides[1],
+                        keys.strides[2],
+                        values.strides[0],
+                        values.strides[1],
+                        values.strides[2],
+                        a.q_start,
+                        a.kv_len,
+                        a.scale};
   C* op = dev(out.data);
   const C *qp = dev(q.data), *kp = dev(keys.data), *vp = dev(values.data);
   if (probs.data) {
-    require<value_error>(!ctx.slot_shift, "attention: probs cannot be combined with a device slot shift");
-    launch(ctx, "attention (probs)", attention_probs_kernel<C, M>, dim3(unsigned(b * tq * h)), dim3(256), 0, op,
-           probs.data, qp, kp, vp, mask, g, ctx.slot_shift);
+    require<value_error>(!ctx.slot_shift,
+                         "attention: probs cannot be combined with a device slot shift");
+    launch(ctx, "attention (probs)", attention_probs_kernel<C, M>, dim3(unsigned(b * tq * h)),
+           dim3(256), 0, op, probs.data, qp, kp, vp, mask, g, ctx.slot_shift);
     return;
   }
   // Under graph replay kv_len grows past the host value: plan for the capacity.
   const int max_len = ctx.slot_shift ? int(keys.shape[2]) : a.kv_len;
   constexpr index_t vec = 16 / sizeof(C);
   const bool vec_ok = d % vec == 0 && keys.strides[2] % vec == 0 && values.strides[2] % vec == 0 &&
-                      keys.strides[1] % vec == 0 && values.strides[1] % vec == 0 && keys.strides[0] % vec == 0 &&
-                      values.strides[0] % vec == 0 && pointer_alignment(kp) >= 16 && pointer_alignment(vp) >= 16;
+                      keys.strides[1] % vec == 0 && values.strides[1] % vec == 0 &&
+                      keys.strides[0] % vec == 0 && values.strides[0] % vec == 0 &&
+                      pointer_alignment(kp) >= 16 && pointer_alignment(vp) >= 16;
   if (tq <= 4 && vec_ok && d <= 128) {
-    if (d <= 64) launch_decode<64>(ctx, op, qp, kp, vp, mask, g, max_len);
-    else launch_decode<128>(ctx, op, qp, kp, vp, mask, g, max_len);
+    if (d <= 64)
+      launch_decode<64>(ctx, op, qp, kp, vp, mask, g, max_len);
+    else
+      launch_decode<128>(ctx, op, qp, kp, vp, mask, g, max_len);
     return;
   }
-  require<value_error>(d <= 128 || !ctx.slot_shift, "attention: head_dim > 128 needs the probs path");
-  if (d <= 32) launch_prefill<32>(ctx, op, qp, kp, vp, mask, g);
-  else if (d <= 64) launch_prefill<64>(ctx, op, qp, kp, vp, mask, g);
-  else if (d <= 128) launch_prefill<128>(ctx, op, qp, kp, vp, mask, g);
+  require<value_error>(d <= 128 || !ctx.slot_shift,
+                       "attention: head_dim > 128 needs the probs path");
+  if (d <= 32)
+    launch_prefill<32>(ctx, op, qp, kp, vp, mask, g);
+  else if (d <= 64)
+    launch_prefill<64>(ctx, op, qp, kp, vp, mask, g);
+  else if (d <= 128)
+    launch_prefill<128>(ctx, op, qp, kp, vp, mask, g);
   else {
     tensor<float, cuda> p({b, h, tq, a.kv_len});
     attention(ctx, out, q, keys, values, mask, a, p.view());

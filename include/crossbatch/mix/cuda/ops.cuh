@@ -24,8 +24,9 @@ __device__ __forceinline__ bool mix_eligible_dev(const std::int32_t* g, int i, i
 // Block (i, h): scores of sample i against every j for head h in shared memory, softmax, then the
 // weighted sum of the values. One warp per j for the dot products.
 template <class T>
-__global__ void cross_attend_kernel(T* x, index_t xs, float* probs, float* inv_norms, std::int32_t* partners, const T* q,
-                                    const T* k, const T* v, index_t ps, const std::int32_t* groups, int b, int dh,
+__global__ void cross_attend_kernel(T* x, index_t xs, float* probs, float* inv_norms,
+                                    std::int32_t* partners, const T* q, const T* k, const T* v,
+                                    index_t ps, const std::int32_t* groups, int b, int dh,
                                     float scale, bool cosine) {
   grid_dependency();
   extern __shared__ float s[];  // (b) scores, then probabilities
@@ -90,8 +91,9 @@ __global__ void cross_attend_kernel(T* x, index_t xs, float* probs, float* inv_n
 }
 
 template <class T>
-__global__ void mix_combine_kernel(combine_mode mode, T* out, index_t os, const T* h, index_t hs, const T* info,
-                                   index_t is, const T* mix, const T* gl, index_t gs, const std::int32_t* partners, int c) {
+__global__ void mix_combine_kernel(combine_mode mode, T* out, index_t os, const T* h, index_t hs,
+                                   const T* info, index_t is, const T* mix, const T* gl, index_t gs,
+                                   const std::int32_t* partners, int c) {
   grid_dependency();
   const int i = blockIdx.x;
   const bool alone = partners[i] == 0;
@@ -104,16 +106,20 @@ __global__ void mix_combine_kernel(combine_mode mode, T* out, index_t os, const 
     }
     const float hf = to_f(hv), iv = to_f(info[i * is + j]);
     float y;
-    if (mode == combine_mode::alpha) y = hf + m * (iv - hf);
-    else if (mode == combine_mode::scale) y = hf + m * iv;
-    else y = hf + iv / (1.0f + expf(-to_f(gl[i * gs + j])));
+    if (mode == combine_mode::alpha)
+      y = hf + m * (iv - hf);
+    else if (mode == combine_mode::scale)
+      y = hf + m * iv;
+    else
+      y = hf + iv / (1.0f + expf(-to_f(gl[i * gs + j])));
     out[i * os + j] = from_f<T>(y);
   }
 }
 
 template <class T>
-__global__ void gate_input_kernel(T* z, float* stats, const T* h, index_t hs, const T* info, index_t is, const T* hw,
-                                  const T* hb, const T* aw, const T* ab, int c, float eps) {
+__global__ void gate_input_kernel(T* z, float* stats, const T* h, index_t hs, const T* info,
+                                  index_t is, const T* hw, const T* hb, const T* aw, const T* ab,
+                                  int c, float eps) {
   grid_dependency();
   __shared__ float red[32];
   const int i = blockIdx.x;
@@ -128,7 +134,8 @@ __global__ void gate_input_kernel(T* z, float* stats, const T* h, index_t hs, co
     vh += dh * dh;
     va += da * da;
   }
-  const float ih = 1.0f / sqrtf(block_sum(vh, red) / c + eps), ia = 1.0f / sqrtf(block_sum(va, red) / c + eps);
+  const float ih = 1.0f / sqrtf(block_sum(vh, red) / c + eps),
+              ia = 1.0f / sqrtf(block_sum(va, red) / c + eps);
   if (threadIdx.x == 0) {
     stats[i * 4 + 0] = mh, stats[i * 4 + 1] = ih, stats[i * 4 + 2] = ma, stats[i * 4 + 3] = ia;
   }
@@ -163,51 +170,60 @@ void mix_linear(const context<cuda>& ctx, tensor_view<T, cuda> out, tensor_view<
 template <class T>
 void cross_attend(const context<cuda>& ctx, tensor_view<T, cuda> x, tensor_view<float, cuda> probs,
                   tensor_view<float, cuda> inv_norms, tensor_view<std::int32_t, cuda> partners,
-                  tensor_view<const T, cuda> q, tensor_view<const T, cuda> k, tensor_view<const T, cuda> v,
-                  tensor_view<const std::int32_t, cuda> groups, int heads, float scale, bool cosine) {
+                  tensor_view<const T, cuda> q, tensor_view<const T, cuda> k,
+                  tensor_view<const T, cuda> v, tensor_view<const std::int32_t, cuda> groups,
+                  int heads, float scale, bool cosine) {
   const index_t b = q.shape[0], c = q.shape[1], dh = c / heads;
   using namespace cuda_detail;
   const index_t ps = row_stride(q, "cross_attend q");
-  require<shape_error>(x.shape == shape_t{b, c} && v.shape == x.shape && (cosine || k.shape == x.shape) &&
-                           probs.shape == shape_t{heads, b, b} && partners.size() == b && groups.size() == b &&
-                           c % heads == 0 && (!cosine || (heads == 1 && inv_norms.size() == b)) &&
-                           row_stride(v, "cross_attend v") == ps && (cosine || row_stride(k, "cross_attend k") == ps),
-                       "cross_attend: x " + to_string(x.shape) + ", q " + to_string(q.shape) + ", probs " +
-                           to_string(probs.shape) + " (q, k and v must share one row stride)");
+  require<shape_error>(
+      x.shape == shape_t{b, c} && v.shape == x.shape && (cosine || k.shape == x.shape) &&
+          probs.shape == shape_t{heads, b, b} && partners.size() == b && groups.size() == b &&
+          c % heads == 0 && (!cosine || (heads == 1 && inv_norms.size() == b)) &&
+          row_stride(v, "cross_attend v") == ps &&
+          (cosine || row_stride(k, "cross_attend k") == ps),
+      "cross_attend: x " + to_string(x.shape) + ", q " + to_string(q.shape) + ", probs " +
+          to_string(probs.shape) + " (q, k and v must share one row stride)");
   if (b == 0) return;
-  launch(ctx, "cross_attend", cross_attend_kernel<cuda_t<T>>, dim3(unsigned(b), unsigned(heads)), dim3(128),
-         sizeof(float) * b, dev(x.data), row_stride(x, "cross_attend x"), probs.data, inv_norms.data, partners.data,
-         dev(q.data), dev(cosine ? q.data : k.data), dev(v.data), ps, groups.data, int(b), int(dh), scale, cosine);
+  launch(ctx, "cross_attend", cross_attend_kernel<cuda_t<T>>, dim3(unsigned(b), unsigned(heads)),
+         dim3(128), sizeof(float) * b, dev(x.data), row_stride(x, "cross_attend x"), probs.data,
+         inv_norms.data, partners.data, dev(q.data), dev(cosine ? q.data : k.data), dev(v.data), ps,
+         groups.data, int(b), int(dh), scale, cosine);
 }
 
 template <class T>
-void mix_combine(const context<cuda>& ctx, combine_mode mode, tensor_view<T, cuda> out, tensor_view<const T, cuda> h,
-                 tensor_view<const T, cuda> info, tensor_view<const T, cuda> mix, tensor_view<const T, cuda> gate_logits,
+void mix_combine(const context<cuda>& ctx, combine_mode mode, tensor_view<T, cuda> out,
+                 tensor_view<const T, cuda> h, tensor_view<const T, cuda> info,
+                 tensor_view<const T, cuda> mix, tensor_view<const T, cuda> gate_logits,
                  tensor_view<const std::int32_t, cuda> partners) {
   const index_t b = h.shape[0], c = h.shape[1];
-  require<shape_error>(out.shape == h.shape && info.shape == h.shape && partners.size() == b &&
-                           (mode == combine_mode::gate ? gate_logits.shape == h.shape : mix.size() == 1),
-                       "mix_combine: h " + to_string(h.shape) + ", info " + to_string(info.shape));
+  require<shape_error>(
+      out.shape == h.shape && info.shape == h.shape && partners.size() == b &&
+          (mode == combine_mode::gate ? gate_logits.shape == h.shape : mix.size() == 1),
+      "mix_combine: h " + to_string(h.shape) + ", info " + to_string(info.shape));
   using namespace cuda_detail;
   const bool gate = mode == combine_mode::gate;
-  launch(ctx, "mix_combine", mix_combine_kernel<cuda_t<T>>, dim3(unsigned(b)), dim3(mix_threads(c)), 0, mode,
-         dev(out.data), row_stride(out, "mix_combine out"), dev(h.data), row_stride(h, "mix_combine h"), dev(info.data),
-         row_stride(info, "mix_combine info"), dev(gate ? nullptr : mix.data), dev(gate ? gate_logits.data : nullptr),
+  launch(ctx, "mix_combine", mix_combine_kernel<cuda_t<T>>, dim3(unsigned(b)), dim3(mix_threads(c)),
+         0, mode, dev(out.data), row_stride(out, "mix_combine out"), dev(h.data),
+         row_stride(h, "mix_combine h"), dev(info.data), row_stride(info, "mix_combine info"),
+         dev(gate ? nullptr : mix.data), dev(gate ? gate_logits.data : nullptr),
          gate ? row_stride(gate_logits, "mix_combine gate") : index_t(0), partners.data, int(c));
 }
 
 template <class T>
 void gate_input(const context<cuda>& ctx, tensor_view<T, cuda> z, tensor_view<float, cuda> stats,
-                tensor_view<const T, cuda> h, tensor_view<const T, cuda> info, tensor_view<const T, cuda> ln_h_w,
-                tensor_view<const T, cuda> ln_h_b, tensor_view<const T, cuda> ln_a_w, tensor_view<const T, cuda> ln_a_b,
-                float eps) {
+                tensor_view<const T, cuda> h, tensor_view<const T, cuda> info,
+                tensor_view<const T, cuda> ln_h_w, tensor_view<const T, cuda> ln_h_b,
+                tensor_view<const T, cuda> ln_a_w, tensor_view<const T, cuda> ln_a_b, float eps) {
   const index_t b = h.shape[0], c = h.shape[1];
-  require<shape_error>(z.shape == shape_t{b, 3 * c} && z.contiguous() && info.shape == h.shape && stats.shape == shape_t{b, 4},
+  require<shape_error>(z.shape == shape_t{b, 3 * c} && z.contiguous() && info.shape == h.shape &&
+                           stats.shape == shape_t{b, 4},
                        "gate_input: z " + to_string(z.shape) + ", h " + to_string(h.shape));
   using namespace cuda_detail;
-  launch(ctx, "gate_input", gate_input_kernel<cuda_t<T>>, dim3(unsigned(b)), dim3(mix_threads(c)), 0, dev(z.data),
-         stats.data, dev(h.data), row_stride(h, "gate_input h"), dev(info.data), row_stride(info, "gate_input info"),
-         dev(ln_h_w.data), dev(ln_h_b.data), dev(ln_a_w.data), dev(ln_a_b.data), int(c), eps);
+  launch(ctx, "gate_input", gate_input_kernel<cuda_t<T>>, dim3(unsigned(b)), dim3(mix_threads(c)),
+         0, dev(z.data), stats.data, dev(h.data), row_stride(h, "gate_input h"), dev(info.data),
+         row_stride(info, "gate_input info"), dev(ln_h_w.data), dev(ln_h_b.data), dev(ln_a_w.data),
+         dev(ln_a_b.data), int(c), eps);
 }
 
 template <class T>
@@ -217,12 +233,13 @@ void mix_gelu(const context<cuda>& ctx, tensor_view<T, cuda> out, tensor_view<co
 
 template <class T>
 void copy_rows(const context<cuda>& ctx, tensor_view<T, cuda> dst, tensor_view<const T, cuda> src) {
-  require<shape_error>(dst.rank() == 2 && dst.shape == src.shape, "copy_rows: dst " + to_string(dst.shape) + " vs src " +
-                                                                      to_string(src.shape));
+  require<shape_error>(
+      dst.rank() == 2 && dst.shape == src.shape,
+      "copy_rows: dst " + to_string(dst.shape) + " vs src " + to_string(src.shape));
   using namespace cuda_detail;
-  launch(ctx, "copy_rows", copy_rows_kernel<cuda_t<T>>, dim3(unsigned(src.shape[0])), dim3(mix_threads(src.shape[1])), 0,
-         dev(dst.data), row_stride(dst, "copy_rows dst"), dev(src.data), row_stride(src, "copy_rows src"),
-         int(src.shape[1]));
+  launch(ctx, "copy_rows", copy_rows_kernel<cuda_t<T>>, dim3(unsigned(src.shape[0])),
+         dim3(mix_threads(src.shape[1])), 0, dev(dst.data), row_stride(dst, "copy_rows dst"),
+         dev(src.data), row_stride(src, "copy_rows src"), int(src.shape[1]));
 }
 
 }  // namespace crossbatch

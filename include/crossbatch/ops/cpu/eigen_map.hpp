@@ -17,11 +17,15 @@ using const_matrix_map = Eigen::Map<const row_matrix, 0, Eigen::OuterStride<>>;
 
 // A 2-D view whose rows are contiguous, as an Eigen row-major map (float only).
 inline matrix_map as_matrix(tensor_view<float> v) {
-  require<shape_error>(v.rank() == 2 && v.strides[1] == 1, "as_matrix: need a 2-D view with unit column stride, got " + to_string(v.shape));
+  require<shape_error>(
+      v.rank() == 2 && v.strides[1] == 1,
+      "as_matrix: need a 2-D view with unit column stride, got " + to_string(v.shape));
   return {v.data, v.shape[0], v.shape[1], Eigen::OuterStride<>(v.strides[0])};
 }
 inline const_matrix_map as_matrix(tensor_view<const float> v) {
-  require<shape_error>(v.rank() == 2 && v.strides[1] == 1, "as_matrix: need a 2-D view with unit column stride, got " + to_string(v.shape));
+  require<shape_error>(
+      v.rank() == 2 && v.strides[1] == 1,
+      "as_matrix: need a 2-D view with unit column stride, got " + to_string(v.shape));
   return {v.data, v.shape[0], v.shape[1], Eigen::OuterStride<>(v.strides[0])};
 }
 
@@ -44,7 +48,8 @@ void narrow_into(tensor_view<T> out, const row_matrix& m) {
 // Views of rank >= 2 flattened to (rows, last dim); must be contiguous.
 template <class T>
 tensor_view<T> rows_of(tensor_view<T> v) {
-  require<shape_error>(v.contiguous() && v.rank() >= 1, "expected a contiguous tensor, got " + to_string(v.shape));
+  require<shape_error>(v.contiguous() && v.rank() >= 1,
+                       "expected a contiguous tensor, got " + to_string(v.shape));
   const index_t c = v.rank() ? v.shape.back() : 1;
   return v.reshape({v.size() / c, c});
 }

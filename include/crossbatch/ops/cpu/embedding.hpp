@@ -11,18 +11,21 @@ namespace crossbatch {
 
 // out (N, C) (+)= table[ids[n]]; ids (N). An id outside [0, V) is a value_error naming it.
 template <class T>
-void embedding(const context<cpu>&, tensor_view<T> out, in_view<std::int32_t> ids,
-               in_view<T> table, bool accumulate = false) {
+void embedding(const context<cpu>&, tensor_view<T> out, in_view<std::int32_t> ids, in_view<T> table,
+               bool accumulate = false) {
   const index_t n = ids.size(), v = table.shape[0], c = table.shape[1];
-  require<shape_error>(out.shape == shape_t{n, c}, "embedding: out " + to_string(out.shape) + " should be " + to_string({n, c}));
+  require<shape_error>(out.shape == shape_t{n, c}, "embedding: out " + to_string(out.shape) +
+                                                       " should be " + to_string({n, c}));
   for (index_t i = 0; i < n; ++i) {
     const std::int32_t id = ids.data[i];
-    require(id >= 0 && id < v, "embedding: id " + std::to_string(id) + " at position " + std::to_string(i) +
-                                   " is outside the table of " + std::to_string(v) + " rows");
+    require(id >= 0 && id < v, "embedding: id " + std::to_string(id) + " at position " +
+                                   std::to_string(i) + " is outside the table of " +
+                                   std::to_string(v) + " rows");
     const T* row = table.data + id * table.strides[0];
     T* dst = out.data + i * out.strides[0];
     for (index_t j = 0; j < c; ++j)
-      dst[j] = accumulate ? static_cast<T>(static_cast<float>(dst[j]) + static_cast<float>(row[j])) : row[j];
+      dst[j] = accumulate ? static_cast<T>(static_cast<float>(dst[j]) + static_cast<float>(row[j]))
+                          : row[j];
   }
 }
 

@@ -13,7 +13,8 @@ namespace crossbatch {
 
 namespace cpu_detail {
 // y(i, r0 + j) = w_j . x_i for the four rows w_j = w + j * stride and every row x_i of x.
-inline void dot_four_rows(const float* w, index_t stride, const const_matrix_map& x, matrix_map& y, index_t r0) {
+inline void dot_four_rows(const float* w, index_t stride, const const_matrix_map& x, matrix_map& y,
+                          index_t r0) {
   const index_t in = x.cols();
   const float *w0 = w, *w1 = w0 + stride, *w2 = w1 + stride, *w3 = w2 + stride;
   for (index_t i = 0; i < x.rows(); ++i) {
@@ -35,11 +36,14 @@ inline void dot_four_rows(const float* w, index_t stride, const const_matrix_map
 template <class T>
 void linear(const context<cpu>& ctx, tensor_view<T> out, in_view<T> x, in_view<T> w,
             in_view<T> bias = {}) {
-  require<shape_error>(x.rank() == 2 && w.rank() == 2 && out.rank() == 2, "linear: x, w and out must be 2-D");
+  require<shape_error>(x.rank() == 2 && w.rank() == 2 && out.rank() == 2,
+                       "linear: x, w and out must be 2-D");
   const index_t n = x.shape[0], in = x.shape[1], o = w.shape[0];
   require<shape_error>(w.shape[1] == in && out.shape[0] == n && out.shape[1] == o,
-                       "linear: x " + to_string(x.shape) + ", w " + to_string(w.shape) + ", out " + to_string(out.shape) + " do not fit");
-  require<shape_error>(!bias.data || bias.shape == shape_t{o}, "linear: bias must be (" + std::to_string(o) + ",)");
+                       "linear: x " + to_string(x.shape) + ", w " + to_string(w.shape) + ", out " +
+                           to_string(out.shape) + " do not fit");
+  require<shape_error>(!bias.data || bias.shape == shape_t{o},
+                       "linear: bias must be (" + std::to_string(o) + ",)");
   using namespace cpu_detail;
   if constexpr (std::is_same_v<T, float>) {
     auto y = as_matrix(out);
@@ -50,7 +54,8 @@ void linear(const context<cpu>& ctx, tensor_view<T> out, in_view<T> x, in_view<T
       // are dotted with every x row while they sit in L1 (a GEMM would first pack all of W); the
       // blocks are split across threads.
       const index_t blocks = (o + 3) / 4;
-      const int threads = static_cast<int>(std::max<index_t>(1, std::min<index_t>(ctx.threads, blocks / 16)));
+      const int threads =
+          static_cast<int>(std::max<index_t>(1, std::min<index_t>(ctx.threads, blocks / 16)));
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
       for (index_t blk = 0; blk < blocks; ++blk) {
         const index_t r0 = blk * 4, rows = std::min<index_t>(4, o - r0);

@@ -11,11 +11,12 @@ namespace crossbatch {
 
 // out (N, C) = (x - mean) / sqrt(var + eps) * w + b, per row.
 template <class T>
-void layer_norm(const context<cpu>&, tensor_view<T> out, in_view<T> x, in_view<T> w,
-                in_view<T> b, float eps) {
+void layer_norm(const context<cpu>&, tensor_view<T> out, in_view<T> x, in_view<T> w, in_view<T> b,
+                float eps) {
   const index_t n = x.shape[0], c = x.shape[1];
   require<shape_error>(out.shape == x.shape && w.shape == shape_t{c} && b.shape == shape_t{c},
-                       "layer_norm: x " + to_string(x.shape) + ", w " + to_string(w.shape) + ", b " + to_string(b.shape));
+                       "layer_norm: x " + to_string(x.shape) + ", w " + to_string(w.shape) +
+                           ", b " + to_string(b.shape));
   for (index_t i = 0; i < n; ++i) {
     float mean = 0;
     for (index_t j = 0; j < c; ++j) mean += static_cast<float>(x(i, j));
@@ -27,8 +28,9 @@ void layer_norm(const context<cpu>&, tensor_view<T> out, in_view<T> x, in_view<T
     }
     const float inv = 1.0f / std::sqrt(var / c + eps);
     for (index_t j = 0; j < c; ++j)
-      out(i, j) = static_cast<T>((static_cast<float>(x(i, j)) - mean) * inv * static_cast<float>(w(j)) +
-                                 static_cast<float>(b(j)));
+      out(i, j) =
+          static_cast<T>((static_cast<float>(x(i, j)) - mean) * inv * static_cast<float>(w(j)) +
+                         static_cast<float>(b(j)));
   }
 }
 
@@ -64,8 +66,9 @@ enum class norm_kind { layer, rms };
 template <class T>
 void residual_norm(const context<cpu>& ctx, norm_kind kind, tensor_view<T> x, in_view<T> delta,
                    tensor_view<T> out, in_view<T> w, in_view<T> b, float eps) {
-  require<shape_error>(x.shape == delta.shape && x.contiguous() && delta.contiguous(),
-                       "residual_norm: x " + to_string(x.shape) + " vs delta " + to_string(delta.shape));
+  require<shape_error>(
+      x.shape == delta.shape && x.contiguous() && delta.contiguous(),
+      "residual_norm: x " + to_string(x.shape) + " vs delta " + to_string(delta.shape));
   for (index_t i = 0; i < x.size(); ++i)
     x.data[i] = static_cast<T>(static_cast<float>(x.data[i]) + static_cast<float>(delta.data[i]));
   if (kind == norm_kind::layer)

@@ -16,8 +16,9 @@ namespace crossbatch {
 template <class T>
 void apply_rope(const context<cpu>&, tensor_view<T> x, in_view<std::int32_t> positions,
                 in_view<float> inv_freq) {
-  require<shape_error>(x.rank() == 3 && x.shape[0] == positions.size() && x.shape[2] == 2 * inv_freq.size(),
-                       "apply_rope: x " + to_string(x.shape) + " does not fit positions/inv_freq");
+  require<shape_error>(
+      x.rank() == 3 && x.shape[0] == positions.size() && x.shape[2] == 2 * inv_freq.size(),
+      "apply_rope: x " + to_string(x.shape) + " does not fit positions/inv_freq");
   const index_t n = x.shape[0], h = x.shape[1], half_d = x.shape[2] / 2;
   std::vector<float> cos_(half_d), sin_(half_d);
   for (index_t t = 0; t < n; ++t) {

@@ -27,7 +27,8 @@ inline void softmax_row(float* x, index_t n) {
 // out (N, V) = softmax(x) along V.
 template <class U>
 void softmax(const context<cpu>&, tensor_view<float> out, tensor_view<U> x) {
-  require<shape_error>(out.shape == x.shape && x.rank() == 2, "softmax: out and x must both be (N, V)");
+  require<shape_error>(out.shape == x.shape && x.rank() == 2,
+                       "softmax: out and x must both be (N, V)");
   for (index_t i = 0; i < x.shape[0]; ++i) {
     float* o = out.data + i * out.strides[0];
     for (index_t j = 0; j < x.shape[1]; ++j) o[j] = static_cast<float>(x(i, j));
@@ -38,7 +39,8 @@ void softmax(const context<cpu>&, tensor_view<float> out, tensor_view<U> x) {
 // out (N, V) = log_softmax(x) along V.
 template <class U>
 void log_softmax(const context<cpu>&, tensor_view<float> out, tensor_view<U> x) {
-  require<shape_error>(out.shape == x.shape && x.rank() == 2, "log_softmax: out and x must both be (N, V)");
+  require<shape_error>(out.shape == x.shape && x.rank() == 2,
+                       "log_softmax: out and x must both be (N, V)");
   for (index_t i = 0; i < x.shape[0]; ++i) {
     float m = -std::numeric_limits<float>::infinity();
     for (index_t j = 0; j < x.shape[1]; ++j) m = std::max(m, static_cast<float>(x(i, j)));

@@ -77,14 +77,23 @@ __device__ __forceinline__ float block_max(float v, float* red) {
 // Checks a (rows, cols) view with unit column stride; returns its row stride.
 template <class V>
 index_t row_stride(const V& v, const std::string& what) {
-  require<shape_error>(v.rank() == 2 && (v.shape[1] <= 1 || v.strides[1] == 1),
-                       what + ": need a 2-D view with unit column stride, got " + to_string(v.shape));
+  require<shape_error>(
+      v.rank() == 2 && (v.shape[1] <= 1 || v.strides[1] == 1),
+      what + ": need a 2-D view with unit column stride, got " + to_string(v.shape));
   return v.shape[0] <= 1 ? v.shape[1] : v.strides[0];
 }
 
 inline unsigned blocks_for(index_t n, int threads, int cap = 65535 * 8) {
   const index_t b = (n + threads - 1) / threads;
   return static_cast<unsigned>(b < 1 ? 1 : (b > cap ? cap : b));
+}
+
+// The largest power of two (at most 256) that divides the address: what vector loads may assume.
+inline std::int64_t pointer_alignment(const void* p) {
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  std::int64_t al = 256;
+  while (al > 1 && a % al) al /= 2;
+  return al;
 }
 
 }  // namespace crossbatch::cuda_detail

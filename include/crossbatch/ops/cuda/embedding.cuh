@@ -11,8 +11,9 @@ namespace crossbatch {
 namespace cuda_detail {
 
 template <class T>
-__global__ void embedding_kernel(T* out, index_t out_stride, const std::int32_t* ids, const T* table,
-                                 index_t table_stride, int v, int c, bool accumulate) {
+__global__ void embedding_kernel(T* out, index_t out_stride, const std::int32_t* ids,
+                                 const T* table, index_t table_stride, int v, int c,
+                                 bool accumulate) {
   grid_dependency();
   const int row = blockIdx.x;
   const std::int32_t id = ids[row];
@@ -29,15 +30,19 @@ __global__ void embedding_kernel(T* out, index_t out_stride, const std::int32_t*
 
 // out (N, C) (+)= table[ids[n]]; ids (N) in device memory.
 template <class T>
-void embedding(const context<cuda>& ctx, tensor_view<T, cuda> out, tensor_view<const std::int32_t, cuda> ids,
-               tensor_view<const T, cuda> table, bool accumulate = false) {
+void embedding(const context<cuda>& ctx, tensor_view<T, cuda> out,
+               tensor_view<const std::int32_t, cuda> ids, tensor_view<const T, cuda> table,
+               bool accumulate = false) {
   const index_t n = ids.size(), c = table.shape[1];
-  require<shape_error>(out.shape == shape_t{n, c}, "embedding: out " + to_string(out.shape) + " should be " + to_string({n, c}));
+  require<shape_error>(out.shape == shape_t{n, c}, "embedding: out " + to_string(out.shape) +
+                                                       " should be " + to_string({n, c}));
   require<shape_error>(ids.contiguous(), "embedding: ids must be contiguous");
-  const index_t os = cuda_detail::row_stride(out, "embedding out"), ts = cuda_detail::row_stride(table, "embedding table");
+  const index_t os = cuda_detail::row_stride(out, "embedding out"),
+                ts = cuda_detail::row_stride(table, "embedding table");
   const int threads = c >= 256 ? 256 : 128;
-  cuda_detail::launch(ctx, "embedding", cuda_detail::embedding_kernel<cuda_t<T>>, dim3(unsigned(n)), dim3(threads), 0,
-                      dev(out.data), os, ids.data, dev(table.data), ts, int(table.shape[0]), int(c), accumulate);
+  cuda_detail::launch(ctx, "embedding", cuda_detail::embedding_kernel<cuda_t<T>>, dim3(unsigned(n)),
+                      dim3(threads), 0, dev(out.data), os, ids.data, dev(table.data), ts,
+                      int(table.shape[0]), int(c), accumulate);
 }
 
 }  // namespace crossbatch

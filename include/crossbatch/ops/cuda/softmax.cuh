@@ -8,7 +8,8 @@ namespace crossbatch {
 namespace cuda_detail {
 
 template <class T, bool Log>
-__global__ void softmax_kernel(float* out, index_t out_stride, const T* x, index_t x_stride, int v) {
+__global__ void softmax_kernel(float* out, index_t out_stride, const T* x, index_t x_stride,
+                               int v) {
   grid_dependency();
   __shared__ float red[32];
   const T* xr = x + blockIdx.x * x_stride;
@@ -37,19 +38,24 @@ __global__ void softmax_kernel(float* out, index_t out_stride, const T* x, index
 // out (N, V) = softmax(x) along V.
 template <class T>
 void softmax(const context<cuda>& ctx, tensor_view<float, cuda> out, tensor_view<const T, cuda> x) {
-  require<shape_error>(out.shape == x.shape && x.rank() == 2, "softmax: out and x must both be (N, V)");
+  require<shape_error>(out.shape == x.shape && x.rank() == 2,
+                       "softmax: out and x must both be (N, V)");
   using namespace cuda_detail;
-  launch(ctx, "softmax", softmax_kernel<cuda_t<T>, false>, dim3(unsigned(x.shape[0])), dim3(1024), 0, out.data,
-         row_stride(out, "softmax out"), dev(x.data), row_stride(x, "softmax x"), int(x.shape[1]));
+  launch(ctx, "softmax", softmax_kernel<cuda_t<T>, false>, dim3(unsigned(x.shape[0])), dim3(1024),
+         0, out.data, row_stride(out, "softmax out"), dev(x.data), row_stride(x, "softmax x"),
+         int(x.shape[1]));
 }
 
 // out (N, V) = log_softmax(x) along V.
 template <class T>
-void log_softmax(const context<cuda>& ctx, tensor_view<float, cuda> out, tensor_view<const T, cuda> x) {
-  require<shape_error>(out.shape == x.shape && x.rank() == 2, "log_softmax: out and x must both be (N, V)");
+void log_softmax(const context<cuda>& ctx, tensor_view<float, cuda> out,
+                 tensor_view<const T, cuda> x) {
+  require<shape_error>(out.shape == x.shape && x.rank() == 2,
+                       "log_softmax: out and x must both be (N, V)");
   using namespace cuda_detail;
-  launch(ctx, "log_softmax", softmax_kernel<cuda_t<T>, true>, dim3(unsigned(x.shape[0])), dim3(1024), 0, out.data,
-         row_stride(out, "log_softmax out"), dev(x.data), row_stride(x, "log_softmax x"), int(x.shape[1]));
+  launch(ctx, "log_softmax", softmax_kernel<cuda_t<T>, true>, dim3(unsigned(x.shape[0])),
+         dim3(1024), 0, out.data, row_stride(out, "log_softmax out"), dev(x.data),
+         row_stride(x, "log_softmax x"), int(x.shape[1]));
 }
 
 }  // namespace crossbatch

@@ -9,8 +9,8 @@
 // Under graph replay the step is shifted by *context<cuda>::slot_shift like the slots.
 #pragma once
 
-#include <cub/block/block_scan.cuh>
 #include <cstdint>
+#include <cub/block/block_scan.cuh>
 
 #include "crossbatch/core/rng.hpp"
 #include "crossbatch/ops/cuda/common.cuh"
@@ -31,7 +31,8 @@ __device__ __forceinline__ float key_float(std::uint32_t k) {
 }
 
 template <class T>
-__global__ void __launch_bounds__(1024) argmax_kernel(std::int32_t* ids, const T* logits, index_t stride, int v) {
+__global__ void __launch_bounds__(1024)
+    argmax_kernel(std::int32_t* ids, const T* logits, index_t stride, int v) {
   grid_dependency();
   __shared__ float sv[32];
   __shared__ int si[32];
@@ -90,16 +91,19 @@ __device__ std::uint32_t lowest_key(P pred) {
   std::uint32_t lo = float_key(-INFINITY), hi = float_key(INFINITY);
   while (lo < hi) {
     const std::uint32_t mid = lo + (hi - lo) / 2;
-    if (pred(mid)) hi = mid;
-    else lo = mid + 1;
+    if (pred(mid))
+      hi = mid;
+    else
+      lo = mid + 1;
   }
   return lo;
 }
 
 template <class T>
-__global__ void __launch_bounds__(1024) sample_kernel(std::int32_t* ids, const T* logits, index_t stride, int v,
-                                                      sample_settings s, counter_rng rng, std::uint64_t step,
-                                                      const int* shift, const std::uint64_t* streams) {
+__global__ void __launch_bounds__(1024)
+    sample_kernel(std::int32_t* ids, const T* logits, index_t stride, int v, sample_settings s,
+                  counter_rng rng, std::uint64_t step, const int* shift,
+                  const std::uint64_t* streams) {
   grid_dependency();
   using scan = cub::BlockScan<float, sample_threads>;
   __shared__ typename scan::TempStorage scan_storage;
@@ -193,12 +197,14 @@ __global__ void __launch_bounds__(1024) sample_kernel(std::int32_t* ids, const T
 
 // ids (B) = argmax of each row of logits (B, V), first maximum on ties.
 template <class T>
-void sample_greedy(const context<cuda>& ctx, tensor_view<const T, cuda> logits, tensor_view<std::int32_t, cuda> ids) {
+void sample_greedy(const context<cuda>& ctx, tensor_view<const T, cuda> logits,
+                   tensor_view<std::int32_t, cuda> ids) {
   require<shape_error>(logits.rank() == 2 && ids.size() == logits.shape[0] && ids.contiguous(),
                        "sample: logits (B, V) and ids (B) disagree");
   using namespace cuda_detail;
-  launch(ctx, "sample (greedy)", argmax_kernel<cuda_t<T>>, dim3(unsigned(logits.shape[0])), dim3(sample_threads), 0,
-         ids.data, dev(logits.data), row_stride(logits, "sample logits"), int(logits.shape[1]));
+  launch(ctx, "sample (greedy)", argmax_kernel<cuda_t<T>>, dim3(unsigned(logits.shape[0])),
+         dim3(sample_threads), 0, ids.data, dev(logits.data), row_stride(logits, "sample logits"),
+         int(logits.shape[1]));
 }
 
 // ids (B) = one draw per row of logits (B, V) under sampling_params (greedy when !do_sample);
@@ -208,18 +214,20 @@ void sample(const context<cuda>& ctx, const sampling_params& p, tensor_view<cons
             tensor_view<std::int32_t, cuda> ids, const counter_rng& rng, std::uint64_t step,
             tensor_view<const std::uint64_t, cuda> streams = {}) {
   if (!p.do_sample) return sample_greedy(ctx, logits, ids);
-  require(p.temperature > 0, "temperature must be > 0 (use greedy for 0), got " + std::to_string(p.temperature));
+  require(p.temperature > 0,
+          "temperature must be > 0 (use greedy for 0), got " + std::to_string(p.temperature));
   require(p.top_k >= 0, "top_k must be >= 0, got " + std::to_string(p.top_k));
   require(p.top_p > 0 && p.top_p <= 1, "top_p must be in (0, 1], got " + std::to_string(p.top_p));
   require(p.min_p >= 0 && p.min_p <= 1, "min_p must be in [0, 1], got " + std::to_string(p.min_p));
   require<shape_error>(logits.rank() == 2 && ids.size() == logits.shape[0] && ids.contiguous(),
                        "sample: logits (B, V) and ids (B) disagree");
-  require<shape_error>(!streams.data || streams.size() == ids.size(), "sample: streams must be (B)");
+  require<shape_error>(!streams.data || streams.size() == ids.size(),
+                       "sample: streams must be (B)");
   using namespace cuda_detail;
   const sample_settings s{p.temperature, p.top_k, p.top_p, p.min_p};
-  launch(ctx, "sample", sample_kernel<cuda_t<T>>, dim3(unsigned(logits.shape[0])), dim3(sample_threads), 0, ids.data,
-         dev(logits.data), row_stride(logits, "sample logits"), int(logits.shape[1]), s, rng, step, ctx.slot_shift,
-         streams.data);
+  launch(ctx, "sample", sample_kernel<cuda_t<T>>, dim3(unsigned(logits.shape[0])),
+         dim3(sample_threads), 0, ids.data, dev(logits.data), row_stride(logits, "sample logits"),
+         int(logits.shape[1]), s, rng, step, ctx.slot_shift, streams.data);
 }
 
 // The greedy sampler on the device.
