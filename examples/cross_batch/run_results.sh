@@ -3,7 +3,7 @@
 # frozen model's answer states, training of the baseline (LM head only) and crossbatch (LM head +
 # mixer) methods with the per-epoch loss table, and EM/F1 of standard vs cross-batch untrained vs
 # trained generation, on the default model on the CPU. Everything goes to build/cross_batch/.
-#   examples/cross_batch/run_results.sh            (about 2 h on 2 shared cores)
+#   examples/cross_batch/run_results.sh            (about an hour on 2 cores)
 # Sizes can be changed through the environment: TRAIN_Q, TEST_Q, EPOCHS, LR, THREADS; VARIANTS="split"
 # (or "full") reruns one variant and keeps the other's logs.
 set -euo pipefail
