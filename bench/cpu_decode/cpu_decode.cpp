@@ -5,7 +5,6 @@
 #include <chrono>
 #include <filesystem>
 #include <iostream>
-#include <thread>
 
 #include "crossbatch/generate/generate.hpp"
 #include "crossbatch/model/random_weights.hpp"
@@ -37,8 +36,7 @@ int main(int argc, char** argv) {
     std::cerr << "writing random GPT-2 124M weights to " << dir << "\n";
     write_random_model(dir, config, 0);
   }
-  context<cpu> ctx;
-  ctx.threads = threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
+  context<cpu> ctx = cpu_context(threads);
   const auto model = decoder_model<float>::load(dir);
   for (int b : batches) {
     std::vector<std::vector<int>> prompts(b);

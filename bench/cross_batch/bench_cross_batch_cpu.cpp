@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <iostream>
 #include <optional>
-#include <thread>
 
 #include "crossbatch/generate/cross_batch.hpp"
 #include "crossbatch/generate/generate.hpp"
@@ -29,8 +28,7 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "CPU threads (0: all cores)");
   CLI11_PARSE(app, argc, argv);
   try {
-    context<cpu> ctx;
-    ctx.threads = threads > 0 ? threads : int(std::max(1u, std::thread::hardware_concurrency()));
+    context<cpu> ctx = cpu_context(threads);
     const auto model = decoder_model<float>::load(dir);
     const auto& c = model.config;
     std::vector<std::vector<int>> prompts(batch);

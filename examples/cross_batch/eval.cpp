@@ -8,7 +8,6 @@
 #include <fstream>
 #include <map>
 #include <optional>
-#include <thread>
 
 #include "common.hpp"
 #include "crossbatch/generate/cross_batch.hpp"
@@ -76,8 +75,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   try {
-    context<cpu> ctx;
-    ctx.threads = threads > 0 ? threads : int(std::max(1u, std::thread::hardware_concurrency()));
+    context<cpu> ctx = cpu_context(threads);
     const auto model = decoder_model<float>::load(model_dir);
     const auto& mc = model.config;
     const cbx::prompter prompt(model_dir);

@@ -8,7 +8,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
-#include <thread>
 
 #include "crossbatch/generate/generate.hpp"
 #include "crossbatch/text/chat_template.hpp"
@@ -134,10 +133,7 @@ int main(int argc, char** argv) {
       }
 #endif
       (void)gpu;
-      context<cpu> ctx;
-      ctx.threads = o.threads > 0
-                        ? o.threads
-                        : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+      context<cpu> ctx = cpu_context(o.threads);
       return run<T, cpu>(o, ctx, tok, ids, "cpu");
     });
   } catch (const crossbatch::error& e) {

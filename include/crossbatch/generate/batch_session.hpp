@@ -11,6 +11,7 @@
 
 #include "crossbatch/attention/mask.hpp"
 #include "crossbatch/core/transfer.hpp"
+#include "crossbatch/generate/prompt_layout.hpp"
 #include "crossbatch/model/decoder.hpp"
 
 namespace crossbatch {
@@ -26,23 +27,10 @@ class batch_session {
                 const std::vector<std::vector<int>>& prompts, int max_new_tokens)
       : m_ctx(ctx), m_model(model) {
     const auto& c = model.config;
-    require(!prompts.empty(), "generate: no prompts");
-    require(max_new_tokens >= 0, "generate: max_new_tokens must be >= 0");
+    const left_padded_prompts layout = left_pad_prompts(c, prompts, max_new_tokens);
     m_batch = static_cast<int>(prompts.size());
-    for (std::size_t s = 0; s < prompts.size(); ++s) {
-      require(!prompts[s].empty(), "generate: prompt " + std::to_string(s) + " is empty");
-      for (int id : prompts[s])
-        require(id >= 0 && id < c.vocab_size,
-                "generate: prompt " + std::to_string(s) + " holds token id " + std::to_string(id) +
-                    " outside the vocabulary of " + std::to_string(c.vocab_size));
-      m_prompt_len = std::max(m_prompt_len, static_cast<int>(prompts[s].size()));
-    }
-    for (std::size_t s = 0; s < prompts.size(); ++s)
-      if (static_cast<int>(prompts[s].size()) + max_new_tokens > c.max_positions)
-        throw value_error("generate: prompt " + std::to_string(s) + " has " +
-                          std::to_string(prompts[s].size()) + " tokens; with max_new_tokens " +
-                          std::to_string(max_new_tokens) + " it exceeds the model's context of " +
-                          std::to_string(c.max_positions) + " positions");
+    m_prompt_len = layout.length;
+    m_next_position = layout.lengths;
     const int slots = m_prompt_len + max_new_tokens;
     m_cache = model.make_cache(m_batch, slots);
     m_ws = decoder_workspace<T, D>(c, index_t(m_batch) * m_prompt_len);
@@ -50,21 +38,9 @@ class batch_session {
     m_last = tensor<T, D>({m_batch, c.hidden_size});
     m_hidden = tensor<T, D>({m_batch, c.hidden_size});
     m_logits = tensor<T, D>({m_batch, c.vocab_size});
-
-    // Left padding: sequence s occupies slots [pad_s, prompt_len); positions count from 0 there.
-    tensor<std::int32_t> ids({m_batch, m_prompt_len}), pos({m_batch, m_prompt_len}), pad({m_batch});
-    for (int s = 0; s < m_batch; ++s) {
-      const int len = static_cast<int>(prompts[s].size()), p = m_prompt_len - len;
-      pad(s) = p;
-      m_next_position.push_back(len);
-      for (int t = 0; t < m_prompt_len; ++t) {
-        ids(s, t) = t < p ? 0 : prompts[s][t - p];
-        pos(s, t) = t < p ? 0 : t - p;
-      }
-    }
-    m_pad = to_device<D>(pad);
-    m_prompt_ids = to_device<D>(ids);
-    m_prompt_pos = to_device<D>(pos);
+    m_pad = to_device<D>(layout.pad);
+    m_prompt_ids = to_device<D>(layout.ids);
+    m_prompt_pos = to_device<D>(layout.positions);
     m_step_ids = tensor<std::int32_t, D>({m_batch});
     m_step_pos = tensor<std::int32_t, D>({m_batch});
   }

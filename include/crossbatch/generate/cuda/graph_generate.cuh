@@ -24,6 +24,7 @@
 #include "crossbatch/generate/cuda/fused_decode.cuh"
 #include "crossbatch/generate/cuda/step_graph.cuh"
 #include "crossbatch/generate/generate.hpp"
+#include "crossbatch/generate/prompt_layout.hpp"
 #include "crossbatch/model/decoder.hpp"
 #include "crossbatch/ops/cuda/activation.cuh"
 #include "crossbatch/ops/cuda/embedding.cuh"
@@ -105,18 +106,8 @@ class graph_generator {
     require(opt.max_new_tokens >= 0 && opt.max_new_tokens <= m_max_new,
             "graph_generator: max_new_tokens beyond the " + std::to_string(m_max_new) +
                 " it was built for");
-    int plen = 0;
-    for (std::size_t s = 0; s < prompts.size(); ++s) {
-      require(!prompts[s].empty(), "generate: prompt " + std::to_string(s) + " is empty");
-      for (int id : prompts[s])
-        require(id >= 0 && id < c.vocab_size,
-                "generate: prompt " + std::to_string(s) + " holds token id " + std::to_string(id) +
-                    " outside the vocabulary of " + std::to_string(c.vocab_size));
-      plen = std::max(plen, int(prompts[s].size()));
-      require(int(prompts[s].size()) + opt.max_new_tokens <= c.max_positions,
-              "generate: prompt " + std::to_string(s) +
-                  " with max_new_tokens exceeds the model's context");
-    }
+    const left_padded_prompts layout = left_pad_prompts(c, prompts, opt.max_new_tokens);
+    const int plen = layout.length;
     require(plen <= m_max_prompt, "graph_generator: prompt of " + std::to_string(plen) +
                                       " tokens, built for " + std::to_string(m_max_prompt));
     generation_result r;
@@ -125,22 +116,13 @@ class graph_generator {
     for (const auto& p : prompts) r.prompt_tokens += int(p.size());
     if (opt.max_new_tokens == 0) return r;
 
-    // Left padding; positions count from 0 at the first real token; the decode positions start
-    // at len - 1 and the advance kernel moves them to len before the first step.
-    tensor<std::int32_t> ids({index_t(m_batch) * plen}), pos({index_t(m_batch) * plen}),
-        pad({m_batch}), next_pos({m_batch});
-    for (int s = 0; s < m_batch; ++s) {
-      const int len = int(prompts[s].size()), p = plen - len;
-      pad(s) = p;
-      next_pos(s) = len - 1;
-      for (int t = 0; t < plen; ++t) {
-        ids(s * plen + t) = t < p ? 0 : prompts[s][t - p];
-        pos(s * plen + t) = t < p ? 0 : t - p;
-      }
-    }
-    upload(m_prompt_ids, ids);
-    upload(m_prompt_pos, pos);
-    upload(m_pad, pad);
+    // The decode positions start at len - 1; the advance kernel moves them to len before the
+    // first step.
+    tensor<std::int32_t> next_pos({m_batch});
+    for (int s = 0; s < m_batch; ++s) next_pos(s) = layout.lengths[s] - 1;
+    upload(m_prompt_ids, layout.ids);
+    upload(m_prompt_pos, layout.positions);
+    upload(m_pad, layout.pad);
     upload(m_pos, next_pos);
     cuda_check(cudaMemsetAsync(m_shift.data(), 0, sizeof(int), m_ctx.stream), "cudaMemsetAsync");
     cuda_check(cudaMemsetAsync(m_best.data(), 0, sizeof(std::uint64_t) * m_batch, m_ctx.stream),
@@ -171,7 +153,6 @@ class graph_generator {
 
     // Decode steps 1 .. max_new_tokens - 1.
     const std::vector<int>& eos = opt.eos_ids.empty() ? c.eos_token_ids : opt.eos_ids;
-    std::vector<std::int32_t> host_tokens;
     int done_steps = 1;
     while (done_steps < m_steps) {
       const int chunk =
@@ -188,19 +169,9 @@ class graph_generator {
                                  m_batch, eos))
         break;
     }
-    host_tokens = read_step_tokens(m_ctx, m_tokens, done_steps, m_batch);
+    const auto host_tokens = read_step_tokens(m_ctx, m_tokens, done_steps, m_batch);
     r.decode_seconds = std::chrono::duration<double>(clock::now() - t1).count();
-    for (int s = 0; s < m_batch; ++s) {
-      for (int i = 0; i < done_steps; ++i) {
-        const int id = host_tokens[std::size_t(i) * m_batch + s];
-        r.tokens[s].push_back(id);
-        ++r.generated_tokens;
-        if (opt.stop_at_eos && std::find(eos.begin(), eos.end(), id) != eos.end()) {
-          r.stopped_at_eos[s] = true;
-          break;
-        }
-      }
-    }
+    append_step_tokens(r, host_tokens, done_steps, m_batch, eos, opt.stop_at_eos);
     m_cache.length = plen + done_steps - 1;
     return r;
   }

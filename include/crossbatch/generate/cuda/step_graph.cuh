@@ -11,6 +11,7 @@
 
 #include "crossbatch/core/cuda_context.hpp"
 #include "crossbatch/core/tensor.hpp"
+#include "crossbatch/generate/generate.hpp"
 
 namespace crossbatch {
 
@@ -79,6 +80,23 @@ inline bool all_sequences_finished(const std::vector<std::int32_t>& tokens, int 
     if (!hit) return false;
   }
   return true;
+}
+
+// Appends each sequence's tokens from `tokens` (steps, batch) to r, up to and including its first
+// EOS id when stop_at_eos.
+inline void append_step_tokens(generation_result& r, const std::vector<std::int32_t>& tokens,
+                               int steps, int batch, const std::vector<int>& eos,
+                               bool stop_at_eos) {
+  for (int b = 0; b < batch; ++b)
+    for (int s = 0; s < steps; ++s) {
+      const int id = tokens[std::size_t(s) * batch + b];
+      r.tokens[b].push_back(id);
+      ++r.generated_tokens;
+      if (stop_at_eos && std::find(eos.begin(), eos.end(), id) != eos.end()) {
+        r.stopped_at_eos[b] = true;
+        break;
+      }
+    }
 }
 
 }  // namespace crossbatch

@@ -18,6 +18,7 @@
 #include "crossbatch/attention/cuda/attention.cuh"
 #include "crossbatch/generate/cross_batch.hpp"
 #include "crossbatch/generate/cuda/step_graph.cuh"
+#include "crossbatch/generate/prompt_layout.hpp"
 #include "crossbatch/mix/cuda/ops.cuh"
 #include "crossbatch/mix/mixer.hpp"
 #include "crossbatch/model/decoder.hpp"
@@ -107,18 +108,8 @@ class cross_batch_graph_decoder {
     m_head = lm_head.data ? lm_head : m_model.output_embedding().view();
     require<shape_error>(m_head.shape == shape_t{c.vocab_size, c.hidden_size},
                          "cross_batch_graph_decoder: lm_head must be (V, C)");
-    int plen = 0;
-    for (std::size_t s = 0; s < prompts.size(); ++s) {
-      require(!prompts[s].empty(), "generate: prompt " + std::to_string(s) + " is empty");
-      for (int id : prompts[s])
-        require(id >= 0 && id < c.vocab_size,
-                "generate: prompt " + std::to_string(s) + " holds token id " + std::to_string(id) +
-                    " outside the vocabulary of " + std::to_string(c.vocab_size));
-      plen = std::max(plen, int(prompts[s].size()));
-      require(int(prompts[s].size()) + opt.max_new_tokens <= c.max_positions,
-              "generate: prompt " + std::to_string(s) +
-                  " with max_new_tokens exceeds the model's context");
-    }
+    const left_padded_prompts layout = left_pad_prompts(c, prompts, opt.max_new_tokens);
+    const int plen = layout.length;
     require(plen <= m_max_prompt, "cross_batch_graph_decoder: prompt of " + std::to_string(plen) +
                                       " tokens, built for " + std::to_string(m_max_prompt));
     require(opt.groups.empty() || int(opt.groups.size()) == m_batch,
@@ -129,26 +120,21 @@ class cross_batch_graph_decoder {
     for (const auto& p : prompts) r.prompt_tokens += int(p.size());
     if (opt.max_new_tokens == 0) return r;
 
-    tensor<std::int32_t> ids({index_t(m_batch) * plen}), pos({index_t(m_batch) * plen}),
-        pad({m_batch}), next_pos({m_batch}), groups({m_batch});
+    // The decode positions start at len - 1; the advance kernel moves them to len before the
+    // first step.
+    tensor<std::int32_t> next_pos({m_batch}), groups({m_batch});
     for (int s = 0; s < m_batch; ++s) {
-      const int len = int(prompts[s].size()), p = plen - len;
-      pad(s) = p;
-      next_pos(s) = len - 1;
+      next_pos(s) = layout.lengths[s] - 1;
       groups(s) = opt.groups.empty() ? 0 : opt.groups[s];
-      for (int t = 0; t < plen; ++t) {
-        ids(s * plen + t) = t < p ? 0 : prompts[s][t - p];
-        pos(s * plen + t) = t < p ? 0 : t - p;
-      }
     }
     const std::vector<int>& eos = opt.eos_ids.empty() ? c.eos_token_ids : opt.eos_ids;
     tensor<std::int32_t> eos_host({index_t(std::max<std::size_t>(1, eos.size()))});
     for (std::size_t e = 0; e < eos.size(); ++e) eos_host(index_t(e)) = eos[e];
     m_eos = to_device<cuda>(eos_host);
     m_n_eos = opt.stop_at_eos ? int(eos.size()) : 0;
-    upload(m_prompt_ids, ids);
-    upload(m_prompt_pos, pos);
-    upload(m_pad, pad);
+    upload(m_prompt_ids, layout.ids);
+    upload(m_prompt_pos, layout.positions);
+    upload(m_pad, layout.pad);
     upload(m_pos, next_pos);
     upload(m_groups, groups);
     cuda_check(cudaMemsetAsync(m_shift.data(), 0, sizeof(int), m_ctx.stream), "cudaMemsetAsync");
@@ -184,16 +170,7 @@ class cross_batch_graph_decoder {
     }
     const auto host_tokens = read_step_tokens(m_ctx, m_tokens, done_steps, m_batch);
     r.decode_seconds = std::chrono::duration<double>(clock::now() - t1).count();
-    for (int s = 0; s < m_batch; ++s)
-      for (int i = 0; i < done_steps; ++i) {
-        const int id = host_tokens[std::size_t(i) * m_batch + s];
-        r.tokens[s].push_back(id);
-        ++r.generated_tokens;
-        if (opt.stop_at_eos && std::find(eos.begin(), eos.end(), id) != eos.end()) {
-          r.stopped_at_eos[s] = true;
-          break;
-        }
-      }
+    append_step_tokens(r, host_tokens, done_steps, m_batch, eos, opt.stop_at_eos);
     m_cache.length = plen + done_steps - 1;
     return r;
   }
