@@ -35,10 +35,16 @@ cross_batch_mixer<float> zero_mixer(const cbtest::mixer_variant& v, int hidden) 
   return cross_batch_mixer<float>(std::move(w));
 }
 
-// Records the group ids it is called with, then mixes.
+// Records the group ids it is called with (on the CPU the policy's device ids are host memory),
+// then mixes.
 struct recording_mixer {
   cross_batch_mixer<float> inner;
   std::vector<std::vector<int>> calls;
+  void mix(const context<cpu>& c, tensor_view<float> out, tensor_view<const float> h,
+           tensor_view<const std::int32_t> g) {
+    calls.emplace_back(g.data, g.data + g.size());
+    inner.mix(c, out, h, g);
+  }
   void mix(const context<cpu>& c, tensor_view<float> out, tensor_view<const float> h,
            std::span<const int> g) {
     calls.emplace_back(g.begin(), g.end());

@@ -19,12 +19,11 @@
 //
 // Groups: only prompts with equal group ids mix; a prompt that stopped at EOS gets group -1 from
 // then on, so finished sequences stop contributing (and a sample left without a partner gets its
-// own state back). Left padding, samplers, EOS and max_new_tokens as in generate.hpp.
+// own state back). Left padding, samplers, EOS and max_new_tokens as in generate.hpp: the policy
+// below plugs into the same decode driver (and into the CUDA graph driver).
 #pragma once
 
-#include <algorithm>
-#include <chrono>
-#include <span>
+#include <string>
 #include <vector>
 
 #include "crossbatch/generate/batch_session.hpp"
@@ -65,12 +64,13 @@ struct cross_batch_options : generation_options {
 };
 
 // The head input from states (B, C) taken at layer k in a project mode: mix(states), then the final
-// norm for project at k < L. `mixed` and `normed` are (B, C) buffers. Returns a view of one of
-// them.
-template <class T, class D, class M>
+// norm for project at k < L. `mixed` and `normed` are (B, C) buffers; groups (B) are host ids
+// (std::span<const int>) or device ids.
+// Returns a view of one of them.
+template <class T, class D, class M, class Groups>
 tensor_view<const T, D> mix_and_project(const context<D>& ctx, const decoder_model<T, D>& model,
                                         M& mixer, tensor_view<const T, D> states, int k,
-                                        mix_projection projection, std::span<const int> groups,
+                                        mix_projection projection, const Groups& groups,
                                         tensor<T, D>& mixed, tensor<T, D>& normed) {
   mixer.mix(ctx, mixed.view(), states, groups);
   if (k == model.config.num_layers || projection == mix_projection::project_raw)
@@ -79,104 +79,125 @@ tensor_view<const T, D> mix_and_project(const context<D>& ctx, const decoder_mod
   return normed.view();
 }
 
-// The state the LM head reads after mixing, from the session paused after layer k (see the
-// header comment); `scratch`, `mixed` and `normed` are (B, C) buffers. Returns a view of the state.
-template <class T, class D, class M>
-tensor_view<const T, D> cross_batch_features(const context<D>& ctx, batch_session<T, D>& session,
-                                             M& mixer, int k, mix_projection projection,
-                                             std::span<const int> groups, tensor<T, D>& scratch,
-                                             tensor<T, D>& mixed, tensor<T, D>& normed) {
-  const auto& model = session.model();
-  if (k == model.config.num_layers) {
-    session.resume(false);
-    return mix_and_project(ctx, model, mixer, session.hidden(), k, projection, groups, mixed,
-                           normed);
-  }
-  copy_rows(ctx, scratch.view(), tensor_view<const T, D>(session.newest_residual()));
-  if (projection == mix_projection::continue_layers) {
-    mixer.mix(ctx, mixed.view(), tensor_view<const T, D>(scratch.view()), groups);
-    copy_rows(ctx, session.newest_residual(), tensor_view<const T, D>(mixed.view()));
-    session.resume(false);
-    return session.hidden();
-  }
-  session.resume(false);
-  return mix_and_project(ctx, model, mixer, tensor_view<const T, D>(scratch.view()), k, projection,
-                         groups, mixed, normed);
-}
+// The step policy (generate/step_policy.hpp) of cross-batch generation: the session runs with a
+// hook before block k that keeps (project modes) or mixes in place (continue_layers) the newest
+// residual rows; after the layers the policy forms the head input as the header comment says
+// and projects it with lm_head (the model's output embedding unless a trained head is given).
+template <class T, class D, class M, class Layout = left_padded>
+class cross_batch_step {
+ public:
+  using session_type = batch_session<T, D, Layout>;
 
-// The decode loop after the first step: `session` has run its prefill (not paused) and
-// `first` (B, C) is the head input of step 0 (mixed and projected, e.g. by mix_and_project). Steps
-// 1.. run through cross_batch_features. One prefill can thus serve several mixers (batch_session::
-// fork()) in the project modes; cross_batch_generate() is the one-call form.
+  cross_batch_step(session_type& session, M& mixer, int mix_layer, mix_projection projection,
+                   const std::vector<int>& groups, tensor_view<const T, D> lm_head = {})
+      : m_session(session), m_mixer(mixer), m_projection(projection) {
+    const auto& c = session.model().config;
+    const int b = session.batch();
+    m_k = resolve_mix_layer(mix_layer, c.num_layers);
+    m_head = lm_head.data ? lm_head : session.model().output_embedding().view();
+    require<shape_error>(m_head.shape == shape_t{c.vocab_size, c.hidden_size},
+                         "cross_batch_generate: lm_head must be " +
+                             to_string({c.vocab_size, c.hidden_size}) + ", got " +
+                             to_string(m_head.shape));
+    require(groups.empty() || static_cast<int>(groups.size()) == b,
+            "cross_batch_generate: " + std::to_string(groups.size()) + " group ids for " +
+                std::to_string(b) + " prompts");
+    tensor<std::int32_t> g({b});
+    for (int s = 0; s < b; ++s) g(s) = groups.empty() ? 0 : groups[s];
+    m_groups = to_device<D>(g);
+    for (auto* t : {&m_states, &m_mixed, &m_normed})
+      *t = tensor<T, D>({b, c.hidden_size});
+    m_logits = tensor<T, D>({b, c.vocab_size});
+  }
+
+  int batch() const { return m_session.batch(); }
+  const model_config& config() const { return m_session.model().config; }
+  int mix_layer() const { return m_k; }
+  void prefill() {
+    m_session.prefill(layer_hook{this}, outputs());
+    project();
+  }
+  bool step(tensor_view<const std::int32_t, D> ids, std::uint64_t*) {
+    m_session.step(ids, layer_hook{this}, outputs());
+    project();
+    return false;
+  }
+  // Starts from a head input (B, C) computed elsewhere (one prefill shared by several mixers:
+  // batch_session::fork and mix_and_project); the session must have run its prefill.
+  void prefill_from(tensor_view<const T, D> first) {
+    require<shape_error>(first.shape == m_states.view().shape,
+                         "cross_batch_decode: first states must be (B, C)");
+    linear(ctx(), m_logits.view(), first, m_head);
+  }
+  tensor_view<const T, D> logits() const { return m_logits.view(); }
+  std::int32_t* retire_groups() { return m_groups.data(); }
+  tensor_view<const std::int32_t, D> groups() const { return m_groups.view(); }
+  template <class F>
+  void for_each_session(F&& f) {
+    f(m_session);
+  }
+
+ private:
+  const context<D>& ctx() const { return m_session.ctx(); }
+  bool at_last_layer() const { return m_k == m_session.model().config.num_layers; }
+  step_outputs outputs() const {
+    const bool hidden = at_last_layer() || m_projection == mix_projection::continue_layers;
+    return step_outputs{.hidden = hidden, .logits = false};
+  }
+  struct layer_hook : hooks_base {
+    cross_batch_step* p;
+    explicit layer_hook(cross_batch_step* policy) : p(policy) {}
+    void before_block(const context<D>&, int layer, tensor_view<T, D> x) const {
+      if (layer == p->m_k) p->at_layer_k(x);
+    }
+  };
+  // x (B, T, C): the residual stream before block k; its newest rows are the states to mix.
+  void at_layer_k(tensor_view<T, D> x) {
+    const index_t t = x.shape[1], c = x.shape[2];
+    const tensor_view<T, D> newest(x.data + (t - 1) * c, {x.shape[0], c}, {t * c, 1});
+    copy_rows(ctx(), m_states.view(), tensor_view<const T, D>(newest));
+    if (m_projection != mix_projection::continue_layers) return;
+    m_mixer.mix(ctx(), m_mixed.view(), tensor_view<const T, D>(m_states.view()), groups());
+    copy_rows(ctx(), newest, tensor_view<const T, D>(m_mixed.view()));
+  }
+  // logits = head(feature) after the layers.
+  void project() {
+    const auto& model = m_session.model();
+    tensor_view<const T, D> feature;
+    if (at_last_layer())
+      feature = mix_and_project(ctx(), model, m_mixer, m_session.hidden(), m_k, m_projection,
+                                groups(), m_mixed, m_normed);
+    else if (m_projection == mix_projection::continue_layers)
+      feature = m_session.hidden();
+    else
+      feature = mix_and_project(ctx(), model, m_mixer, tensor_view<const T, D>(m_states.view()),
+                                m_k, m_projection, groups(), m_mixed, m_normed);
+    linear(ctx(), m_logits.view(), feature, m_head);
+  }
+
+  session_type& m_session;
+  M& m_mixer;
+  mix_projection m_projection;
+  int m_k = 0;
+  tensor_view<const T, D> m_head;
+  tensor<std::int32_t, D> m_groups;  // (B); -1 once a sequence finished
+  tensor<T, D> m_states, m_mixed, m_normed, m_logits;  // (B, C) x 3, (B, V)
+};
+
+// The decode loop after a shared prefill: `session` has run its prefill and `first` (B, C) is the
+// head input of step 0 (mixed and projected, e.g. by mix_and_project). One prefill can thus serve
+// several mixers (batch_session::fork) in the project modes.
 template <class T, class D, class M, sampler S>
 generation_result cross_batch_decode(const context<D>& ctx, batch_session<T, D>& session,
                                      tensor_view<const T, D> first, M& mixer, const S& sampler,
                                      const cross_batch_options& opt,
                                      tensor_view<const T, D> lm_head = {},
                                      const token_callback& on_token = {}) {
-  using clock = std::chrono::steady_clock;
-  const auto t0 = clock::now();
-  const auto& model = session.model();
-  const auto& c = model.config;
-  const int L = c.num_layers, k = resolve_mix_layer(opt.mix_layer, L);
-  const int b = session.batch();
-  std::vector<int> groups = opt.groups.empty() ? std::vector<int>(b, 0) : opt.groups;
-  require(static_cast<int>(groups.size()) == b,
-          "cross_batch_generate: " + std::to_string(groups.size()) + " group ids for " +
-              std::to_string(b) + " prompts");
-  const tensor_view<const T, D> head = lm_head.data ? lm_head : model.output_embedding().view();
-  require<shape_error>(head.shape == shape_t{c.vocab_size, c.hidden_size},
-                       "cross_batch_generate: lm_head must be " +
-                           to_string({c.vocab_size, c.hidden_size}) + ", got " +
-                           to_string(head.shape));
-  require<shape_error>(first.shape == shape_t{b, c.hidden_size},
-                       "cross_batch_decode: first states must be (B, C)");
-  const std::vector<int>& eos = opt.eos_ids.empty() ? c.eos_token_ids : opt.eos_ids;
-  const counter_rng rng{opt.seed};
-  generation_result r;
-  r.tokens.resize(b);
-  r.stopped_at_eos.assign(b, false);
-  if (opt.max_new_tokens == 0) return r;
-
-  tensor<T, D> scratch({b, c.hidden_size}), mixed({b, c.hidden_size}), normed({b, c.hidden_size});
-  tensor<T, D> logits({b, c.vocab_size});
-  tensor<float> host_logits({b, c.vocab_size});
-  std::vector<bool> done(b, false);
-  std::vector<std::int32_t> next(b);
-  for (int step = 0; step < opt.max_new_tokens; ++step) {
-    tensor_view<const T, D> feature = first;
-    if (step > 0) {
-      session.step_until(next, std::min(k, L));
-      feature = cross_batch_features(ctx, session, mixer, k, opt.projection,
-                                     std::span<const int>(groups), scratch, mixed, normed);
-    }
-    linear(ctx, logits.view(), feature, head);
-    const tensor<T> h = to_host(logits);
-    for (index_t i = 0; i < h.size(); ++i) host_logits.data()[i] = static_cast<float>(h.data()[i]);
-    sample(context<cpu>{}, sampler, host_logits.view(), std::span(next), rng,
-           static_cast<std::uint64_t>(step));
-    int live = 0;
-    for (int s = 0; s < b; ++s) {
-      if (done[s]) {
-        next[s] = opt.pad_id;
-        continue;
-      }
-      r.tokens[s].push_back(next[s]);
-      ++r.generated_tokens;
-      if (on_token) on_token(s, next[s]);
-      if (opt.stop_at_eos && std::find(eos.begin(), eos.end(), next[s]) != eos.end()) {
-        done[s] = true;
-        r.stopped_at_eos[s] = true;
-        groups[s] = -1;  // finished sequences stop contributing
-        next[s] = opt.pad_id;
-      } else {
-        ++live;
-      }
-    }
-    if (live == 0) break;
-  }
-  r.decode_seconds = std::chrono::duration<double>(clock::now() - t0).count();
-  return r;
+  cross_batch_step<T, D, M> policy(session, mixer, opt.mix_layer, opt.projection, opt.groups,
+                                   lm_head);
+  policy.prefill_from(first);
+  return decode<T, D>(ctx, policy, sampler, opt, stop_ids(opt, session.model().config), on_token,
+                      /*prefilled=*/true);
 }
 
 // Generates for `prompts` with `mixer` acting at every step (prefill included: the first token is
@@ -188,33 +209,11 @@ generation_result cross_batch_generate(const context<D>& ctx, const decoder_mode
                                        const S& sampler, const cross_batch_options& opt,
                                        tensor_view<const T, D> lm_head = {},
                                        const token_callback& on_token = {}) {
-  using clock = std::chrono::steady_clock;
-  const auto t0 = clock::now();
-  const auto& c = model.config;
-  const int L = c.num_layers, k = resolve_mix_layer(opt.mix_layer, L);
   batch_session<T, D> session(ctx, model, prompts, opt.max_new_tokens);
-  const int b = session.batch();
-  require(opt.groups.empty() || static_cast<int>(opt.groups.size()) == b,
-          "cross_batch_generate: " + std::to_string(opt.groups.size()) + " group ids for " +
-              std::to_string(b) + " prompts");
-  const std::vector<int> groups = opt.groups.empty() ? std::vector<int>(b, 0) : opt.groups;
-  int prompt_tokens = 0;
-  for (const auto& p : prompts) prompt_tokens += static_cast<int>(p.size());
-  if (opt.max_new_tokens == 0) {
-    generation_result r;
-    r.tokens.resize(b);
-    r.stopped_at_eos.assign(b, false);
-    r.prompt_tokens = prompt_tokens;
-    return r;
-  }
-  tensor<T, D> scratch({b, c.hidden_size}), mixed({b, c.hidden_size}), normed({b, c.hidden_size});
-  session.prefill_until(std::min(k, L));
-  const auto first = cross_batch_features(ctx, session, mixer, k, opt.projection,
-                                          std::span<const int>(groups), scratch, mixed, normed);
-  const double prefill = std::chrono::duration<double>(clock::now() - t0).count();
-  auto r = cross_batch_decode(ctx, session, first, mixer, sampler, opt, lm_head, on_token);
-  r.prompt_tokens = prompt_tokens;
-  r.prefill_seconds = prefill;
+  cross_batch_step<T, D, M> policy(session, mixer, opt.mix_layer, opt.projection, opt.groups,
+                                   lm_head);
+  auto r = decode<T, D>(ctx, policy, sampler, opt, stop_ids(opt, model.config), on_token);
+  r.prompt_tokens = real_prompt_tokens(session.layout());
   return r;
 }
 

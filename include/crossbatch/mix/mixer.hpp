@@ -135,6 +135,11 @@ struct identity_mixer {
            std::span<const int>) {
     copy_rows(ctx, out, h);
   }
+  template <class T, class D>
+  void mix(const context<D>& ctx, tensor_view<T, D> out, tensor_view<const T, D> h,
+           tensor_view<const std::int32_t, D>) {
+    copy_rows(ctx, out, h);
+  }
 };
 
 // A trainable mixer with its weights on device D and its own workspace.

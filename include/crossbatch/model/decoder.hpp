@@ -1,8 +1,9 @@
 // Decoder-only transformers (gpt2, llama, qwen2) as one template over element type T and device D.
 // Family differences are data, read from the config at load: LayerNorm or RMSNorm, learned or
 // rotary positions, plain or gated MLP, which projections carry biases, tied or separate LM head.
-// The forward pass is split into embed / run_layers / final_norm / logits so that callers (the
-// cross-batch mixer, LDA, diagonal batching) can act between layers.
+// The forward pass is split into embed / run_layers (a loop over decoder_block, with hooks) /
+// final_norm / logits so that callers (the cross-batch mixer, LDA, diagonal batching) can act
+// between and inside layers.
 #pragma once
 
 #include <cmath>
@@ -14,6 +15,7 @@
 #include "crossbatch/attention/mask.hpp"
 #include "crossbatch/core/context.hpp"
 #include "crossbatch/core/transfer.hpp"
+#include "crossbatch/model/block_hooks.hpp"
 #include "crossbatch/model/config.hpp"
 #include "crossbatch/model/host_tensor_ops.hpp"
 #include "crossbatch/model/weights.hpp"
@@ -102,19 +104,36 @@ class decoder_model {
 
   // Runs layers [first, last) on x (B, T, C) in place: the tokens occupy cache slots
   // [start, start + T) and sit at the given positions (B*T); mask says which slots each may see.
-  template <mask_policy M>
+  // hooks (model/block_hooks.hpp) run before each block, after its attention and after it.
+  template <mask_policy M, class Hooks = no_hooks>
   void run_layers(const context<D>& ctx, tensor_view<T, D> x,
                   tensor_view<const std::int32_t, D> positions, kv_cache<T, D>& cache, int start,
-                  const M& mask, int first, int last, decoder_workspace<T, D>& ws) const {
-    const index_t b = x.shape[0], t = x.shape[1], n = b * t, c = config.hidden_size;
-    const index_t h = config.num_heads, hkv = config.num_kv_heads, dh = config.head_dim;
-    require<shape_error>(x.rank() == 3 && x.shape[2] == c,
+                  const M& mask, int first, int last, decoder_workspace<T, D>& ws,
+                  Hooks&& hooks = {}) const {
+    const index_t n = x.shape[0] * x.shape[1];
+    require<shape_error>(x.rank() == 3 && x.shape[2] == config.hidden_size,
                          "run_layers: x must be (B, T, C), got " + to_string(x.shape));
     require<value_error>(n <= ws.tokens, "run_layers: workspace holds " +
                                              std::to_string(ws.tokens) + " tokens, call has " +
                                              std::to_string(n));
-    require<value_error>(start + t <= cache.capacity(),
+    require<value_error>(start + x.shape[1] <= cache.capacity(),
                          "run_layers: slots beyond the KV cache capacity");
+    require<value_error>(0 <= first && first <= last && last <= config.num_layers,
+                         "run_layers: layers [" + std::to_string(first) + ", " +
+                             std::to_string(last) + ") outside the model");
+    for (int l = first; l < last; ++l)
+      decoder_block(ctx, l, x, positions, cache, start, mask, ws, hooks);
+  }
+
+  // Layer l on x (B, T, C) in place (pre-norm attention, then pre-norm MLP, each added to the
+  // residual stream), with the hooks around it.
+  template <mask_policy M, class Hooks = no_hooks>
+  void decoder_block(const context<D>& ctx, int l, tensor_view<T, D> x,
+                     tensor_view<const std::int32_t, D> positions, kv_cache<T, D>& cache,
+                     int start, const M& mask, decoder_workspace<T, D>& ws,
+                     Hooks&& hooks = {}) const {
+    const index_t b = x.shape[0], t = x.shape[1], n = b * t, c = config.hidden_size;
+    const index_t h = config.num_heads, hkv = config.num_kv_heads, dh = config.head_dim;
     auto x2 = x.reshape({n, c});
     auto hbuf = detail::first_rows(ws.h, n);
     auto qkv = detail::first_rows(ws.qkv, n);
@@ -126,35 +145,40 @@ class decoder_model {
     };
     auto q = part(0, h), k = part(h * dh, hkv), v = part((h + hkv) * dh, hkv);
     const attention_shape shape{start, int(start + t), 1.0f / std::sqrt(float(dh))};
-    for (int l = first; l < last; ++l) {
-      const auto& L = layers[l];
-      norm(ctx, hbuf, x2, L.norm1_w, L.norm1_b);
-      linear(ctx, qkv, cview(hbuf), L.qkv_w.view(), L.qkv_b.view());
-      if (config.uses_rope()) {
-        // (B, T) merge into N: the strides stay (width, Dh, 1).
-        apply_rope(ctx, tensor_view<T, D>(q.data, {n, h, dh}, {width, dh, 1}), positions,
-                   inv_freq.view());
-        apply_rope(ctx, tensor_view<T, D>(k.data, {n, hkv, dh}, {width, dh, 1}), positions,
-                   inv_freq.view());
-      }
-      write_kv(ctx, cache.keys(l), cview(k), start);
-      write_kv(ctx, cache.values(l), cview(v), start);
-      attention(ctx, attn.reshape({b, t, h, dh}), cview(q), cview(cache.keys(l)),
-                cview(cache.values(l)), mask, shape);
-      auto o = detail::first_rows(ws.o, n);
-      linear(ctx, o, cview(attn), L.o_w.view(), L.o_b.view());
-      residual_norm(ctx, norm_type(), x2, cview(o), hbuf, L.norm2_w.view(), L.norm2_b.view(),
-                    config.norm_eps);
-      auto mlp = detail::first_rows(ws.mlp, n);
-      linear(ctx, mlp, cview(hbuf), L.up_w.view(), L.up_b.view());
-      auto act = detail::first_rows(ws.act, n);
-      if (config.kind == family::gpt2)
-        activate(ctx, config.act, act, cview(mlp));
-      else
-        gated_activation(ctx, config.act, act, cview(mlp));
-      linear(ctx, hbuf, cview(act), L.down_w.view(), L.down_b.view());
-      add_inplace(ctx, x2, cview(hbuf));
+    const auto& L = layers[l];
+    hooks.before_block(ctx, l, x);
+    norm(ctx, hbuf, x2, L.norm1_w, L.norm1_b);
+    linear(ctx, qkv, cview(hbuf), L.qkv_w.view(), L.qkv_b.view());
+    if (config.uses_rope()) {
+      // (B, T) merge into N: the strides stay (width, Dh, 1).
+      apply_rope(ctx, tensor_view<T, D>(q.data, {n, h, dh}, {width, dh, 1}), positions,
+                 inv_freq.view());
+      apply_rope(ctx, tensor_view<T, D>(k.data, {n, hkv, dh}, {width, dh, 1}), positions,
+                 inv_freq.view());
     }
+    write_kv(ctx, cache.keys(l), cview(k), start);
+    write_kv(ctx, cache.values(l), cview(v), start);
+    attention(ctx, attn.reshape({b, t, h, dh}), cview(q), cview(cache.keys(l)),
+              cview(cache.values(l)), mask, shape);
+    auto o = detail::first_rows(ws.o, n);
+    linear(ctx, o, cview(attn), L.o_w.view(), L.o_b.view());
+    // x += o; hbuf = norm2(x)
+    residual_norm(ctx, norm_type(), x2, cview(o), hbuf, L.norm2_w.view(), L.norm2_b.view(),
+                  config.norm_eps);
+    if constexpr (!is_no_hooks<Hooks>) {
+      hooks.after_attention(ctx, l, x);
+      norm(ctx, hbuf, x2, L.norm2_w, L.norm2_b);  // the hook may have changed x
+    }
+    auto mlp = detail::first_rows(ws.mlp, n);
+    linear(ctx, mlp, cview(hbuf), L.up_w.view(), L.up_b.view());
+    auto act = detail::first_rows(ws.act, n);
+    if (config.kind == family::gpt2)
+      activate(ctx, config.act, act, cview(mlp));
+    else
+      gated_activation(ctx, config.act, act, cview(mlp));
+    linear(ctx, hbuf, cview(act), L.down_w.view(), L.down_b.view());
+    add_inplace(ctx, x2, cview(hbuf));
+    hooks.after_block(ctx, l, x);
   }
 
   // out (N, C) = final norm of x (N, C).

@@ -20,24 +20,13 @@
 #include <type_traits>
 
 #include "crossbatch/attention/cuda/attention.cuh"
+#include "crossbatch/generate/fast_path.hpp"
 #include "crossbatch/model/decoder.hpp"
 #include "crossbatch/ops/cuda/common.cuh"
 #include "crossbatch/ops/cuda/linear.cuh"
 #include "crossbatch/sample/cuda/sample.cuh"
 
 namespace crossbatch {
-
-// Launch shapes of the fused decode step (tuning knobs; bench_decode --tune sweeps them).
-struct fused_decode_options {
-  // A GEMV row gets up to 8 warps until the rows give this many warps per SM.
-  int gemv_warps_per_sm = 16;
-  // GEMV grid cap per SM (also capped by what fits at once: at most one wave).
-  int gemv_blocks_per_sm = 8;
-  // Rope + KV write + attention in one kernel for caches up to this capacity (longer: rope_kv and
-  // the split-KV attention op).
-  bool fused_attention = true;
-  int fused_attention_max_len = 1024;
-};
 
 namespace cuda_detail {
 
@@ -741,6 +730,19 @@ void fused_decode_step(const context<cuda>& ctx, const decoder_model<T, cuda>& m
     else
       fused_gemv<C, prologue::rms, epilogue::store>(ctx, la, opt);
   }
+}
+
+// The session's fast path on CUDA (generate/fast_path.hpp): the fused step where the options and
+// the shape allow it. greedy_best as in fused_decode_step (null: no argmax folding).
+template <class T, class M>
+bool fused_decode(const context<cuda>& ctx, const decoder_model<T, cuda>& m,
+                  tensor_view<T, cuda> x, tensor_view<const std::int32_t, cuda> positions,
+                  kv_cache<T, cuda>& cache, int start, const M& mask,
+                  decoder_workspace<T, cuda>& ws, tensor_view<T, cuda> logits,
+                  std::uint64_t* greedy_best, const fused_decode_options& opt) {
+  if (!opt.enabled || !fused_decode_supported(m, int(x.shape[0]))) return false;
+  fused_decode_step(ctx, m, x, positions, cache, start, mask, ws, logits, greedy_best, opt);
+  return true;
 }
 
 }  // namespace crossbatch

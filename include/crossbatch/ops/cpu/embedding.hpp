@@ -29,4 +29,9 @@ void embedding(const context<cpu>&, tensor_view<T> out, in_view<std::int32_t> id
   }
 }
 
+// positions (B) += 1: the next decode step's positions.
+inline void advance_positions(const context<cpu>&, tensor_view<std::int32_t> positions) {
+  for (index_t i = 0; i < positions.size(); ++i) ++positions.data[i];
+}
+
 }  // namespace crossbatch

@@ -26,7 +26,18 @@ __global__ void embedding_kernel(T* out, index_t out_stride, const std::int32_t*
   }
 }
 
+static __global__ void advance_positions_kernel(std::int32_t* positions, int n) {
+  grid_dependency();
+  for (int i = threadIdx.x; i < n; i += blockDim.x) ++positions[i];
+}
+
 }  // namespace cuda_detail
+
+// positions (B) += 1 on the device: the next decode step's positions.
+inline void advance_positions(const context<cuda>& ctx, tensor_view<std::int32_t, cuda> positions) {
+  cuda_detail::launch(ctx, "advance_positions", cuda_detail::advance_positions_kernel, dim3(1),
+                      dim3(128), 0, positions.data, int(positions.size()));
+}
 
 // out (N, C) (+)= table[ids[n]]; ids (N) in device memory.
 template <class T>

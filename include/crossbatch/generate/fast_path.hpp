@@ -1,0 +1,36 @@
+// The fast path a device may offer for a whole decode step without hooks (the fused CUDA step,
+// generate/cuda/fused_decode.cuh): its options, and the generic fallback that offers none. A
+// batch_session calls fused_decode() (found by argument-dependent lookup, so the CUDA overload
+// wins wherever its header is included) and runs the plain layers when it returns false.
+#pragma once
+
+#include <cstdint>
+
+#include "crossbatch/model/decoder.hpp"
+
+namespace crossbatch {
+
+// Launch shapes and switches of the fused decode step (bench_decode --tune sweeps them).
+struct fused_decode_options {
+  bool enabled = true;      // false: always the plain layers (the reference path)
+  bool fold_argmax = true;  // greedy: the argmax folded into the LM head (no sampler kernel)
+  // A GEMV row gets up to 8 warps until the rows give this many warps per SM.
+  int gemv_warps_per_sm = 16;
+  // GEMV grid cap per SM (also capped by what fits at once: at most one wave).
+  int gemv_blocks_per_sm = 8;
+  // Rope + KV write + attention in one kernel for caches up to this capacity (longer: rope_kv and
+  // the split-KV attention op).
+  bool fused_attention = true;
+  int fused_attention_max_len = 1024;
+};
+
+// The generic device has no fused step: the session runs decoder_block layer by layer.
+template <class T, class D, class M>
+bool fused_decode(const context<D>&, const decoder_model<T, D>&, tensor_view<T, D>,
+                  tensor_view<const std::int32_t, D>, kv_cache<T, D>&, int, const M&,
+                  decoder_workspace<T, D>&, tensor_view<T, D>, std::uint64_t*,
+                  const fused_decode_options&) {
+  return false;
+}
+
+}  // namespace crossbatch
