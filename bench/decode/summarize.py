@@ -3,6 +3,11 @@
 table that tools/device_check.sh shows last: tokens/s, ratio to transformers eager (and compiled
 where measured), and at batch 1 the fraction of the bandwidth roofline.
 
+Every decode row must carry bench_decode's logits check, "check": "pass" (its logits within
+tolerance of the reference path; "max_logit_err" the largest difference). A row whose check failed,
+or that has no "check" field, is refused: the script names it and exits with status 1 without
+printing a table, so a fast but wrong mode is never reported as a speed-up.
+
     summarize.py decode.json hf.json [attention.json]
 """
 import json
@@ -16,8 +21,32 @@ def load(path):
         return []
 
 
+def unchecked_rows(rows):
+    """The decode rows whose logits check did not pass, each as 'shape batch B mode M: why'."""
+    bad = []
+    for r in rows:
+        if r.get("kind") != "decode" or r.get("check") == "pass":
+            continue
+        name = f"{r.get('shape')} batch {r.get('batch')} mode {r.get('mode')}"
+        if "check" not in r:
+            why = 'no "check" field (the logits were not checked against the reference path)'
+        else:
+            why = f"logits check {r['check']!r}"
+            if "max_logit_err" in r:
+                why += f", max_logit_err {r['max_logit_err']}"
+        bad.append(f"{name}: {why}")
+    return bad
+
+
 def main():
     ours = load(sys.argv[1])
+    bad = unchecked_rows(ours)
+    if bad:
+        for b in bad:
+            print(f"summarize.py: refusing decode row {b}", file=sys.stderr)
+        print(f"summarize.py: {len(bad)} decode row(s) of {sys.argv[1]} failed or lack the logits check",
+              file=sys.stderr)
+        sys.exit(1)
     hf = load(sys.argv[2]) if len(sys.argv) > 2 else []
     att = load(sys.argv[3]) if len(sys.argv) > 3 else []
     ref = {(r["shape"], r["batch"], r["mode"]): r.get("tokens_per_s") for r in hf if r.get("kind") == "hf"}
