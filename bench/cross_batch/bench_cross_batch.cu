@@ -1,8 +1,9 @@
 // Cost of cross-batch mixing in GPU decode: time per decode step of a batch (default 32 prompts of
 // 128 tokens, 128 new tokens, greedy, fixed length) for plain batched decoding and for each mixer
-// variant, all through cross_batch_graph_decoder (the step captured as a CUDA graph; without a
-// mixer it is plain decoding on identical machinery), plus the library's graph_generator as the
-// reference plain decode. Random weights of a real shape (bench/decode/random_model.cuh) or a
+// variant, all through the graph driver (the step captured as one CUDA graph): plain_step for plain
+// decoding, cross_batch_step for the mixers. Each variant's tokens are checked against the same
+// step launched eagerly (no graph: the reference path of the device-driven step); the program
+// exits 1 when they differ. Random weights of a real shape (bench/decode/random_model.cuh) or a
 // model directory. Target: mixing costs at most 10 % more time per token than plain decoding.
 //   bench_cross_batch [--shape smollm2-135m] [--model-dir DIR] [--batch 32] [--prompt 128] [--new
 //   128]
@@ -11,12 +12,13 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "../decode/random_model.cuh"
-#include "crossbatch/generate/cuda/graph_generate.cuh"
-#include "crossbatch/mix/cuda/graph_decode.cuh"
+#include "crossbatch/generate/cross_batch.hpp"
+#include "crossbatch/generate/cuda/graph_driver.cuh"
 
 using namespace crossbatch;
 using gpu = crossbatch::cuda;
@@ -60,7 +62,7 @@ int run(const std::string& shape, const std::string& model_dir, int batch, int p
   sampling_params greedy_params;
 
   const std::vector<variant> variants = {
-      {"plain (same decoder, no mixer)", false, mixer_kind::attention, combine_mode::scale, -1,
+      {"plain (plain_step, no mixer)", false, mixer_kind::attention, combine_mode::scale, -1,
        mix_projection::project},
       {"attention/scale @ -1", true, mixer_kind::attention, combine_mode::scale, -1,
        mix_projection::project},
@@ -82,29 +84,8 @@ int run(const std::string& shape, const std::string& model_dir, int batch, int p
   std::printf("%s %s, batch %d (%d groups), prompt %d, %d new tokens, pdl %d, median of %d\n",
               shape.c_str(), dtype_traits<T>::name, batch, n_groups, prompt, fresh, int(pdl), reps);
 
-  // The library's plain batched decode.
-  double library_ms = 0;
-  {
-    graph_generator<T> g(ctx, model, batch, prompt, fresh);
-    generation_options o = opt;
-    g.generate(prompts, greedy_params, o);  // warm-up
-    std::vector<double> ms;
-    for (int r = 0; r < reps; ++r)
-      ms.push_back(1000.0 * g.generate(prompts, greedy_params, o).decode_seconds / (fresh - 1));
-    library_ms = median(ms);
-    std::printf("| %-34s | %8.4f ms/step | %7s |\n", "plain (library graph_generator)", library_ms,
-                "-");
-    if (json_out)
-      json_out << json{{"shape", shape},
-                       {"dtype", dtype_traits<T>::name},
-                       {"batch", batch},
-                       {"pdl", pdl},
-                       {"variant", "library graph_generator"},
-                       {"ms_per_step", library_ms}}
-                      .dump()
-               << "\n";
-  }
-  cross_batch_graph_decoder<T> dec(ctx, model, batch, prompt, fresh);
+  graph_driver<T> driver(ctx);
+  bool failed = false;
   double plain_ms = 0;
   for (const auto& v : variants) {
     std::optional<cross_batch_mixer<T, gpu>> mixer;
@@ -119,17 +100,33 @@ int run(const std::string& shape, const std::string& model_dir, int batch, int p
     cross_batch_options o = opt;
     o.mix_layer = v.layer;
     o.projection = v.projection;
-    dec.generate(prompts, mixer ? &*mixer : nullptr, greedy_params, o);  // warm-up
+    auto run = [&](bool graph) {
+      driver.options.use_graph = graph;
+      batch_session<T, gpu> session(ctx, model, prompts, o.max_new_tokens);
+      const auto& eos = stop_ids(o, c);
+      if (!mixer) {
+        plain_step<T, gpu> policy(session);
+        return driver.run(policy, greedy_params, o, eos);
+      }
+      cross_batch_step<T, gpu, cross_batch_mixer<T, gpu>> policy(session, *mixer, o.mix_layer,
+                                                                 o.projection, o.groups);
+      return driver.run(policy, greedy_params, o, eos);
+    };
+    run(true);  // warm-up
     std::vector<double> ms;
-    for (int r = 0; r < reps; ++r)
-      ms.push_back(
-          1000.0 *
-          dec.generate(prompts, mixer ? &*mixer : nullptr, greedy_params, o).decode_seconds /
-          (fresh - 1));
+    std::vector<std::vector<int>> tokens;
+    for (int r = 0; r < reps; ++r) {
+      const auto res = run(true);
+      ms.push_back(1000.0 * res.decode_seconds / (fresh - 1));
+      tokens = res.tokens;
+    }
+    const bool same = run(false).tokens == tokens;
+    failed |= !same;
     const double m = median(ms);
     if (!v.mixer) plain_ms = m;
     const double over = plain_ms > 0 ? 100.0 * (m / plain_ms - 1.0) : 0.0;
-    std::printf("| %-34s | %8.4f ms/step | %+6.1f %% |\n", v.name.c_str(), m, over);
+    std::printf("| %-34s | %8.4f ms/step | %+6.1f %% | %s |\n", v.name.c_str(), m, over,
+                same ? "= eager" : "DIFFERS from eager");
     if (json_out)
       json_out << json{{"shape", shape},
                        {"dtype", dtype_traits<T>::name},
@@ -139,17 +136,13 @@ int run(const std::string& shape, const std::string& model_dir, int batch, int p
                        {"variant", v.name},
                        {"ms_per_step", m},
                        {"overhead_vs_plain_pct", over},
-                       {"overhead_vs_library_pct", 100.0 * (m / library_ms - 1.0)}}
+                       {"check", same ? "pass" : "fail"}}
                       .dump()
                << "\n";
   }
-  std::printf(
-      "(overhead relative to the plain step of the same decoder; the library's plain step is %.4f "
-      "ms)\n",
-      library_ms);
-  return 0;
+  if (failed) std::puts("bench_cross_batch: FAILED: graph tokens differ from the eager step");
+  return failed ? 1 : 0;
 }
-
 }  // namespace
 
 int main(int argc, char** argv) {

@@ -1,11 +1,14 @@
 // Decode throughput of the CUDA backend on random-weight models of real shapes (GPT-2 124M,
 // SmolLM2-135M, Qwen2.5-0.5B) in bfloat16: prompt 128, 128 new tokens, greedy, batch 1/8/64,
-// through graph_generator (CUDA graph per step; the fused decode step where the batch allows, else
-// run_layers) and, for comparison, the unfused step, the step launched eagerly, each with and
-// without programmatic dependent launch. Also measures the device-to-device copy
-// bandwidth and reports, at batch 1, the fraction of the bandwidth roofline (weight + KV bytes per
-// step over that bandwidth). Each mode's greedy tokens are compared with those of the first mode
-// listed (fused+pdl must equal fused bit for bit; the unfused modes round differently in places).
+// through the graph driver (graph_generate: the step in one CUDA graph; the fused decode step where
+// the batch allows, else the plain layers) and, for comparison, the unfused step, the step
+// launched eagerly, each with and without programmatic dependent launch. Also measures the
+// device-to-device copy bandwidth and reports the fraction of the bandwidth roofline (weight + KV
+// bytes per step over that bandwidth). Every mode is checked: its kernels' logits over 4
+// teacher-forced decode steps must match the reference path (plain layers, no PDL) within the
+// bfloat16 tolerance (per-row relative L2 error <= dtype_traits<bfloat16>::rtol); the program exits
+// 1 when any mode fails, and the JSON row carries "check" and "max_logit_err". The greedy tokens
+// are compared with the first mode's for information (random weights leave tiny margins).
 // --tune adds fused+pdl variants (fused_decode_options), e.g. "w8b8;w16b2;w16b8-attn;w16b8-argmax"
 // (the defaults are w16b8): w = GEMV warps-per-SM target, b = GEMV blocks-per-SM cap, -attn =
 // rope_kv + the attention op instead of the one-kernel attention, -argmax = the sampler kernel.
@@ -62,9 +65,8 @@ double copy_bandwidth() {
 }
 
 // "w8b4-attn" -> options; returns false on a malformed variant.
-bool parse_variant(const std::string& v, fused_decode_options& o, bool& argmax) {
+bool parse_variant(const std::string& v, fused_decode_options& o) {
   o = fused_decode_options{};
-  argmax = true;
   std::size_t i = 0;
   while (i < v.size()) {
     const char k = v[i];
@@ -75,7 +77,7 @@ bool parse_variant(const std::string& v, fused_decode_options& o, bool& argmax) 
       if (word == "attn")
         o.fused_attention = false;
       else if (word == "argmax")
-        argmax = false;
+        o.fold_argmax = false;
       else
         return false;
       i += 1 + word.size();
@@ -97,6 +99,47 @@ bool parse_variant(const std::string& v, fused_decode_options& o, bool& argmax) 
     i += 1 + used;
   }
   return true;
+}
+
+// Logits (steps, B, V) of the prefill and steps - 1 decode steps fed `forced` (B, >= steps - 1)
+// under the given fused options (disabled: the plain layers), on the host as float.
+std::vector<float> forced_logits(context<gpu>& ctx, const decoder_model<bfloat16, gpu>& model,
+                                 const std::vector<std::vector<int>>& prompts,
+                                 const std::vector<std::vector<int>>& forced,
+                                 const fused_decode_options& f, int steps) {
+  batch_session<bfloat16, gpu> s(ctx, model, prompts, steps);
+  s.fused = f;
+  std::vector<float> out;
+  auto keep = [&] {
+    const auto h = s.logits_host();
+    out.insert(out.end(), h.data(), h.data() + h.size());
+  };
+  s.prefill(no_hooks{}, step_outputs{.hidden = false});
+  keep();
+  for (int i = 1; i < steps; ++i) {
+    std::vector<std::int32_t> ids;
+    for (const auto& f_seq : forced) ids.push_back(f_seq[i - 1]);
+    s.step(ids);  // host form: validates, uploads; then the same kernels as the graph step
+    keep();
+  }
+  ctx.synchronize();
+  return out;
+}
+
+// Worst per-row relative L2 error of a against the reference rows (V each); NaN gives infinity.
+double worst_row_error(const std::vector<float>& a, const std::vector<float>& ref, index_t v) {
+  double worst = 0;
+  for (std::size_t r = 0; r * v < ref.size(); ++r) {
+    double num = 0, den = 0;
+    for (index_t j = 0; j < v; ++j) {
+      const double d = double(a[r * v + j]) - ref[r * v + j];
+      num += d * d;
+      den += double(ref[r * v + j]) * ref[r * v + j];
+    }
+    const double e = std::sqrt(num / std::max(den, 1e-30));
+    if (!(e <= worst)) worst = std::isnan(e) ? INFINITY : e;
+  }
+  return worst;
 }
 
 double median(std::vector<double> v) {
@@ -156,6 +199,8 @@ int main(int argc, char** argv) {
   std::printf("%-14s %5s %-10s %10s %10s %9s %9s\n", "shape", "batch", "mode", "tok/s", "dec tok/s",
               "ms/step", "roofline");
   context<gpu> ctx;
+  bool failed = false;        // a mode whose logits left the tolerance (or that threw)
+  const int check_steps = 4;  // teacher-forced steps of the logits check
   for (const auto& name : shapes) {
     const json cfg = bench::shape_config(name);
     auto model = bench::random_decoder<bfloat16>(cfg);
@@ -169,40 +214,56 @@ int main(int argc, char** argv) {
       generation_options opt;
       opt.max_new_tokens = fresh;
       opt.stop_at_eos = false;
-      graph_generator<bfloat16> g(ctx, model, b, prompt, fresh);
       std::vector<std::string> runs = modes;
       for (const auto& t : tune) runs.push_back("fused+pdl/" + t);
       std::vector<std::vector<int>> first_tokens;
       std::string first_mode;
+      std::vector<float> reference;  // the plain layers' teacher-forced logits
       for (const auto& mode : runs) {
         const auto slash = mode.find('/');
         const std::string base = mode.substr(0, slash);
-        g.fused_options = fused_decode_options{};
-        g.fused_argmax = true;
-        if (slash != std::string::npos &&
-            !parse_variant(mode.substr(slash + 1), g.fused_options, g.fused_argmax)) {
+        fused_decode_options fused;
+        if (slash != std::string::npos && !parse_variant(mode.substr(slash + 1), fused)) {
           std::printf("bad --tune variant %s\n", mode.c_str());
+          failed = true;
           continue;
         }
-        g.use_graph = base != "eager";
-        g.fused = base.rfind("fused", 0) == 0;
-        ctx.pdl = base.find("pdl") != std::string::npos;
+        graph_driver_options driver;
+        driver.use_graph = base != "eager";
+        fused.enabled = base.rfind("fused", 0) == 0;
         std::vector<double> total, decode;
         std::vector<std::vector<int>> tokens;
+        double err = 0;
         try {
-          g.generate(prompts, sampling_params{}, opt);  // warm-up (plans, module load)
+          ctx.pdl = base.find("pdl") != std::string::npos;
+          auto run = [&] {
+            return graph_generate(ctx, model, prompts, sampling_params{}, opt, {}, fused, driver);
+          };
+          run();  // warm-up (plans, module load)
           for (int r = 0; r < reps; ++r) {
-            const auto res = g.generate(prompts, sampling_params{}, opt);
+            const auto res = run();
             total.push_back(res.prefill_seconds + res.decode_seconds);
             decode.push_back(res.decode_seconds);
             tokens = res.tokens;
           }
+          if (reference.empty()) {
+            ctx.pdl = false;
+            fused_decode_options plain;
+            plain.enabled = false;
+            reference = forced_logits(ctx, model, prompts, tokens, plain, check_steps);
+            ctx.pdl = base.find("pdl") != std::string::npos;
+          }
+          err = worst_row_error(forced_logits(ctx, model, prompts, tokens, fused, check_steps),
+                                reference, c.vocab_size);
         } catch (const std::exception& e) {
           std::printf("%-14s %5d %-10s failed: %s\n", name.c_str(), b, mode.c_str(), e.what());
           ctx.pdl = false;
           cudaGetLastError();
+          failed = true;
           continue;
         }
+        const bool pass = err <= dtype_traits<bfloat16>::rtol;
+        failed |= !pass;
         ctx.pdl = false;
         // Sequences whose greedy tokens equal the first mode's.
         if (first_mode.empty()) {
@@ -218,9 +279,11 @@ int main(int argc, char** argv) {
                                 b * bench::kv_bytes_per_step(c, 2, prompt + fresh / 2.0)) /
                                bw;
         const double roof = floor_s / step;
-        std::printf("%-14s %5d %-10s %10.0f %10.0f %9.3f %8.1f%%  tokens = %s: %d/%d\n",
-                    name.c_str(), b, mode.c_str(), tps, dtps, step * 1e3, 100 * roof,
-                    first_mode.c_str(), same, b);
+        std::printf(
+            "%-14s %5d %-10s %10.0f %10.0f %9.3f %8.1f%%  logits %s (%.1e)  tokens = %s: "
+            "%d/%d\n",
+            name.c_str(), b, mode.c_str(), tps, dtps, step * 1e3, 100 * roof, pass ? "ok" : "FAIL",
+            err, first_mode.c_str(), same, b);
         std::fflush(stdout);
         js << json({{"kind", "decode"},
                     {"shape", name},
@@ -235,6 +298,8 @@ int main(int argc, char** argv) {
                     {"total_s", t},
                     {"roofline_fraction", roof},
                     {"floor_ms_per_step", floor_s * 1e3},
+                    {"check", pass ? "pass" : "fail"},
+                    {"max_logit_err", err},
                     {"same_tokens_as", first_mode},
                     {"same_sequences", same}})
                   .dump()
@@ -242,5 +307,6 @@ int main(int argc, char** argv) {
       }
     }
   }
-  return 0;
+  if (failed) std::puts("bench_decode: FAILED: a mode's logits differ from the reference path");
+  return failed ? 1 : 0;
 }

@@ -36,8 +36,28 @@ struct options {
   int threads = 0;
 };
 
+// The decode driver of each device: host-driven on the CPU, the CUDA graph driver on the GPU (the
+// step replayed as one graph; tokens read back, and streamed, every 4 steps).
+template <class T>
+generation_result generate_streaming(context<cpu>& ctx, const decoder_model<T>& model,
+                                     const std::vector<int>& prompt, const sampling_params& sp,
+                                     const generation_options& g, const token_callback& cb) {
+  return generate(ctx, model, {prompt}, sp, g, cb);
+}
+#if CROSSBATCH_WITH_CUDA
+template <class T>
+generation_result generate_streaming(context<crossbatch::cuda>& ctx,
+                                     const decoder_model<T, crossbatch::cuda>& model,
+                                     const std::vector<int>& prompt, const sampling_params& sp,
+                                     const generation_options& g, const token_callback& cb) {
+  graph_driver_options driver;
+  driver.read_every = 4;
+  return graph_generate(ctx, model, {prompt}, sp, g, cb, {}, driver);
+}
+#endif
+
 template <class T, class D>
-int run(const options& o, const context<D>& ctx, const text::tokenizer& tok,
+int run(const options& o, context<D>& ctx, const text::tokenizer& tok,
         const std::vector<int>& prompt_ids, const std::string& device_name) {
   const auto model = decoder_model<T, D>::load(o.model);
   sampling_params sp;
@@ -52,8 +72,9 @@ int run(const options& o, const context<D>& ctx, const text::tokenizer& tok,
   if (model.config.eos_token_ids.empty())
     if (auto eos = tok.token_to_id(o.raw ? "<|endoftext|>" : "<|im_end|>")) g.eos_ids = {*eos};
   text::decode_stream stream(tok);
-  const auto r = generate(ctx, model, {prompt_ids}, sp, g,
-                          [&](int, int id) { std::cout << stream.step(id) << std::flush; });
+  const auto r = generate_streaming<T>(ctx, model, prompt_ids, sp, g, [&](int, int id) {
+    std::cout << stream.step(id) << std::flush;
+  });
   std::cout << stream.flush() << "\n";
   const int decoded =
       std::max(0, r.generated_tokens - 1);  // the first token comes from the prefill

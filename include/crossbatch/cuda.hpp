@@ -8,7 +8,7 @@
 #include "crossbatch/core/cuda_context.hpp"
 #include "crossbatch/core/cuda_device.hpp"
 #include "crossbatch/core/cuda_type.cuh"
-#include "crossbatch/generate/cuda/graph_generate.cuh"
+#include "crossbatch/generate/cuda/graph_driver.cuh"
 #include "crossbatch/ops/cuda/activation.cuh"
 #include "crossbatch/ops/cuda/embedding.cuh"
 #include "crossbatch/ops/cuda/linear.cuh"

@@ -9,7 +9,7 @@
 
 #include "crossbatch/cuda.hpp"
 #include "crossbatch/generate/cross_batch.hpp"
-#include "crossbatch/mix/cuda/graph_decode.cuh"
+#include "crossbatch/generate/cuda/graph_driver.cuh"
 #include "crossbatch/mix/cuda/ops.cuh"
 #include "crossbatch/mix/mixer.hpp"
 #include "mix/mix_helpers.hpp"
@@ -94,7 +94,7 @@ BOOST_AUTO_TEST_CASE(graph_decoder_matches_cpu) {
   const auto w = cbtest::random_mixer<float>(cfg, 9, 0.3f);
   const std::vector<std::vector<int>> prompts = {{5, 9, 13, 2}, {3, 7},    {11, 12, 40, 41, 42},
                                                  {8},           {6, 6, 6}, {1, 2}};
-  cross_batch_graph_decoder<float> dec(gctx(), dmodel, int(prompts.size()), 8, 8);
+  graph_driver<float> driver(gctx());
   for (bool with_mixer : {false, true})
     for (auto proj :
          {mix_projection::project, mix_projection::project_raw, mix_projection::continue_layers})
@@ -116,9 +116,17 @@ BOOST_AUTO_TEST_CASE(graph_decoder_matches_cpu) {
                                     o.mix_layer = -1;
                                     return o;
                                   }());
-          dec.use_graph = graph;
-          const auto got =
-              dec.generate(prompts, with_mixer ? &gm : nullptr, sampling_params{}, opt);
+          driver.options.use_graph = graph;
+          batch_session<float, gpu> session(gctx(), dmodel, prompts, opt.max_new_tokens);
+          generation_result got;
+          if (with_mixer) {
+            cross_batch_step<float, gpu, cross_batch_mixer<float, gpu>> policy(
+                session, gm, opt.mix_layer, opt.projection, opt.groups);
+            got = driver.run(policy, sampling_params{}, opt, opt.eos_ids);
+          } else {
+            plain_step<float, gpu> policy(session);
+            got = driver.run(policy, sampling_params{}, opt, opt.eos_ids);
+          }
           BOOST_TEST(got.tokens == want.tokens, "mixer " << with_mixer << " " << to_string(proj)
                                                          << " layer " << layer << " graph "
                                                          << graph);

@@ -83,8 +83,8 @@ class batch_session {
   const decoder_model<T, D>& model() const { return m_model; }
   const context<D>& ctx() const { return m_ctx; }
   mask_type mask() const {
-    return Layout::mask(layout_mask_state{m_pad.data(), m_segment.data(), m_gen_start.data(),
-                                          m_prompt_len});
+    return Layout::mask(
+        layout_mask_state{m_pad.data(), m_segment.data(), m_gen_start.data(), m_prompt_len});
   }
   // Positions (B) of the tokens the next step feeds, on the device.
   tensor_view<const std::int32_t, D> positions() const { return m_pos.view(); }
@@ -111,15 +111,16 @@ class batch_session {
     if constexpr (is_no_hooks<Hooks>) {
       if (!out.hidden && out.logits) {
         auto x2 = x.reshape({m_batch, m_model.config.hidden_size});
+        std::uint64_t* best = fused.fold_argmax ? out.greedy_best : nullptr;
         if (fused_decode(m_ctx, m_model, x2, positions(), m_cache, start, mask(), m_ws,
-                         m_logits.view(), out.greedy_best, fused)) {
+                         m_logits.view(), best, fused)) {
           end_step();
-          return out.greedy_best != nullptr;
+          return best != nullptr;
         }
       }
     }
-    m_model.run_layers(m_ctx, x, positions(), m_cache, start, mask(), 0,
-                       m_model.config.num_layers, m_ws, hooks);
+    m_model.run_layers(m_ctx, x, positions(), m_cache, start, mask(), 0, m_model.config.num_layers,
+                       m_ws, hooks);
     end_step();
     finish_call(x, out);
     return false;

@@ -105,8 +105,7 @@ class cross_batch_step {
     tensor<std::int32_t> g({b});
     for (int s = 0; s < b; ++s) g(s) = groups.empty() ? 0 : groups[s];
     m_groups = to_device<D>(g);
-    for (auto* t : {&m_states, &m_mixed, &m_normed})
-      *t = tensor<T, D>({b, c.hidden_size});
+    for (auto* t : {&m_states, &m_mixed, &m_normed}) *t = tensor<T, D>({b, c.hidden_size});
     m_logits = tensor<T, D>({b, c.vocab_size});
   }
 
@@ -180,7 +179,7 @@ class cross_batch_step {
   mix_projection m_projection;
   int m_k = 0;
   tensor_view<const T, D> m_head;
-  tensor<std::int32_t, D> m_groups;  // (B); -1 once a sequence finished
+  tensor<std::int32_t, D> m_groups;                    // (B); -1 once a sequence finished
   tensor<T, D> m_states, m_mixed, m_normed, m_logits;  // (B, C) x 3, (B, V)
 };
 

@@ -61,7 +61,9 @@ class sequence_tracker {
     return false;
   }
   bool done(int s) const { return m_done[s]; }
-  bool all_done() const { return std::all_of(m_done.begin(), m_done.end(), [](bool d) { return d; }); }
+  bool all_done() const {
+    return std::all_of(m_done.begin(), m_done.end(), [](bool d) { return d; });
+  }
 
   generation_result result;
 
@@ -74,10 +76,9 @@ class sequence_tracker {
 // Runs `policy` for opt.max_new_tokens steps (step 0's logits come from the prefill, which runs
 // here unless `prefilled`: the caller then ran it, e.g. to share one prefill across policies).
 template <class T, class D, class P, sampler S>
-  requires step_policy<P, T, D>
-generation_result decode(const context<D>& ctx, P& policy, const S& sampler,
-                         const generation_options& opt, const std::vector<int>& eos,
-                         const token_callback& on_token = {}, bool prefilled = false) {
+requires step_policy<P, T, D> generation_result
+decode(const context<D>& ctx, P& policy, const S& sampler, const generation_options& opt,
+       const std::vector<int>& eos, const token_callback& on_token = {}, bool prefilled = false) {
   using clock = std::chrono::steady_clock;
   const int b = policy.batch();
   sequence_tracker track(b, opt, eos);

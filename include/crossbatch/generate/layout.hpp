@@ -36,8 +36,11 @@ struct laid_out_batch {
   laid_out_batch clone() const {
     laid_out_batch o;
     o.length = length;
-    for (auto [dst, src] : {std::pair{&o.ids, &ids}, {&o.positions, &positions}, {&o.pad, &pad},
-                            {&o.segment, &segment}, {&o.gen_start, &gen_start}})
+    for (auto [dst, src] : {std::pair{&o.ids, &ids},
+                            {&o.positions, &positions},
+                            {&o.pad, &pad},
+                            {&o.segment, &segment},
+                            {&o.gen_start, &gen_start}})
       if (!src->empty()) *dst = src->clone();
     o.lengths = lengths;
     o.next_position = next_position;

@@ -129,9 +129,8 @@ class decoder_model {
   // residual stream), with the hooks around it.
   template <mask_policy M, class Hooks = no_hooks>
   void decoder_block(const context<D>& ctx, int l, tensor_view<T, D> x,
-                     tensor_view<const std::int32_t, D> positions, kv_cache<T, D>& cache,
-                     int start, const M& mask, decoder_workspace<T, D>& ws,
-                     Hooks&& hooks = {}) const {
+                     tensor_view<const std::int32_t, D> positions, kv_cache<T, D>& cache, int start,
+                     const M& mask, decoder_workspace<T, D>& ws, Hooks&& hooks = {}) const {
     const index_t b = x.shape[0], t = x.shape[1], n = b * t, c = config.hidden_size;
     const index_t h = config.num_heads, hkv = config.num_kv_heads, dh = config.head_dim;
     auto x2 = x.reshape({n, c});

@@ -32,7 +32,7 @@ template <class C>
 concept logit_combiner = requires(const C& c, const float* l, int m) {
   { c(l, l, m) } -> std::convertible_to<float>;
   { C::needs_log_probs } -> std::convertible_to<bool>;
-  { c.check(m) };
+  {c.check(m)};
 };
 
 struct identity_combiner {
@@ -45,8 +45,8 @@ struct lda_combiner {
   static constexpr bool needs_log_probs = false;
   float alpha = 1.0f;
   void check(int models) const {
-    require(models == 2, "lda combiner: needs two models (after, before), got " +
-                             std::to_string(models));
+    require(models == 2,
+            "lda combiner: needs two models (after, before), got " + std::to_string(models));
   }
   CROSSBATCH_HD float operator()(const float* logits, const float*, int) const {
     return logits[0] + alpha * (logits[0] - logits[1]);
@@ -122,9 +122,9 @@ template <class T, logit_combiner C>
 void combine_logits(const context<cpu>&, const C& combiner, tensor_view<T> out,
                     std::span<const tensor_view<const T>> inputs) {
   const int m = static_cast<int>(inputs.size());
-  require(m >= 1 && m <= max_combined_models,
-          "combine_logits: 1.." + std::to_string(max_combined_models) + " models, got " +
-              std::to_string(m));
+  require(m >= 1 && m <= max_combined_models, "combine_logits: 1.." +
+                                                  std::to_string(max_combined_models) +
+                                                  " models, got " + std::to_string(m));
   combiner.check(m);
   for (const auto& in : inputs)
     require<shape_error>(in.shape == out.shape && in.contiguous() && out.contiguous(),

@@ -1,17 +1,11 @@
-// What the graph-driven decoders share (graph_generator in generate/cuda/graph_generate.cuh,
-// cross_batch_graph_decoder in mix/cuda/graph_decode.cuh): one decode step captured as a CUDA graph
-// and replayed, and the host-side reads of the tokens the steps wrote.
+// One decode step captured as a CUDA graph and replayed (the graph driver,
+// generate/cuda/graph_driver.cuh).
 #pragma once
 
 #include <cuda_runtime.h>
 
-#include <algorithm>
-#include <cstdint>
-#include <vector>
-
 #include "crossbatch/core/cuda_context.hpp"
-#include "crossbatch/core/tensor.hpp"
-#include "crossbatch/generate/generate.hpp"
+#include "crossbatch/core/error.hpp"
 
 namespace crossbatch {
 
@@ -58,45 +52,5 @@ class step_graph {
   cudaGraph_t m_graph = nullptr;
   cudaGraphExec_t m_exec = nullptr;
 };
-
-// The first `steps` rows of a device token buffer laid out (steps, batch), on the host.
-inline std::vector<std::int32_t> read_step_tokens(context<cuda>& ctx,
-                                                  const tensor<std::int32_t, cuda>& tokens,
-                                                  int steps, int batch) {
-  ctx.synchronize();
-  std::vector<std::int32_t> host(std::size_t(steps) * batch);
-  device_traits<cuda>::download(host.data(), tokens.data(), sizeof(std::int32_t) * host.size());
-  return host;
-}
-
-// Whether every sequence produced one of `eos` within the first `steps` rows of `tokens` (steps,
-// batch).
-inline bool all_sequences_finished(const std::vector<std::int32_t>& tokens, int steps, int batch,
-                                   const std::vector<int>& eos) {
-  for (int b = 0; b < batch; ++b) {
-    bool hit = false;
-    for (int s = 0; s < steps && !hit; ++s)
-      hit = std::find(eos.begin(), eos.end(), tokens[std::size_t(s) * batch + b]) != eos.end();
-    if (!hit) return false;
-  }
-  return true;
-}
-
-// Appends each sequence's tokens from `tokens` (steps, batch) to r, up to and including its first
-// EOS id when stop_at_eos.
-inline void append_step_tokens(generation_result& r, const std::vector<std::int32_t>& tokens,
-                               int steps, int batch, const std::vector<int>& eos,
-                               bool stop_at_eos) {
-  for (int b = 0; b < batch; ++b)
-    for (int s = 0; s < steps; ++s) {
-      const int id = tokens[std::size_t(s) * batch + b];
-      r.tokens[b].push_back(id);
-      ++r.generated_tokens;
-      if (stop_at_eos && std::find(eos.begin(), eos.end(), id) != eos.end()) {
-        r.stopped_at_eos[b] = true;
-        break;
-      }
-    }
-}
 
 }  // namespace crossbatch
