@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Builds the tokenizer fuzz targets with clang's libFuzzer (+ AddressSanitizer and UBSan) and runs each
-# for a bounded time. Exits non-zero when a target finds a crash, a sanitizer report or a broken
-# invariant (the crashing input is left in build/fuzz/out/).
+# Builds the fuzz targets (tokenizer.json loading, encoding, the npy reader) with clang's libFuzzer
+# (+ AddressSanitizer and UBSan) and runs each for a bounded time. Exits non-zero when a target
+# finds a crash, a sanitizer report or a broken invariant (the crashing input is left in
+# build/fuzz/out/).
 #   fuzz/run.sh [SECONDS per target, default 60]
-# Needs clang++ with libFuzzer (Debian: clang, libclang-rt-dev) and libpcre2-dev.
+# Needs clang++ with libFuzzer (Debian: clang, libclang-rt-dev), libpcre2-dev and libeigen3-dev
+# (the npy reader's tensors use Eigen's half/bfloat16).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
@@ -12,10 +14,12 @@ command -v "$cxx" >/dev/null || { echo "fuzz: $cxx not found (apt-get install cl
 out=build/fuzz/out
 build=build/fuzz
 mkdir -p "$out" "$build"
+eigen=$(pkg-config --cflags eigen3 2>/dev/null || echo -I/usr/include/eigen3)
+# shellcheck disable=SC2206  # the pkg-config flags split on purpose
 flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Iinclude
-  "-DCROSSBATCH_TEST_DATA=\"$PWD/tests/data\"")
+  $eigen "-DCROSSBATCH_TEST_DATA=\"$PWD/tests/data\"")
 status=0
-for target in tokenizer_json encode; do
+for target in tokenizer_json encode npy; do
   echo "== fuzz_$target: building" >&2
   "$cxx" "${flags[@]}" "fuzz/fuzz_$target.cpp" -o "$build/fuzz_$target" -lpcre2-8
   corpus="$build/corpus_$target"

@@ -1,5 +1,6 @@
-// Shared helpers for the test suites: seeded random tensors, tolerance checks from dtype_traits,
-// a scratch directory, and the location of committed test data.
+// Shared helpers for the test suites: seeded random tensors, tolerance checks from dtype_traits
+// (on the NaN-aware diff_stats of compare.hpp), a scratch directory, and the location of committed
+// test data.
 #pragma once
 
 #include <boost/test/unit_test.hpp>
@@ -8,6 +9,7 @@
 #include <random>
 #include <string>
 
+#include "compare.hpp"
 #include "crossbatch/core/dtype.hpp"
 #include "crossbatch/core/tensor.hpp"
 
@@ -37,41 +39,44 @@ tensor<T> random_tensor(shape_t shape, unsigned seed, float lo = -1.f, float hi 
   return t;
 }
 
-// Max |a - b| over two equally shaped CPU views.
+// The comparison statistics (compare.hpp) of two equally shaped contiguous CPU views under the
+// tolerance atol + rtol |b|.
+template <class A, class B>
+diff_stats compare_views(tensor_view<A> a, tensor_view<B> b, double atol = 0, double rtol = 0) {
+  diff_stats st(atol, rtol);
+  if (a.shape != b.shape) {
+    st.size_mismatch = true;
+    st.max_abs = INFINITY;
+    return st;
+  }
+  BOOST_REQUIRE(a.contiguous() && b.contiguous());
+  st.add(a.data, b.data, static_cast<std::size_t>(a.size()));
+  return st;
+}
+
+// Max |a - b| over two equally shaped CPU views; +infinity when either holds a NaN (or an
+// infinity the other does not equal).
 template <class A, class B>
 float max_abs_diff(tensor_view<A> a, tensor_view<B> b) {
   BOOST_REQUIRE(a.shape == b.shape);
-  BOOST_REQUIRE(a.contiguous() && b.contiguous());
-  float m = 0;
-  for (index_t i = 0; i < a.size(); ++i) {
-    const float d = std::fabs(static_cast<float>(a.data[i]) - static_cast<float>(b.data[i]));
-    if (std::isnan(d)) return INFINITY;
-    m = std::max(m, d);
-  }
-  return m;
+  return static_cast<float>(compare_views(a, b).max_abs);
 }
 
-// Elementwise |a - b| <= atol + rtol |b| with the tolerance of dtype T; reports the worst element.
+// compare_views with the tolerance of dtype T, scaled: |a - b| <= scale (atol + rtol |b|).
+template <class T, class A, class B>
+diff_stats close_stats(tensor_view<A> a, tensor_view<B> b, float scale = 1.f) {
+  return compare_views(a, b, scale * dtype_traits<T>::atol, scale * dtype_traits<T>::rtol);
+}
+
+// Elementwise |a - b| <= scale (atol + rtol |b|) with the tolerance of dtype T; a NaN on either
+// side fails. Reports the worst element.
 template <class T, class A, class B>
 void check_close(tensor_view<A> a, tensor_view<B> b, const std::string& what, float scale = 1.f) {
   BOOST_REQUIRE_MESSAGE(a.shape == b.shape,
                         what << ": shape " << to_string(a.shape) << " vs " << to_string(b.shape));
-  float worst = 0;
-  index_t worst_i = -1;
-  for (index_t i = 0; i < a.size(); ++i) {
-    const float x = static_cast<float>(a.data[i]), y = static_cast<float>(b.data[i]);
-    const float excess =
-        std::fabs(x - y) - scale * (dtype_traits<T>::atol + dtype_traits<T>::rtol * std::fabs(y));
-    if (!(excess <= worst)) {
-      worst = std::isnan(excess) ? INFINITY : excess;
-      worst_i = i;
-    }
-  }
-  BOOST_CHECK_MESSAGE(worst_i < 0,
-                      what << ": element " << worst_i << " differs: "
-                           << (worst_i >= 0 ? static_cast<float>(a.data[worst_i]) : 0.f) << " vs "
-                           << (worst_i >= 0 ? static_cast<float>(b.data[worst_i]) : 0.f) << " ("
-                           << dtype_traits<T>::name << " tolerance)");
+  const diff_stats st = close_stats<T>(a, b, scale);
+  BOOST_CHECK_MESSAGE(st.ok(), what << ": " << st.summary() << " (" << dtype_traits<T>::name
+                                    << " tolerance x" << scale << ")");
 }
 
 }  // namespace cbtest

@@ -8,6 +8,7 @@
 
 #include <random>
 
+#include "compare.hpp"
 #include "crossbatch/cuda.hpp"
 #include "crossbatch/mix/cuda/ops.cuh"
 #include "crossbatch/train/cuda/ops.cuh"
@@ -61,11 +62,9 @@ head_input<float, gpu> device_norm(const head_input<float>& h) {
 void check_rel(const tensor<float>& got, const tensor<float>& want, const std::string& what,
                float tol = 2e-3f) {
   BOOST_REQUIRE(got.shape() == want.shape());
-  float scale = 1e-6f, worst = 0;
-  for (index_t i = 0; i < want.size(); ++i) scale = std::max(scale, std::fabs(want.data()[i]));
-  for (index_t i = 0; i < want.size(); ++i)
-    worst = std::max(worst, std::fabs(got.data()[i] - want.data()[i]));
-  BOOST_TEST(worst <= tol * scale, what << ": max diff " << worst << " vs scale " << scale);
+  const auto st = cbtest::compare(got, want);
+  const double scale = std::max(1e-6, st.max_ref);
+  BOOST_TEST(st.max_abs <= tol * scale, what << ": " << st.summary() << " vs scale " << scale);
 }
 
 }  // namespace
@@ -154,10 +153,9 @@ BOOST_AUTO_TEST_CASE(training_steps_match_cpu) {
     // Three AdamW steps move each parameter by at most 3 lr; near-zero gradients may flip the sign
     // of an update, so the bound is lr-scaled.
     auto close = [&](const tensor<float>& got, const tensor<float>& want, const std::string& what) {
-      float worst = 0;
-      for (index_t i = 0; i < want.size(); ++i)
-        worst = std::max(worst, std::fabs(got.data()[i] - want.data()[i]));
-      BOOST_TEST(worst <= 1.5f * opt.learning_rate, what << ": " << worst);
+      BOOST_REQUIRE(got.shape() == want.shape());
+      const auto st = cbtest::compare(got, want);
+      BOOST_TEST(st.max_abs <= 1.5f * opt.learning_rate, what << ": " << st.summary());
     };
     close(down(gpu_tr.head()), cpu_tr.head(), "lm_head");
     if (with_mixer)

@@ -77,10 +77,9 @@ BOOST_AUTO_TEST_CASE(cached_states_equal_teacher_forced_decoding) {
         s.resume();
         const float* got = states.state(states.items[i]) + t * m.config.hidden_size;
         const float* want = layer == -1 ? s.hidden().data : raw.data();
-        float diff = 0;
-        for (int j = 0; j < m.config.hidden_size; ++j)
-          diff = std::max(diff, std::fabs(got[j] - want[j]));
-        BOOST_TEST(diff < 1e-4f, "layer " << layer << " item " << i << " step " << t);
+        const auto st = cbtest::compare(got, want, std::size_t(m.config.hidden_size));
+        BOOST_TEST(st.max_abs < 1e-4f,
+                   "layer " << layer << " item " << i << " step " << t << ": " << st.summary());
         if (layer == -1) {
           const auto lg = s.logits_host();
           tensor<float> row({1, m.config.vocab_size});
