@@ -3,11 +3,14 @@
 # for sm_90a (-gencode=arch=compute_90a,code=sm_90a), runs the gpu-labelled tests, a subset under
 # compute-sanitizer memcheck, the decode and attention benchmarks and the transformers reference,
 # and prints a short table last. Logs and JSON go to $OUT when set (else build/device_check/).
-#   tools/device_check.sh [build] [test] [memcheck] [bench] [crossbench] [tune] [compare] [profile] [hf] [hfcompile] [summary]
+#   tools/device_check.sh [build] [test] [memcheck] [bench] [crossbench] [baseline] [tune] [compare] [profile] [hf] [hfcompile] [summary]
 #   (default: build test memcheck bench crossbench hf summary). Without `build` the binaries already in build/device
 #   are used (built elsewhere for sm_90a and carried). tune: bench_decode's fused-step variants at
 #   batch 1/8 ($TUNE). compare: every other bench_decode_* binary in build/device/bench/decode (e.g. the
-#   previous version) at batch 1/8. profile: Nsight Compute per-kernel table of one Qwen2.5-0.5B
+#   previous version) at batch 1/8. baseline: the include/ and bench/ of an older commit unpacked in
+#   .baseline/ (`git archive <commit> include bench | tar -x -C .baseline`, carried) are built too,
+#   and its bench_decode and bench_cross_batch run alternately with this version's, twice each;
+#   bench/compare_versions.py prints old vs new per configuration ($BASELINE_ARGS for bench_decode). profile: Nsight Compute per-kernel table of one Qwen2.5-0.5B
 #   batch-1 decode step (bench/decode/profile.sh; $PROFILE_KERNELS kernels a step, 123 for the fused step).
 #   $HF_ARGS is passed to bench/hf_reference_cuda.py (e.g. "--reps 2").
 # PCRE2 (needed by the crossbatch target) is taken from .devdeps/root when the machine lacks it:
@@ -37,7 +40,7 @@ fi
 # The gpu tests are compiled with nvcc directly against the header-only Boost.Test (the device
 # image's Boost has no compiled unit_test_framework, so the CMake test tree is configured off);
 # the flags are those CMake uses for the cuda_test_* targets.
-tests=(test_ops test_model test_mix test_mix_train)
+tests=(test_ops test_model test_mix test_mix_train test_fused_decode test_engine)
 nvcc_flags=(-std=c++20 -O3 -DNDEBUG --expt-relaxed-constexpr -diag-suppress 20012
   -gencode=arch=compute_90a,code=sm_90a -Iinclude -Itests -I/usr/include/eigen3
   -DCROSSBATCH_BOOST_TEST_INCLUDED "-DCROSSBATCH_TEST_DATA=\"$PWD/tests/data\"" "-DCROSSBATCH_SOURCE_DIR=\"$PWD\"")
@@ -91,6 +94,28 @@ if has bench; then
 fi
 if has crossbench; then
   "$build/bench/cross_batch/bench_cross_batch" 2>&1 | tee "$out/bench_cross_batch.log"
+fi
+
+if has baseline && [ -d .baseline/include ]; then
+  mkdir -p "$build/baseline"
+  bflags=(-std=c++20 -O3 -DNDEBUG --expt-relaxed-constexpr -diag-suppress 20012
+    -gencode=arch=compute_90a,code=sm_90a -I.baseline/include -I/usr/include/eigen3)
+  (nvcc "${bflags[@]}" .baseline/bench/decode/bench_decode.cu -o "$build/baseline/bench_decode" -lcublasLt -lcublas) &
+  (nvcc "${bflags[@]}" .baseline/bench/cross_batch/bench_cross_batch.cu -o "$build/baseline/bench_cross_batch" -lcublasLt -lcublas) &
+  wait
+  bargs=(${BASELINE_ARGS:---modes fused+pdl,fused,graph+pdl,graph})
+  rm -f "$out"/old_decode.json "$out"/new_decode.json "$out"/old_cross.json "$out"/new_cross.json
+  for round in 1 2; do
+    "$build/baseline/bench_decode" "${bargs[@]}" --json "$out/old_decode_$round.json" >"$out/old_decode_$round.log" 2>&1
+    "$build/bench/decode/bench_decode" "${bargs[@]}" --json "$out/new_decode_$round.json" >"$out/new_decode_$round.log" 2>&1 || status=1
+    "$build/baseline/bench_cross_batch" --json "$out/old_cross.json" >"$out/old_cross_$round.log" 2>&1
+    "$build/bench/cross_batch/bench_cross_batch" --json "$out/new_cross.json" >"$out/new_cross_$round.log" 2>&1 || status=1
+    cat "$out/old_decode_$round.json" >>"$out/old_decode.json"
+    cat "$out/new_decode_$round.json" >>"$out/new_decode.json"
+  done
+  tail -n 12 "$out/new_decode_1.log" "$out/new_cross_1.log"
+  python3 bench/compare_versions.py "$out/old_decode.json" "$out/new_decode.json" \
+    "$out/old_cross.json" "$out/new_cross.json" | tee "$out/compare_versions.md"
 fi
 
 if has tune; then

@@ -1,8 +1,9 @@
 // Model-level checks of the CUDA backend: decoder_model<T, cuda> (gpt2, llama, qwen2) and
 // bert_model<T, cuda> against the transformers goldens in float32, float16 and bfloat16 (logits at
 // non-padded positions); greedy generation through the graph-captured loop equal to the goldens'
-// greedy tokens and token-identical to the CPU decoder in float32; the eager device-shift path
-// and the generic generate<T, cuda> equal to the graph; batch invariance; seeded determinism.
+// greedy tokens and token-identical to the CPU decoder in float32 (the graph driver, fused and
+// unfused); the eager device-shift path and the host-driven generate<T, cuda> equal to the graph;
+// batch invariance; seeded determinism.
 #define BOOST_TEST_MODULE cuda_model
 #include "gpu_main.hpp"
 // gpu_main.hpp first: it configures Boost.Test for everything below.
@@ -68,6 +69,21 @@ tensor<float> forward_logits(const decoder_model<T, gpu>& m, const tensor<std::i
   ctx.synchronize();
   return widen(down(logits));
 }
+
+// The graph driver's plain generation with the switches these tests flip.
+template <class T>
+struct graph_gen {
+  const decoder_model<T, gpu>& model;
+  bool use_graph = true, fused = true;
+  int read_every = 16;
+  explicit graph_gen(const decoder_model<T, gpu>& m) : model(m) {}
+  generation_result generate(const std::vector<std::vector<int>>& prompts,
+                             const sampling_params& sp, const generation_options& opt) const {
+    fused_decode_options f;
+    f.enabled = fused;
+    return graph_generate(gctx(), model, prompts, sp, opt, {}, f, {use_graph, read_every});
+  }
+};
 
 struct golden_batch {
   tensor<std::int32_t> ids, pos;
@@ -167,7 +183,7 @@ BOOST_AUTO_TEST_CASE(greedy_generation_matches_goldens_and_cpu) {
     golden_batch gb(dir);
     const auto want = greedy_tokens(dir);
     const int n = int(want[0].size());
-    graph_generator<float> gen(gctx(), m, int(gb.prompts.size()), 16, 16);
+    graph_gen<float> gen(m);
     const auto r = gen.generate(gb.prompts, sampling_params{}, fixed_length(n));
     gen.use_graph = false;
     const auto eager = gen.generate(gb.prompts, sampling_params{}, fixed_length(n));
@@ -265,7 +281,7 @@ BOOST_AUTO_TEST_CASE(tiny_models_greedy_token_identical_to_cpu) {
     auto mg = decoder_model<float, gpu>::load(dir);
     auto mc = decoder_model<float>::load(dir);
     const int n = 20;
-    graph_generator<float> gen(gctx(), mg, 3, 8, n);
+    graph_gen<float> gen(mg);
     const auto r = gen.generate(prompts, sampling_params{}, fixed_length(n));
     const auto on_cpu = generate(context<cpu>{}, mc, prompts, greedy{}, fixed_length(n));
     for (int s = 0; s < 3; ++s) BOOST_TEST(r.tokens[s] == on_cpu.tokens[s], family << " seq " << s);
@@ -277,7 +293,7 @@ BOOST_AUTO_TEST_CASE(tiny_models_greedy_token_identical_to_cpu) {
       BOOST_TEST(unfused.tokens[s] == on_cpu.tokens[s], family << " seq " << s << " unfused");
     // Batch invariance: each prompt alone gives the tokens it gave in the batch.
     for (int s = 0; s < 3; ++s) {
-      graph_generator<float> one(gctx(), mg, 1, 8, n);
+      graph_gen<float> one(mg);
       const auto alone = one.generate({prompts[s]}, sampling_params{}, fixed_length(n));
       BOOST_TEST(alone.tokens[0] == r.tokens[s], family << " seq " << s << " alone vs in batch");
     }
@@ -305,7 +321,7 @@ BOOST_AUTO_TEST_CASE(tiny_models_greedy_token_identical_to_cpu) {
     eo.stop_at_eos = true;
     eo.eos_ids = {r.tokens[0][3]};
     gen.use_graph = true;
-    gen.eos_check_every = 2;
+    gen.read_every = 2;
     const auto st = gen.generate(prompts, sampling_params{}, eo);
     const auto stc = generate(context<cpu>{}, mc, prompts, greedy{}, eo);
     for (int s = 0; s < 3; ++s)
@@ -318,10 +334,10 @@ BOOST_AUTO_TEST_CASE(bf16_generation_is_deterministic_and_batch_invariant) {
   const auto dir = cbtest::tiny_model_dir("qwen2", 11);
   auto m = decoder_model<crossbatch::bfloat16, gpu>::load(dir);
   const std::vector<std::vector<int>> prompts = {{5, 9, 13, 2}, {3, 4}};
-  graph_generator<crossbatch::bfloat16> gen(gctx(), m, 2, 8, 12);
+  graph_gen<crossbatch::bfloat16> gen(m);
   const auto a = gen.generate(prompts, sampling_params{}, fixed_length(12));
   const auto b = gen.generate(prompts, sampling_params{}, fixed_length(12));
-  graph_generator<crossbatch::bfloat16> one(gctx(), m, 1, 8, 12);
+  graph_gen<crossbatch::bfloat16> one(m);
   const auto c0 = one.generate({prompts[1]}, sampling_params{}, fixed_length(12));
   gen.fused = false;
   const auto u = gen.generate(prompts, sampling_params{}, fixed_length(12));
