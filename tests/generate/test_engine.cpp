@@ -278,6 +278,13 @@ struct counting_hook : hooks_base {
   void after_attention(const context<cpu>&, int, tensor_view<float>) const { ++*attention; }
   void after_block(const context<cpu>&, int, tensor_view<float>) const { ++*after; }
 };
+struct zero_after_attention : hooks_base {
+  static constexpr bool edits_after_attention = true;
+  int layer;
+  void after_attention(const context<cpu>&, int l, tensor_view<float> x) const {
+    if (l == layer) std::fill_n(x.data, x.size(), 0.0f);
+  }
+};
 struct zero_before : hooks_base {
   int layer;
   void before_block(const context<cpu>&, int l, tensor_view<float> x) const {
@@ -319,6 +326,12 @@ BOOST_DATA_TEST_CASE(block_hooks_run_at_their_points, bdata::make(families), fam
   const auto [u0, u1] = newest(unhooked);
   BOOST_TEST(cbtest::max_abs_diff(z0.view(), z1.view()) == 0.0f);
   BOOST_TEST(cbtest::max_abs_diff(u0.view(), u1.view()) > 1e-3f);
+  // Zeroed after the last block's attention: the MLP sees norm(0) for both prompts (the block
+  // normalises again because the hook says it edits x).
+  batch_session<float> za(ctx, f.model, two, 1);
+  za.prefill(zero_after_attention{{}, L - 1});
+  const auto [a0, a1] = newest(za);
+  BOOST_TEST(cbtest::max_abs_diff(a0.view(), a1.view()) == 0.0f);
 }
 
 BOOST_AUTO_TEST_CASE(combiners_match_their_formulas) {

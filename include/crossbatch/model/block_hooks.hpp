@@ -20,6 +20,9 @@ concept block_hooks = requires(H& h, const context<D>& ctx, int layer, tensor_vi
 };
 
 struct no_hooks {
+  // A hook whose after_attention changes x sets this: the block then normalises x again for the
+  // MLP (otherwise the MLP's input is the norm fused into the attention's residual add).
+  static constexpr bool edits_after_attention = false;
   template <class Ctx, class X>
   void before_block(const Ctx&, int, X) const {}
   template <class Ctx, class X>

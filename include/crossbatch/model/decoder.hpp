@@ -166,7 +166,8 @@ class decoder_model {
                   config.norm_eps);
     if constexpr (!is_no_hooks<Hooks>) {
       hooks.after_attention(ctx, l, x);
-      norm(ctx, hbuf, x2, L.norm2_w, L.norm2_b);  // the hook may have changed x
+      if constexpr (std::remove_cvref_t<Hooks>::edits_after_attention)
+        norm(ctx, hbuf, x2, L.norm2_w, L.norm2_b);
     }
     auto mlp = detail::first_rows(ws.mlp, n);
     linear(ctx, mlp, cview(hbuf), L.up_w.view(), L.up_b.view());
