@@ -5,7 +5,7 @@ set -euo pipefail
 
 apt_packages=(build-essential cmake ninja-build pkg-config libeigen3-dev libboost-test-dev
   nlohmann-json3-dev libpcre2-dev libcli11-dev libcpp-httplib-dev python3-pip
-  clang libclang-rt-dev)  # clang + libFuzzer: the tokenizer fuzz targets (fuzz/run.sh)
+  clang libclang-rt-dev)  # clang + libFuzzer: the fuzz targets (fuzz/run.sh)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,7 +1,8 @@
 // The decode step (one token per sequence, up to 8 sequences) of a decoder_model<T, cuda> in five
-// kernels per layer instead of thirteen, for graph_generator. Same arithmetic and rounding points
-// as decoder_model::run_layers with the CUDA ops, summed in another order (tests compare the tokens
-// with the CPU's):
+// kernels per layer instead of thirteen: the CUDA fast path of batch_session::step without hooks
+// (generate/fast_path.hpp). Same arithmetic and rounding points as decoder_model::run_layers with
+// the CUDA ops, summed in another order (tests/cuda/test_fused_decode.cu bounds the logits
+// difference at real model shapes):
 //   qkv   = norm1(x) W_qkv^T + b       GEMV, the norm computed per block into shared memory
 //   attn  = attention(rope(q), cache)  rope on q and k, k and v written to the cache slot
 //                                      (start + *shift), attention over the cache: one kernel
@@ -618,7 +619,7 @@ bool rope_attention_supported(const decoder_model<T, cuda>& m, int capacity,
 // One decode step: x (B, C) holds the token embeddings on entry and the final residual stream on
 // exit; logits (B, V) receive the LM head output. start is the cache slot (plus *ctx.slot_shift).
 // With greedy_best (B) (zero on entry), the LM head also folds each row's argmax into it as
-// argmax_key(logit, id) (graph_generator turns it into ids and zeroes it again).
+// argmax_key(logit, id) (the graph driver's advance kernel turns it into ids and zeroes it again).
 template <class T, mask_policy M>
 void fused_decode_step(const context<cuda>& ctx, const decoder_model<T, cuda>& m,
                        tensor_view<T, cuda> x, tensor_view<const std::int32_t, cuda> positions,
