@@ -24,7 +24,8 @@
 
 namespace crossbatch {
 
-// What a prefill or step computes after the layers.
+// What a prefill or step computes after the layers. A step that took the fused path (no hooks,
+// hidden = false) leaves hidden() and last_residual() as they were: only logits() is new.
 struct step_outputs {
   bool hidden = true;  // final-normed hidden() (false allows the fused step, which skips them)
   bool logits = true;  // logits() through the model's LM head
