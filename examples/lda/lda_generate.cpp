@@ -15,9 +15,7 @@
 #include "crossbatch/model/json_field.hpp"
 #include "crossbatch/text/chat_template.hpp"
 #include "crossbatch/text/tokenizer.hpp"
-#if CROSSBATCH_WITH_CUDA
-#include "crossbatch/cuda.hpp"
-#endif
+#include "run_on_device.hpp"
 
 using namespace crossbatch;
 
@@ -178,15 +176,6 @@ int run(const options& o, Ctx& ctx, const text::tokenizer& tok,
   return 0;
 }
 
-bool cuda_available() {
-#if CROSSBATCH_WITH_CUDA
-  int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-#else
-  return false;
-#endif
-}
-
 void require_model_dir(const std::string& flag, const std::string& dir) {
   if (!std::filesystem::exists(dir + "/config.json"))
     throw io_error(flag + " " + dir +
@@ -233,20 +222,10 @@ int main(int argc, char** argv) {
     const auto tok = text::tokenizer::from_file(o.after + "/tokenizer.json");
     check_same_vocabulary(tok, text::tokenizer::from_file(o.before + "/tokenizer.json"));
     const auto prompts = prepare(o, tok);
-    if (o.device == "cuda" && !cuda_available())
-      throw value_error("--device cuda: no CUDA device here (or built without CROSSBATCH_CUDA)");
-    const bool gpu = o.device == "cuda" || (o.device == "auto" && cuda_available());
-    return dispatch_dtype(o.dtype, [&]<class T>() {
-#if CROSSBATCH_WITH_CUDA
-      if (gpu) {
-        context<crossbatch::cuda> ctx;
-        return run<T, crossbatch::cuda>(o, ctx, tok, prompts, "cuda");
-      }
-#endif
-      (void)gpu;
-      context<cpu> ctx = cpu_context(o.threads);
-      return run<T, cpu>(o, ctx, tok, prompts, "cpu");
-    });
+    return examples::run_on_device(o.device, o.dtype, o.threads,
+                                   [&]<class T, class D>(context<D>& ctx, const char* name) {
+                                     return run<T, D>(o, ctx, tok, prompts, name);
+                                   });
   } catch (const crossbatch::error& e) {
     std::cerr << "error: " << e.what() << "\n";
     return 1;

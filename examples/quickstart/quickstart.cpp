@@ -13,9 +13,7 @@
 #include "crossbatch/text/chat_template.hpp"
 #include "crossbatch/text/decode_stream.hpp"
 #include "crossbatch/text/tokenizer.hpp"
-#if CROSSBATCH_WITH_CUDA
-#include "crossbatch/cuda.hpp"
-#endif
+#include "run_on_device.hpp"
 
 using namespace crossbatch;
 
@@ -87,15 +85,6 @@ int run(const options& o, context<D>& ctx, const text::tokenizer& tok,
   return 0;
 }
 
-bool cuda_available() {
-#if CROSSBATCH_WITH_CUDA
-  int n = 0;
-  return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
-#else
-  return false;
-#endif
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -143,20 +132,10 @@ int main(int argc, char** argv) {
     const auto ids32 = tok.encode(prompt_text, eo);
     const std::vector<int> ids(ids32.begin(), ids32.end());
     std::cerr << "[" << ids.size() << " prompt tokens]\n";
-    if (o.device == "cuda" && !cuda_available())
-      throw value_error("--device cuda: no CUDA device here (or built without CROSSBATCH_CUDA)");
-    const bool gpu = o.device == "cuda" || (o.device == "auto" && cuda_available());
-    return dispatch_dtype(o.dtype, [&]<class T>() {
-#if CROSSBATCH_WITH_CUDA
-      if (gpu) {
-        context<crossbatch::cuda> ctx;
-        return run<T, crossbatch::cuda>(o, ctx, tok, ids, "cuda");
-      }
-#endif
-      (void)gpu;
-      context<cpu> ctx = cpu_context(o.threads);
-      return run<T, cpu>(o, ctx, tok, ids, "cpu");
-    });
+    return examples::run_on_device(o.device, o.dtype, o.threads,
+                                   [&]<class T, class D>(context<D>& ctx, const char* name) {
+                                     return run<T, D>(o, ctx, tok, ids, name);
+                                   });
   } catch (const crossbatch::error& e) {
     std::cerr << "error: " << e.what() << "\n";
     return 1;

@@ -42,11 +42,13 @@
 #include <string>
 #include <vector>
 
+#include "../../bench/decode/random_model.cuh"
 #include "compare.hpp"
 #include "crossbatch/attention/attention.hpp"
 #include "crossbatch/attention/cuda/attention.cuh"
 #include "crossbatch/core/rng.hpp"
 #include "crossbatch/generate/cuda/fused_decode.cuh"
+#include "crossbatch/generate/cuda/step_graph.cuh"
 #include "crossbatch/model/decoder.hpp"
 #include "crossbatch/ops/cuda/activation.cuh"
 #include "crossbatch/ops/cuda/embedding.cuh"
@@ -64,98 +66,10 @@ using mask_t = all_of<causal, left_padding>;
 
 // ---- Models of real shapes with random weights, generated on the device (no files) ----------
 
-// Hugging Face config.json objects of the three shapes (as bench/decode/random_model.cuh).
-json shape_config(const std::string& name) {
-  if (name == "gpt2-124m")
-    return {{"model_type", "gpt2"},
-            {"vocab_size", 50257},
-            {"n_embd", 768},
-            {"n_layer", 12},
-            {"n_head", 12},
-            {"n_positions", 1024},
-            {"activation_function", "gelu_new"},
-            {"tie_word_embeddings", true}};
-  if (name == "smollm2-135m")
-    return {{"model_type", "llama"},      {"vocab_size", 49152},
-            {"hidden_size", 576},         {"num_hidden_layers", 30},
-            {"num_attention_heads", 9},   {"num_key_value_heads", 3},
-            {"intermediate_size", 1536},  {"max_position_embeddings", 8192},
-            {"rms_norm_eps", 1e-5},       {"rope_theta", 100000.0},
-            {"tie_word_embeddings", true}};
-  if (name == "qwen2.5-0.5b")
-    return {{"model_type", "qwen2"},      {"vocab_size", 151936},
-            {"hidden_size", 896},         {"num_hidden_layers", 24},
-            {"num_attention_heads", 14},  {"num_key_value_heads", 2},
-            {"intermediate_size", 4864},  {"max_position_embeddings", 32768},
-            {"rms_norm_eps", 1e-6},       {"rope_theta", 1000000.0},
-            {"tie_word_embeddings", true}};
-  throw value_error("unknown shape " + name);
-}
-
-template <class C>
-__global__ void fill_uniform(C* p, index_t n, float center, float bound, std::uint64_t seed) {
-  const counter_rng rng{seed};
-  for (index_t i = blockIdx.x * index_t(blockDim.x) + threadIdx.x; i < n;
-       i += index_t(gridDim.x) * blockDim.x)
-    p[i] =
-        cuda_detail::from_f<C>(center + bound * (2.0f * rng.uniform(0, std::uint64_t(i)) - 1.0f));
-}
-
-template <class T>
-tensor<T, gpu> random_tensor(shape_t shape, float center, float bound, std::uint64_t& seed) {
-  tensor<T, gpu> t(std::move(shape));
-  fill_uniform<<<1024, 256, 0, gctx().stream>>>(dev(t.data()), t.size(), center, bound, ++seed);
-  cuda_check(cudaGetLastError(), "fill_uniform");
-  return t;
-}
-
-// The weight distributions of bench::random_decoder (bench/decode/random_model.cuh, not included
-// here because it pulls in the whole CUDA umbrella header): matrices uniform in +-sqrt(3 / fan_in)
-// (unit gain), embeddings +-0.5, norm weights 1 +- 0.05, biases +-0.02. Deterministic in the seed.
-template <class T>
-decoder_model<T, gpu> random_decoder(const json& config_json, std::uint64_t seed) {
-  decoder_model<T, gpu> m;
-  m.config = parse_config(config_json, "random_decoder");
-  const auto& cfg = m.config;
-  const index_t C = cfg.hidden_size, F = cfg.intermediate_size, dh = cfg.head_dim;
-  const index_t qkv = index_t(cfg.num_heads + 2 * cfg.num_kv_heads) * dh,
-                qd = index_t(cfg.num_heads) * dh;
-  const bool gpt2 = cfg.kind == family::gpt2;
-  auto mat = [&](index_t rows, index_t cols) {
-    return random_tensor<T>({rows, cols}, 0.0f, std::sqrt(3.0f / cols), seed);
-  };
-  auto norm = [&]() { return random_tensor<T>({C}, 1.0f, 0.05f, seed); };
-  auto bias = [&](index_t n) { return random_tensor<T>({n}, 0.0f, 0.02f, seed); };
-  m.embed = random_tensor<T>({cfg.vocab_size, C}, 0.0f, 0.5f, seed);
-  if (gpt2) m.pos_embed = random_tensor<T>({cfg.max_positions, C}, 0.0f, 0.1f, seed);
-  for (int l = 0; l < cfg.num_layers; ++l) {
-    decoder_layer<T, gpu> L;
-    L.norm1_w = norm();
-    L.norm2_w = norm();
-    if (gpt2) L.norm1_b = bias(C), L.norm2_b = bias(C);
-    L.qkv_w = mat(qkv, C);
-    if (cfg.qkv_bias) L.qkv_b = bias(qkv);
-    L.o_w = mat(C, qd);
-    if (cfg.o_bias) L.o_b = bias(C);
-    L.up_w = mat(gpt2 ? F : 2 * F, C);
-    if (cfg.mlp_bias) L.up_b = bias(gpt2 ? F : 2 * F);
-    L.down_w = mat(C, F);
-    if (cfg.mlp_bias) L.down_b = bias(C);
-    m.layers.push_back(std::move(L));
-  }
-  m.final_w = norm();
-  if (gpt2) m.final_b = bias(C);
-  if (!cfg.tie_word_embeddings)
-    m.lm_head = random_tensor<T>({cfg.vocab_size, C}, 0.0f, std::sqrt(3.0f / C), seed);
-  if (cfg.uses_rope()) {
-    const auto f = rope_inv_freq(cfg.rope, cfg.head_dim);
-    tensor<float> host({index_t(f.size())});
-    std::copy(f.begin(), f.end(), host.data());
-    m.inv_freq = to_device<gpu>(host);
-  }
-  gctx().synchronize();
-  return m;
-}
+// Models of real shapes with random weights: bench::shape_config and bench::random_decoder
+// (bench/decode/random_model.cuh), the models the decode benchmark measures.
+using bench::random_decoder;
+using bench::shape_config;
 
 // Copies of a model's tensors: on the device (clone) or on the host (for the CPU reference).
 // Empty tensors (absent biases, tied heads) stay empty.
@@ -361,42 +275,6 @@ struct context_state_guard {
     ctx.slot_shift = shift;
     ctx.pdl = pdl;
   }
-};
-
-// A callable's launches on a stream captured once as a CUDA graph, then replayed (what the graph
-// decoders do with their decode step).
-class captured_step {
- public:
-  captured_step() = default;
-  captured_step(const captured_step&) = delete;
-  captured_step& operator=(const captured_step&) = delete;
-  ~captured_step() {
-    if (m_exec) cudaGraphExecDestroy(m_exec);
-    if (m_graph) cudaGraphDestroy(m_graph);
-  }
-  template <class F>
-  void capture(cudaStream_t stream, F&& step) {
-    cuda_check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal),
-               "cudaStreamBeginCapture");
-    try {
-      step();
-    } catch (...) {
-      cudaGraph_t g = nullptr;
-      cudaStreamEndCapture(stream, &g);
-      if (g) cudaGraphDestroy(g);
-      throw;
-    }
-    cuda_check(cudaStreamEndCapture(stream, &m_graph), "cudaStreamEndCapture");
-    cuda_check(cudaGraphInstantiate(&m_exec, m_graph, 0), "cudaGraphInstantiate");
-  }
-  bool ready() const { return m_exec != nullptr; }
-  void launch(cudaStream_t stream) const {
-    cuda_check(cudaGraphLaunch(m_exec, stream), "cudaGraphLaunch");
-  }
-
- private:
-  cudaGraph_t m_graph = nullptr;
-  cudaGraphExec_t m_exec = nullptr;
 };
 
 // ---- The CPU reference for a few rows of a batch (float32) -----------------------------------
@@ -612,7 +490,7 @@ case_result run_case(const decoder_model<T, gpu>& ref, const decoder_model<T, gp
   for (int b = 0; b < B; ++b) next[b] = first_argmax(&logits_b[std::size_t(b) * V], V);
 
   const auto ids_view = c(d_step_ids), pos_view = c(d_step_pos);
-  captured_step graph;
+  step_graph graph;
   for (int s = 0; s < S; ++s) {
     const int slot = P + s;
     for (int b = 0; b < B; ++b) step_pos[b] = len[b] + s;

@@ -79,6 +79,7 @@ class combined_step {
               "combined_step: session " + std::to_string(m) + " holds other prompts");
     }
     m_logits = tensor<T, D>({m_sessions[0]->batch(), c0.vocab_size});
+    for (auto* s : m_sessions) m_inputs.push_back(s->logits());  // stable views of each session
   }
 
   int batch() const { return m_sessions[0]->batch(); }
@@ -101,15 +102,14 @@ class combined_step {
 
  private:
   void combine() {
-    std::vector<tensor_view<const T, D>> in;
-    for (auto* s : m_sessions) in.push_back(s->logits());
     combine_logits(m_sessions[0]->ctx(), m_combiner, m_logits.view(),
-                   std::span<const tensor_view<const T, D>>(in));
+                   std::span<const tensor_view<const T, D>>(m_inputs));
   }
 
   std::vector<session_type*> m_sessions;
   C m_combiner;
-  tensor<T, D> m_logits;  // (B, V)
+  std::vector<tensor_view<const T, D>> m_inputs;  // each session's logits (B, V)
+  tensor<T, D> m_logits;                          // (B, V)
 };
 
 }  // namespace crossbatch

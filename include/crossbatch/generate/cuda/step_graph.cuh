@@ -36,6 +36,7 @@ class step_graph {
     cuda_check(cudaGraphInstantiate(&m_exec, m_graph, 0), "cudaGraphInstantiate");
   }
 
+  bool ready() const { return m_exec != nullptr; }
   void launch(cudaStream_t stream) const {
     require(m_exec != nullptr, "step_graph: launch before capture");
     cuda_check(cudaGraphLaunch(m_exec, stream), "cudaGraphLaunch");
