@@ -1,20 +1,26 @@
 #!/usr/bin/env python3
-"""Converts a Hugging Face checkpoint or a llama-family GGUF file into a crossbatch model directory:
-config.json, tokenizer files and one `<hf tensor name>.npy` per weight (names and layouts kept as
-Hugging Face has them: nothing stripped, nothing transposed).
+"""Converts a Hugging Face checkpoint or a GGUF file (llama, qwen2, gpt2) into a crossbatch model
+directory: config.json, tokenizer files and one `<hf tensor name>.npy` per weight (names and layouts
+kept as Hugging Face has them: nothing stripped, nothing transposed).
 
     convert.py HF_DIR OUT_DIR [--dtype float32|float16|bfloat16]
-    convert.py MODEL.gguf OUT_DIR [--dtype ...]
+    convert.py MODEL.gguf OUT_DIR [--dtype ...] [--no-tokenizer] [--no-weights]
 
 HF_DIR holds config.json and model.safetensors, sharded safetensors with
 model.safetensors.index.json, or pytorch_model.bin (sharded: pytorch_model.bin.index.json; this one
-needs torch). bfloat16 tensors are written as their raw bits in a uint16 ('<u2') array, the
-library's convention (include/crossbatch/core/npy.hpp). Non-floating tensors (integer buffers) are
-written unchanged.
+needs torch). config.json is checked before anything is copied: a model_type the library runs
+(gpt2, llama, qwen2, bert) and the fields it needs. bfloat16 tensors are written as their raw bits
+in a uint16 ('<u2') array, the library's convention (include/crossbatch/core/npy.hpp). Non-floating
+tensors (integer buffers) are written unchanged.
 
-A GGUF file is dequantised with the `gguf` package, its tensor names are mapped to the Hugging Face
-llama names, the q/k row permutation of llama.cpp's converter is undone, and config.json,
-tokenizer.json and tokenizer_config.json are built from its metadata (byte-level BPE vocabularies).
+A GGUF file is dequantised with the `gguf` package (every tensor type gguf.quants dequantises), its
+tensor names are mapped to the Hugging Face names of its family (llama, qwen2 with its q/k/v
+biases, gpt2), llama's q/k row permutation by llama.cpp's converter is undone (qwen2's rows are not
+permuted; gpt2's Conv1D weights are transposed back to (in, out)), and config.json,
+generation_config.json, tokenizer.json and tokenizer_config.json (pre-tokenizer chosen by
+tokenizer.ggml.pre, chat template from tokenizer.chat_template) are built from its metadata
+(byte-level BPE vocabularies). Other architectures are refused with a message naming them.
+--no-weights writes only the config and tokenizer files (no .npy), e.g. for tokenizer tests.
 
 The output is written to OUT_DIR.partial and renamed to OUT_DIR at the end, so an interrupted run
 leaves no OUT_DIR behind. Any error exits with status 1 and a message naming the file or tensor.
@@ -99,6 +105,15 @@ def read_safetensors(path):
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ConvertError(f"{path}: safetensors header is not valid JSON ({e})") from None
     data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + n) if size > 8 + n else np.zeros(0, np.uint8)
+    if not isinstance(header, dict):
+        raise ConvertError(f"{path}: safetensors header is not a JSON object")
+    ends = [info.get("data_offsets", [0, 0])[-1] for k, info in header.items()
+            if k != "__metadata__" and isinstance(info, dict) and isinstance(info.get("data_offsets"), list)
+            and info["data_offsets"] and isinstance(info["data_offsets"][-1], int)]
+    if ends and max(ends) > data.size:
+        raise ConvertError(f"{path}: truncated safetensors file: its header needs a data section of "
+                           f"{max(ends)} bytes, the file holds {data.size} ({max(ends) - data.size} bytes "
+                           f"missing; download it again)")
     for name, info in header.items():
         if name == "__metadata__":
             continue
@@ -175,13 +190,42 @@ def check_name(name, where):
         raise ConvertError(f"{where}: tensor name {name!r} cannot be used as a file name")
 
 
+# The config.json fields include/crossbatch/model/config.hpp requires, per model_type.
+HF_REQUIRED_FIELDS = {
+    "gpt2": ("n_embd", "n_layer", "n_head", "n_positions", "vocab_size"),
+    "llama": ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size"),
+    "qwen2": ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size"),
+    "bert": ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+             "max_position_embeddings", "vocab_size"),
+}
+
+
+def check_hf_config(config, where):
+    """Refuses a config.json the library cannot load, naming the missing or bad fields."""
+    if not isinstance(config, dict):
+        raise ConvertError(f"{where}: expected a JSON object")
+    kind = config.get("model_type")
+    if kind not in HF_REQUIRED_FIELDS:
+        raise ConvertError(f"{where}: model_type {kind!r} is not supported "
+                           f"(supported: {', '.join(HF_REQUIRED_FIELDS)})")
+    missing = [f for f in HF_REQUIRED_FIELDS[kind] if f not in config]
+    if missing:
+        raise ConvertError(f"{where}: model_type {kind!r} needs field(s) {', '.join(missing)}, missing")
+    bad = [f"{f} = {config[f]!r}" for f in HF_REQUIRED_FIELDS[kind] + ("num_key_value_heads", "n_inner", "head_dim")
+           if f in config and config[f] is not None
+           and (isinstance(config[f], bool) or not isinstance(config[f], int) or config[f] <= 0)]
+    if bad:
+        raise ConvertError(f"{where}: field(s) must be positive integers: {', '.join(bad)}")
+
+
 def convert_hf(src, out, dtype):
     if not (src / "config.json").is_file():
         raise ConvertError(f"{src / 'config.json'}: missing (a Hugging Face model directory needs one)")
     try:
-        json.loads((src / "config.json").read_text())
-    except json.JSONDecodeError as e:
+        config = json.loads((src / "config.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ConvertError(f"{src / 'config.json'}: invalid JSON ({e})") from None
+    check_hf_config(config, src / "config.json")
     files, reader, expected = hf_checkpoint_files(src)
     seen = set()
     for path in files:
@@ -204,25 +248,39 @@ def convert_hf(src, out, dtype):
 
 
 # ---------------------------------------------------------------------------------------------
-# GGUF (llama family)
+# GGUF: llama, qwen2 (q/k/v biases) and gpt2, the families the library runs that GGUF carries.
 
+GGUF_FAMILIES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "gpt2": "GPT2LMHeadModel"}
+# GGUF block tensor -> Hugging Face name (after "model.layers.N." or "transformer.h.N.").
 GGUF_BLOCK_NAMES = {
-    "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
-    "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
-    "ffn_down": "mlp.down_proj", "attn_norm": "input_layernorm",
-    "ffn_norm": "post_attention_layernorm",
+    "llama": {"attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+              "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
+              "ffn_down": "mlp.down_proj", "attn_norm": "input_layernorm",
+              "ffn_norm": "post_attention_layernorm"},
+    "gpt2": {"attn_norm": "ln_1", "attn_qkv": "attn.c_attn", "attn_output": "attn.c_proj",
+             "ffn_norm": "ln_2", "ffn_up": "mlp.c_fc", "ffn_down": "mlp.c_proj"},
 }
-GGUF_GLOBAL_NAMES = {"token_embd.weight": "model.embed_tokens.weight",
-                     "output_norm.weight": "model.norm.weight", "output.weight": "lm_head.weight"}
+GGUF_BLOCK_NAMES["qwen2"] = GGUF_BLOCK_NAMES["llama"]
+GGUF_GLOBAL_NAMES = {
+    "llama": {"token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight",
+              "output.weight": "lm_head.weight"},
+    "gpt2": {"token_embd.weight": "transformer.wte.weight", "position_embd.weight": "transformer.wpe.weight",
+             "output_norm.weight": "transformer.ln_f.weight", "output_norm.bias": "transformer.ln_f.bias",
+             "output.weight": "lm_head.weight"},
+}
+GGUF_GLOBAL_NAMES["qwen2"] = GGUF_GLOBAL_NAMES["llama"]
+# GPT-2's Conv1D weights are (in, out) in Hugging Face; llama.cpp's converter transposes them.
+GPT2_CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 
 
-def gguf_to_hf_name(name, n_layers):
-    """The Hugging Face llama name of a GGUF tensor, or None if it has none."""
-    if name in GGUF_GLOBAL_NAMES:
-        return GGUF_GLOBAL_NAMES[name]
+def gguf_to_hf_name(name, n_layers, arch="llama"):
+    """The Hugging Face name of a GGUF tensor of family `arch`, or None if it has none."""
+    if name in GGUF_GLOBAL_NAMES[arch]:
+        return GGUF_GLOBAL_NAMES[arch][name]
     m = re.fullmatch(r"blk\.(\d+)\.(\w+)\.(weight|bias)", name)
-    if m and m.group(2) in GGUF_BLOCK_NAMES and int(m.group(1)) < n_layers:
-        return f"model.layers.{int(m.group(1))}.{GGUF_BLOCK_NAMES[m.group(2)]}.{m.group(3)}"
+    if m and m.group(2) in GGUF_BLOCK_NAMES[arch] and int(m.group(1)) < n_layers:
+        prefix = "transformer.h" if arch == "gpt2" else "model.layers"
+        return f"{prefix}.{int(m.group(1))}.{GGUF_BLOCK_NAMES[arch][m.group(2)]}.{m.group(3)}"
     return None
 
 
@@ -368,103 +426,178 @@ def gguf_tokenizer(meta, path, out, context_length):
     log(f"tokenizer: {len(tokens)} tokens, {len(pairs)} merges, pre-tokenizer {pre!r}")
 
 
-def convert_gguf(src, out, dtype, with_tokenizer):
+def open_gguf(src):
+    """A gguf.GGUFReader on src, with a truncated file named as such (GGUFReader itself fails on
+    one with a numpy reshape or memmap message)."""
     try:
         import gguf
-        from gguf.quants import dequantize
     except ImportError:
         raise ConvertError("reading GGUF files needs the gguf package (pip install gguf)") from None
+    size = src.stat().st_size
     try:
         reader = gguf.GGUFReader(str(src))
     except Exception as e:
-        raise ConvertError(f"{src}: not a readable GGUF file ({type(e).__name__}: {e})") from None
-    meta = GGUFMeta(reader, src)
-    arch = meta.get("general.architecture", required=True)
-    if arch != "llama":
-        raise ConvertError(f"{src}: general.architecture = {arch!r} is not supported (only 'llama')")
+        raise ConvertError(f"{src}: not a readable GGUF file, perhaps truncated or corrupted "
+                           f"({size} bytes; {type(e).__name__}: {e})") from None
+    for t in reader.tensors:
+        end = int(t.data_offset) + int(t.n_bytes)
+        if end > size or t.data.nbytes != int(t.n_bytes):
+            raise ConvertError(f"{src}: truncated GGUF file: tensor {t.name} needs bytes up to {end}, "
+                               f"the file has {size} (download it again)")
+    return reader
+
+
+def gguf_tensor_array(t, src):
+    """One GGUF tensor dequantised to float32 with the numpy (row-major) shape: GGUF lists dims
+    fastest first, so the shape is reversed. Every type gguf.quants dequantises is accepted."""
+    from gguf import GGMLQuantizationType
+    from gguf.quants import dequantize
+
+    shape = tuple(int(d) for d in reversed(t.shape))
+    try:
+        if t.tensor_type == GGMLQuantizationType.F64:  # gguf.quants has no F64 path
+            w = np.asarray(t.data, dtype=np.float64)
+        else:
+            w = dequantize(t.data, t.tensor_type)
+    except NotImplementedError:
+        raise ConvertError(f"{src}: tensor {t.name}: type {t.tensor_type.name} cannot be dequantised "
+                           f"by gguf.quants (it holds no float weights)") from None
+    except Exception as e:
+        raise ConvertError(f"{src}: tensor {t.name}: dequantisation of {t.tensor_type.name} failed "
+                           f"({type(e).__name__}: {e})") from None
+    try:
+        return np.asarray(w, dtype=np.float32).reshape(shape)
+    except ValueError:
+        raise ConvertError(f"{src}: tensor {t.name}: {np.size(w)} values do not fill shape {shape}") from None
+
+
+def gguf_config(meta, arch, src, names, vocab, dtype):
+    """config.json of a GGUF file and {hf name: shape} of the tensors that must be in it."""
     a = f"{arch}."
     n_layers = int(meta.get(a + "block_count", required=True))
     hidden = int(meta.get(a + "embedding_length", required=True))
     n_head = int(meta.get(a + "attention.head_count", required=True))
-    n_head_kv = int(meta.get(a + "attention.head_count_kv", n_head))
-    head_dim = int(meta.get(a + "attention.key_length", hidden // n_head))
-    rope_dim = int(meta.get(a + "rope.dimension_count", head_dim))
-    if rope_dim != head_dim or int(meta.get(a + "attention.value_length", head_dim)) != head_dim:
-        raise ConvertError(f"{src}: rope.dimension_count {rope_dim} / value_length differ from head dim "
-                           f"{head_dim}: partial rotary embeddings are not supported")
-    if meta.get(a + "rope.scaling.type", "none") not in ("none",):
-        raise ConvertError(f"{src}: {a}rope.scaling.type = {meta.get(a + 'rope.scaling.type')!r} is not supported")
-    if meta.get(a + "expert_count", 0):
-        raise ConvertError(f"{src}: mixture-of-experts llama files are not supported")
-    tokens_field = reader.fields.get("tokenizer.ggml.tokens")
-    names = {t.name for t in reader.tensors}
+    inter = int(meta.get(a + "feed_forward_length", required=True))
+    n_ctx = int(meta.get(a + "context_length", required=True))
     tied = "output.weight" not in names
+    if arch == "gpt2":
+        config = {"architectures": [GGUF_FAMILIES[arch]], "model_type": "gpt2", "n_embd": hidden,
+                  "n_layer": n_layers, "n_head": n_head, "n_inner": inter, "n_positions": n_ctx,
+                  "n_ctx": n_ctx, "layer_norm_epsilon": f32_json(meta.get(a + "attention.layer_norm_epsilon", 1e-5)),
+                  "activation_function": "gelu_new", "vocab_size": vocab, "tie_word_embeddings": tied,
+                  "torch_dtype": dtype}
+        C, F = hidden, inter
+        expected = {"transformer.wte.weight": (vocab, C), "transformer.wpe.weight": (n_ctx, C),
+                    "transformer.ln_f.weight": (C,), "transformer.ln_f.bias": (C,)}
+        for i in range(n_layers):
+            p = f"transformer.h.{i}."
+            expected.update({p + "ln_1.weight": (C,), p + "ln_1.bias": (C,), p + "ln_2.weight": (C,),
+                             p + "ln_2.bias": (C,), p + "attn.c_attn.weight": (C, 3 * C),
+                             p + "attn.c_attn.bias": (3 * C,), p + "attn.c_proj.weight": (C, C),
+                             p + "attn.c_proj.bias": (C,), p + "mlp.c_fc.weight": (C, F),
+                             p + "mlp.c_fc.bias": (F,), p + "mlp.c_proj.weight": (F, C), p + "mlp.c_proj.bias": (C,)})
+    else:
+        n_head_kv = int(meta.get(a + "attention.head_count_kv", n_head))
+        head_dim = int(meta.get(a + "attention.key_length", hidden // n_head))
+        rope_dim = int(meta.get(a + "rope.dimension_count", head_dim))
+        if rope_dim != head_dim or int(meta.get(a + "attention.value_length", head_dim)) != head_dim:
+            raise ConvertError(f"{src}: rope.dimension_count {rope_dim} / value_length differ from head dim "
+                               f"{head_dim}: partial rotary embeddings are not supported")
+        scaling = meta.get(a + "rope.scaling.type", "none")
+        if scaling != "none" or "rope_freqs.weight" in names:
+            what = f"{a}rope.scaling.type = {scaling!r}" if scaling != "none" else "tensor rope_freqs.weight"
+            raise ConvertError(f"{src}: {what}: scaled rotary embeddings are not supported from GGUF "
+                               f"(convert the Hugging Face checkpoint instead)")
+        if meta.get(a + "expert_count", 0):
+            raise ConvertError(f"{src}: mixture-of-experts {arch} files are not supported")
+        config = {
+            "architectures": [GGUF_FAMILIES[arch]], "model_type": arch, "hidden_act": "silu",
+            "hidden_size": hidden, "intermediate_size": inter, "num_hidden_layers": n_layers,
+            "num_attention_heads": n_head, "num_key_value_heads": n_head_kv, "head_dim": head_dim,
+            "rms_norm_eps": f32_json(meta.get(a + "attention.layer_norm_rms_epsilon", 1e-5)),
+            "rope_theta": f32_json(meta.get(a + "rope.freq_base", 10000.0)), "rope_scaling": None,
+            "max_position_embeddings": n_ctx, "vocab_size": vocab, "tie_word_embeddings": tied,
+            "torch_dtype": dtype,
+        }
+        if arch == "llama":
+            config.update(attention_bias=False, mlp_bias=False)
+        else:
+            config.update(use_sliding_window=False, sliding_window=None, max_window_layers=n_layers)
+        qd, kd = n_head * head_dim, n_head_kv * head_dim
+        expected = {"model.embed_tokens.weight": (vocab, hidden), "model.norm.weight": (hidden,)}
+        for i in range(n_layers):
+            p = f"model.layers.{i}."
+            expected.update({
+                p + "self_attn.q_proj.weight": (qd, hidden), p + "self_attn.k_proj.weight": (kd, hidden),
+                p + "self_attn.v_proj.weight": (kd, hidden), p + "self_attn.o_proj.weight": (hidden, qd),
+                p + "mlp.gate_proj.weight": (inter, hidden), p + "mlp.up_proj.weight": (inter, hidden),
+                p + "mlp.down_proj.weight": (hidden, inter),
+                p + "input_layernorm.weight": (hidden,), p + "post_attention_layernorm.weight": (hidden,),
+            })
+            if arch == "qwen2":
+                expected.update({p + "self_attn.q_proj.bias": (qd,), p + "self_attn.k_proj.bias": (kd,),
+                                 p + "self_attn.v_proj.bias": (kd,)})
+    if not tied:
+        expected["lm_head.weight"] = (vocab, hidden)
+    return config, expected
+
+
+def convert_gguf(src, out, dtype, with_tokenizer, with_weights=True):
+    reader = open_gguf(src)
+    meta = GGUFMeta(reader, src)
+    arch = meta.get("general.architecture", required=True)
+    if arch not in GGUF_FAMILIES:
+        raise ConvertError(f"{src}: general.architecture = {arch!r} is not supported "
+                           f"(supported: {', '.join(GGUF_FAMILIES)})")
+    n_layers = int(meta.get(f"{arch}.block_count", required=True))
+    names = {t.name for t in reader.tensors}
     embd = next((t for t in reader.tensors if t.name == "token_embd.weight"), None)
     if embd is None:
         raise ConvertError(f"{src}: tensor token_embd.weight is missing")
-    vocab = int(meta.get(a + "vocab_size", int(embd.shape[-1])))
-
-    config = {
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_act": "silu",
-        "hidden_size": hidden, "intermediate_size": int(meta.get(a + "feed_forward_length", required=True)),
-        "num_hidden_layers": n_layers, "num_attention_heads": n_head, "num_key_value_heads": n_head_kv,
-        "head_dim": head_dim, "rms_norm_eps": f32_json(meta.get(a + "attention.layer_norm_rms_epsilon", 1e-5)),
-        "rope_theta": f32_json(meta.get(a + "rope.freq_base", 10000.0)), "rope_scaling": None,
-        "max_position_embeddings": int(meta.get(a + "context_length", required=True)),
-        "vocab_size": vocab, "tie_word_embeddings": tied, "attention_bias": False, "mlp_bias": False,
-        "torch_dtype": dtype,
-    }
-    gen = {}
-    for key, cfg_key in (("bos", "bos_token_id"), ("eos", "eos_token_id"), ("padding", "pad_token_id")):
-        v = meta.get(f"tokenizer.ggml.{key}_token_id")
-        if v is not None:
-            config[cfg_key] = gen[cfg_key] = int(v)
+    vocab = int(meta.get(f"{arch}.vocab_size", int(embd.shape[-1])))
+    tokens_field = reader.fields.get("tokenizer.ggml.tokens")
     if tokens_field is not None and len(tokens_field.data) != vocab:
         raise ConvertError(f"{src}: {len(tokens_field.data)} tokens but vocab_size {vocab}")
 
-    expected = {
-        "model.embed_tokens.weight": (vocab, hidden), "model.norm.weight": (hidden,),
-    }
-    if not tied:
-        expected["lm_head.weight"] = (vocab, hidden)
-    inter = config["intermediate_size"]
-    for i in range(n_layers):
-        p = f"model.layers.{i}."
-        expected.update({
-            p + "self_attn.q_proj.weight": (n_head * head_dim, hidden),
-            p + "self_attn.k_proj.weight": (n_head_kv * head_dim, hidden),
-            p + "self_attn.v_proj.weight": (n_head_kv * head_dim, hidden),
-            p + "self_attn.o_proj.weight": (hidden, n_head * head_dim),
-            p + "mlp.gate_proj.weight": (inter, hidden), p + "mlp.up_proj.weight": (inter, hidden),
-            p + "mlp.down_proj.weight": (hidden, inter),
-            p + "input_layernorm.weight": (hidden,), p + "post_attention_layernorm.weight": (hidden,),
-        })
+    # GPT-2: llama.cpp's converter writes output.weight as a copy of token_embd.weight for the
+    # tied head; a copy that is identical stays tied (no lm_head.weight file).
+    if arch == "gpt2" and "output.weight" in names:
+        out_t = next(t for t in reader.tensors if t.name == "output.weight")
+        if out_t.tensor_type == embd.tensor_type and np.array_equal(np.asarray(out_t.data), np.asarray(embd.data)):
+            names.discard("output.weight")
+    config, expected = gguf_config(meta, arch, src, names, vocab, dtype)
+    n_head, n_head_kv = config.get("num_attention_heads"), config.get("num_key_value_heads")
+    for key, cfg_key in (("bos", "bos_token_id"), ("eos", "eos_token_id"), ("padding", "pad_token_id")):
+        v = meta.get(f"tokenizer.ggml.{key}_token_id")
+        if v is not None:
+            config[cfg_key] = int(v)
+    gen = {k: config[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id") if k in config}
 
     written = set()
     for k, t in enumerate(reader.tensors):
-        hf = gguf_to_hf_name(t.name, n_layers)
-        if hf is None:
-            raise ConvertError(f"{src}: tensor {t.name} has no Hugging Face llama counterpart")
-        if hf.endswith(".bias"):
-            raise ConvertError(f"{src}: tensor {t.name}: biases are not part of the llama layout")
-        try:
-            w = dequantize(t.data, t.tensor_type)
-        except NotImplementedError:
-            raise ConvertError(f"{src}: tensor {t.name}: quantisation type {t.tensor_type.name} cannot be "
-                               f"dequantised by gguf.quants") from None
-        except Exception as e:
-            raise ConvertError(f"{src}: tensor {t.name}: dequantisation failed ({type(e).__name__}: {e})") from None
-        shape = tuple(int(d) for d in reversed(t.shape))  # GGUF lists dims fastest first
-        w = np.asarray(w, dtype=np.float32).reshape(shape)
-        if shape != expected.get(hf):
-            raise ConvertError(f"{src}: tensor {t.name} has shape {shape}, expected {expected.get(hf)} "
+        if t.name not in names:
+            continue  # gpt2's duplicate of token_embd.weight
+        hf = gguf_to_hf_name(t.name, n_layers, arch)
+        if hf is None or hf not in expected:
+            raise ConvertError(f"{src}: tensor {t.name} has no counterpart in the Hugging Face {arch} "
+                               f"layout{' (biases are not part of it)' if t.name.endswith('.bias') else ''}")
+        shape = tuple(int(d) for d in reversed(t.shape))
+        if arch == "gpt2" and hf.endswith(GPT2_CONV1D):
+            shape = shape[::-1]
+        if shape != expected[hf]:
+            raise ConvertError(f"{src}: tensor {t.name} has shape {shape}, expected {expected[hf]} "
                                f"for {hf} from the metadata")
-        if ".self_attn.q_proj." in hf:
-            w = unpermute_qk(w, n_head)
-        elif ".self_attn.k_proj." in hf:
+        written.add(hf)
+        if not with_weights:
+            continue
+        w = gguf_tensor_array(t, src)
+        if arch == "gpt2" and hf.endswith(GPT2_CONV1D):
+            w = np.ascontiguousarray(w.T)
+        elif arch == "llama" and ".self_attn.q_proj." in hf:
+            w = unpermute_qk(w, n_head)  # llama.cpp permutes llama's q/k rows; qwen2's it leaves
+        elif arch == "llama" and ".self_attn.k_proj." in hf:
             w = unpermute_qk(w, n_head_kv)
         np.save(out / f"{hf}.npy", cast("F32", w, dtype))
-        written.add(hf)
         if (k + 1) % 50 == 0:
             log(f"{k + 1}/{len(reader.tensors)} tensors")
     missing = sorted(set(expected) - written)
@@ -472,10 +605,15 @@ def convert_gguf(src, out, dtype, with_tokenizer):
         raise ConvertError(f"{src}: tensors missing for {missing[:5]}{' ...' if len(missing) > 5 else ''}")
 
     if with_tokenizer:
-        gguf_tokenizer(meta, src, out, config["max_position_embeddings"])
+        gguf_tokenizer(meta, src, out, n_ctx_of(config))
     (out / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    log(f"wrote {len(written)} tensors ({dtype}) from {src.name} ({'tied' if tied else 'untied'} embeddings)")
+    log(f"wrote {len(written) if with_weights else 0} tensors ({dtype}) of {arch} from {src.name} "
+        f"({'tied' if config['tie_word_embeddings'] else 'untied'} embeddings)")
+
+
+def n_ctx_of(config):
+    return config.get("max_position_embeddings", config.get("n_positions"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -529,7 +667,7 @@ def is_gguf(path):
         return f.read(4) == b"GGUF"
 
 
-def convert(src, out, dtype="float32", force=False, with_tokenizer=True):
+def convert(src, out, dtype="float32", force=False, with_tokenizer=True, with_weights=True):
     src, out = pathlib.Path(src), pathlib.Path(out)
     if dtype not in DTYPES:
         raise ConvertError(f"--dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
@@ -543,9 +681,11 @@ def convert(src, out, dtype="float32", force=False, with_tokenizer=True):
     partial.mkdir(parents=True)
     try:
         if src.is_dir():
+            if not with_weights or not with_tokenizer:
+                raise ConvertError(f"{src}: --no-weights and --no-tokenizer apply to GGUF input only")
             convert_hf(src, partial, dtype)
         elif is_gguf(src):
-            convert_gguf(src, partial, dtype, with_tokenizer)
+            convert_gguf(src, partial, dtype, with_tokenizer, with_weights)
         else:
             raise ConvertError(f"{src}: neither a Hugging Face model directory nor a GGUF file")
     except BaseException:
@@ -565,9 +705,10 @@ def main(argv=None):
     ap.add_argument("--dtype", default="float32", choices=DTYPES)
     ap.add_argument("--force", action="store_true", help="replace OUT if it exists")
     ap.add_argument("--no-tokenizer", action="store_true", help="GGUF: convert the weights and config only")
+    ap.add_argument("--no-weights", action="store_true", help="GGUF: write the config and tokenizer files only")
     args = ap.parse_args(argv)
     try:
-        convert(args.src, args.out, args.dtype, args.force, not args.no_tokenizer)
+        convert(args.src, args.out, args.dtype, args.force, not args.no_tokenizer, not args.no_weights)
     except ConvertError as e:
         print(f"convert.py: error: {e}", file=sys.stderr)
         return 1
