@@ -306,6 +306,33 @@ def save(path, arr, manifest, case):
     manifest["cases"][case]["tensors"][path.name] = dict(shape=list(arr.shape), dtype=str(arr.dtype))
 
 
+def conditioning(base, params32, S, M, wrap_pos, spec, seed):
+    """Max over the case's sequences and outputs of |float32 run - float64 run| / max(1, scale)."""
+    global F
+    rng = np.random.default_rng(seed)
+    V = base.w["transformer.wte.weight" if base.gpt2 else "model.embed_tokens.weight"].shape[0]
+    seqs = [torch.from_numpy(rng.integers(3, V, size=n).astype(np.int64)) for n in spec["lengths"]]
+    runs = {}
+    saved = F
+    try:
+        for dt in (torch.float64, torch.float32):
+            F = dt
+            b = Base.__new__(Base)
+            b.__dict__.update(base.__dict__)
+            b.w = {k: v.to(dt) for k, v in base.w.items()}
+            b.inv_freq = base.inv_freq.to(dt)
+            a = ARMT(b, {k: v.to(dt) for k, v in params32.items()}, S, M, wrap_pos)
+            runs[dt] = [a.forward(ids) for ids in seqs]
+    finally:
+        F = saved
+    worst = 0.0
+    for r64, r32 in zip(runs[torch.float64], runs[torch.float32]):
+        for x64, x32 in zip(r64, r32):
+            scale = max(1.0, float(x64.abs().max()))
+            worst = max(worst, float((x32.double() - x64).abs().max()) / scale)
+    return worst
+
+
 def make_case(case, spec, out, checks, manifest):
     gold = ROOT / "tests" / "data" / "goldens" / spec["base"]
     base = Base(gold / "model")
@@ -318,7 +345,18 @@ def make_case(case, spec, out, checks, manifest):
 
     wrap_pos = base.gpt2
     S, M, d_mem = spec["S"], spec["M"], spec["d_mem"]
-    params32 = random_armt_params(base, M, d_mem, spec["seed"], wrap_pos)
+    # ARMT's write is ill-conditioned where gamma = 1 - den / |k|^2 cancels: choose the first seed
+    # whose float32 run of this same reference stays within 1e-5 (relative to each tensor's
+    # scale) of the float64 one, so that a float32 tolerance is meaningful for the C++ side.
+    for seed in range(spec["seed"], spec["seed"] + 50):
+        params32 = random_armt_params(base, M, d_mem, seed, wrap_pos)
+        worst = conditioning(base, params32, S, M, wrap_pos, spec, seed)
+        if worst < 1e-5:
+            break
+    else:
+        raise SystemExit(f"{case}: no well-conditioned ARMT weights in 50 seeds")
+    checks[f"{case}_float32_reference_rel_dev"] = worst
+    spec = dict(spec, seed=seed)
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = pathlib.Path(tmp) / "armt.pt"
         torch.save(wrapped_state_dict(base, params32), ckpt)

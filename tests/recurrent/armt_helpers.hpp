@@ -1,0 +1,80 @@
+// Shared pieces of the ARMT suites: the golden cases, random ARMT models of tiny shapes, and
+// comparisons relative to a tensor's magnitude.
+#pragma once
+
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "crossbatch/recurrent/diagonal.hpp"
+#include "crossbatch/recurrent/sequential.hpp"
+#include "tiny_models.hpp"
+
+namespace cbtest {
+
+inline std::string armt_case_dir(const std::string& c) { return data_dir() + "/armt/" + c + "/"; }
+
+inline std::vector<int> load_ids(const std::string& path) {
+  const auto t = load_npy<std::int64_t>(path);
+  return std::vector<int>(t.data(), t.data() + t.size());
+}
+
+// |got - want| <= tol * max(1, max |want|) elementwise: a tolerance relative to the tensor's scale
+// (the memory state A grows with the segments; its float32 rounding grows with it).
+template <class G, class W>
+diff_stats compare_scaled(const G& got, const W& want, double tol) {
+  double scale = 1;
+  for (index_t i = 0; i < index_t(want.size()); ++i)
+    scale = std::max(scale, std::fabs(to_double(want.data()[i])));
+  return compare(got, want, tol * scale, 0);
+}
+
+// Writes an armt_config.json and random ARMT parameters (W_mv non-zero) into a model directory.
+inline void write_random_armt(const std::string& dir, const model_config& c, int S, int M, int d_mem,
+                              unsigned seed, float v_scale = 1.0f) {
+  const std::string layers = c.kind == family::gpt2 ? "transformer.h" : "model.layers";
+  json j = {{"segment_size", S}, {"num_mem_tokens", M}, {"d_mem", d_mem},
+            {"layers_attr", layers}, {"wrap_pos", false}};
+  std::ofstream(dir + "/armt_config.json") << j.dump(2);
+  const index_t C = c.hidden_size;
+  const float b = std::sqrt(3.0f / float(C));
+  auto save = [&](const std::string& name, shape_t shape, float bound, unsigned s) {
+    save_npy(dir + "/" + name + ".npy", random_tensor<float>(std::move(shape), s, -bound, bound));
+  };
+  save("memory_cell.memory", {M, C}, 0.5f, seed);
+  for (int l = 0; l < c.num_layers; ++l) {
+    const std::string p = "memory_cell.model." + layers + "." + std::to_string(l) + ".";
+    save(p + "W_mq.weight", {d_mem, C}, b, seed + 10 * l + 1);
+    save(p + "W_mk.weight", {d_mem, C}, b, seed + 10 * l + 2);
+    save(p + "W_mv.weight", {C, C}, v_scale * b, seed + 10 * l + 3);
+    save(p + "W_mb.weight", {1, C}, b, seed + 10 * l + 4);
+    save(p + "W_mb.bias", {1}, 0.5f, seed + 10 * l + 5);
+  }
+}
+
+// A tiny random ARMT model of the family with `layers` layers, written to a scratch directory.
+inline std::string tiny_armt_dir(const std::string& family, int layers, int S, int M, int d_mem,
+                                 unsigned seed = 3) {
+  auto cfg = tiny_config(family);
+  cfg[family == "gpt2" ? "n_layer" : "num_hidden_layers"] = layers;
+  const auto dir = scratch_dir("armt_" + family).string();
+  write_random_model(dir, cfg, seed, 1.0f);
+  write_random_armt(dir, parse_config(cfg, dir), S, M, d_mem, seed + 100);
+  return dir;
+}
+
+// Random token sequences of the given lengths.
+inline std::vector<std::vector<int>> random_sequences(const std::vector<int>& lengths, int vocab,
+                                                      unsigned seed) {
+  std::mt19937 gen(seed);
+  std::uniform_int_distribution<int> id(0, vocab - 1);
+  std::vector<std::vector<int>> out;
+  for (int n : lengths) {
+    out.emplace_back(n);
+    for (int& t : out.back()) t = id(gen);
+  }
+  return out;
+}
+
+}  // namespace cbtest
