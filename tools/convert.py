@@ -608,8 +608,8 @@ def convert_gguf(src, out, dtype, with_tokenizer, with_weights=True):
         gguf_tokenizer(meta, src, out, n_ctx_of(config))
     (out / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    log(f"wrote {len(written) if with_weights else 0} tensors ({dtype}) of {arch} from {src.name} "
-        f"({'tied' if config['tie_word_embeddings'] else 'untied'} embeddings)")
+    what = f"wrote {len(written)} tensors ({dtype})" if with_weights else f"checked {len(written)} tensors (none written)"
+    log(f"{what} of {arch} from {src.name} ({'tied' if config['tie_word_embeddings'] else 'untied'} embeddings)")
 
 
 def n_ctx_of(config):
