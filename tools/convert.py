@@ -426,25 +426,41 @@ def gguf_tokenizer(meta, path, out, context_length):
     log(f"tokenizer: {len(tokens)} tokens, {len(pairs)} merges, pre-tokenizer {pre!r}")
 
 
+class TruncatedGGUF(Exception):
+    pass
+
+
 def open_gguf(src):
-    """A gguf.GGUFReader on src, with a truncated file named as such (GGUFReader itself fails on
-    one with a numpy reshape or memmap message)."""
+    """A gguf.GGUFReader on src. A file cut short is named as such: GGUFReader itself fails on one
+    with a numpy reshape or index message, so the tensor table is checked against the file size
+    before the tensors are mapped."""
     try:
         import gguf
     except ImportError:
         raise ConvertError("reading GGUF files needs the gguf package (pip install gguf)") from None
+
+    class CheckedReader(gguf.GGUFReader):
+        def _build_tensors(self, start_offs, fields):
+            for field in fields:
+                try:
+                    _, name, _, dims, raw_dtype, offset = field.parts
+                    block, type_size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(raw_dtype[0])]
+                    end = int(start_offs + offset[0]) + int(np.prod(dims)) * type_size // block
+                    name = bytes(name).decode("utf-8", "replace")
+                except Exception:  # a layout this gguf version does not have: leave it to the reader
+                    break
+                if end > self.data.size:
+                    raise TruncatedGGUF(f"tensor {name} needs bytes up to {end}, the file has {self.data.size}")
+            super()._build_tensors(start_offs, fields)
+
     size = src.stat().st_size
     try:
-        reader = gguf.GGUFReader(str(src))
+        return CheckedReader(str(src))
+    except TruncatedGGUF as e:
+        raise ConvertError(f"{src}: truncated GGUF file: {e} (download it again)") from None
     except Exception as e:
-        raise ConvertError(f"{src}: not a readable GGUF file, perhaps truncated or corrupted "
+        raise ConvertError(f"{src}: not a readable GGUF file: its header is truncated or corrupted "
                            f"({size} bytes; {type(e).__name__}: {e})") from None
-    for t in reader.tensors:
-        end = int(t.data_offset) + int(t.n_bytes)
-        if end > size or t.data.nbytes != int(t.n_bytes):
-            raise ConvertError(f"{src}: truncated GGUF file: tensor {t.name} needs bytes up to {end}, "
-                               f"the file has {size} (download it again)")
-    return reader
 
 
 def gguf_tensor_array(t, src):

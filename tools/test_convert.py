@@ -10,7 +10,17 @@
   tensor, a small byte-level BPE vocabulary) converts back to the original weights, config and a
   working tokenizer.json;
 - errors (missing path, missing config.json, truncated safetensors, unknown GGUF tensor) exit 1
-  with a message naming the file or tensor.
+  with a message naming the file or tensor;
+- a GGUF of each family written from the tiny golden models (tests/data/goldens: llama_gqa_tied,
+  qwen2 with q/k/v biases, gpt2 with Conv1D weights and the duplicated tied head, llama3_scaled_untied
+  without its scaling for the explicit head_dim), with gguf's own tensor-name map and llama.cpp's
+  transformations, converts back to the golden tensors bit for bit and an equivalent config.json
+  (gpt2 and qwen2 also reproduce the golden logits in transformers); a llama3 rope_freqs file, an
+  unsupported architecture and GGUF files cut at three places fail clearly, leaving nothing;
+- every tensor type gguf.quants dequantises (and F64) reads as gguf dequantises it, and the types
+  gguf can quantise come back within their quantisation error;
+- the Hugging Face config.json check (missing fields named, unknown model_type, non-positive sizes)
+  and the truncated-safetensors message (how many bytes are missing).
 
 Needs torch, transformers, gguf, tokenizers, safetensors.  Run: python3 tools/test_convert.py
 """
@@ -138,7 +148,8 @@ def test_hf(tmp):
     (trunc / "config.json").write_bytes((hf / "config.json").read_bytes())
     (trunc / "model.safetensors").write_bytes((hf / "model.safetensors").read_bytes()[:5000])
     rc, err = run_cli(trunc, tmp / "x")
-    check(rc == 1 and "model.safetensors" in err and not (tmp / "x").exists() and not (tmp / "x.partial").exists(),
+    check(rc == 1 and "model.safetensors" in err and "truncated" in err and not (tmp / "x").exists()
+          and not (tmp / "x.partial").exists(),
           f"truncated safetensors: exit 1 naming the file, nothing left behind ({err.strip()})")
     rc, err = run_cli(hf, tmp / "f32")
     check(rc == 1 and "--force" in err, "existing output is not replaced without --force")
@@ -276,6 +287,228 @@ def test_gguf(tmp):
     check(rc == 1 and "blk.0.attn_mystery.weight" in err, f"GGUF: unknown tensor exits 1 naming it ({err.strip()})")
 
 
+GOLDENS = HERE.parent / "tests" / "data" / "goldens"
+GGUF_ARCH = {"llama": "LLAMA", "qwen2": "QWEN2", "gpt2": "GPT2"}
+GPT2_CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+
+
+def golden_to_gguf(case, path, rope_freqs=False, arch=None):
+    """Writes the golden model tests/data/goldens/<case>/model as llama.cpp's convert_hf_to_gguf.py
+    would: names from gguf's own TensorNameMap, llama q/k rows permuted, GPT-2 Conv1D weights
+    transposed to (out, in) and output.weight written as a copy of the tied embedding."""
+    import gguf
+
+    model = GOLDENS / case / "model"
+    cfg = json.loads((model / "config.json").read_text())
+    kind = cfg["model_type"]
+    arch = arch or kind
+    n_layers = cfg["n_layer"] if kind == "gpt2" else cfg["num_hidden_layers"]
+    names = gguf.get_tensor_name_map(getattr(gguf.MODEL_ARCH, GGUF_ARCH[kind]), n_layers)
+    w = gguf.GGUFWriter(str(path), arch=arch)
+    w.add_block_count(n_layers)
+    if kind == "gpt2":
+        w.add_context_length(cfg["n_positions"])
+        w.add_embedding_length(cfg["n_embd"])
+        w.add_feed_forward_length(cfg["n_inner"])
+        w.add_head_count(cfg["n_head"])
+        w.add_layer_norm_eps(cfg["layer_norm_epsilon"])
+    else:
+        n_head, n_kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+        head_dim = cfg.get("head_dim") or cfg["hidden_size"] // n_head
+        w.add_context_length(cfg["max_position_embeddings"])
+        w.add_embedding_length(cfg["hidden_size"])
+        w.add_feed_forward_length(cfg["intermediate_size"])
+        w.add_head_count(n_head)
+        w.add_head_count_kv(n_kv)
+        w.add_key_length(head_dim)
+        w.add_value_length(head_dim)
+        w.add_rope_dimension_count(head_dim)
+        w.add_rope_freq_base(cfg["rope_parameters"]["rope_theta"])
+        w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+    w.add_bos_token_id(cfg["bos_token_id"])
+    w.add_eos_token_id(cfg["eos_token_id"])
+    tensors = {}
+    for f in sorted(model.glob("*.npy")):
+        hf, a = f.name[:-4], np.load(f)
+        g = names.get_name(hf, try_suffixes=(".weight", ".bias"))
+        assert g is not None, f"gguf has no name for {hf}"
+        if kind == "llama" and g.endswith("attn_q.weight"):
+            a = llama_cpp_permute(a, n_head, n_head)
+        elif kind == "llama" and g.endswith("attn_k.weight"):
+            a = llama_cpp_permute(a, n_head, n_kv)
+        elif kind == "gpt2" and hf.endswith(GPT2_CONV1D):
+            a = a.T.copy()
+        tensors[g] = a
+        w.add_tensor(g, a)
+    if kind == "gpt2":
+        w.add_tensor("output.weight", tensors["token_embd.weight"])
+    if rope_freqs:
+        w.add_tensor("rope_freqs.weight", np.ones(head_dim // 2, np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return cfg
+
+
+def same_config(got, want):
+    """The fields the library reads (include/crossbatch/model/config.hpp) agree."""
+    if want["model_type"] == "gpt2":
+        keys = ("model_type", "n_embd", "n_layer", "n_head", "n_inner", "n_positions", "layer_norm_epsilon",
+                "vocab_size", "tie_word_embeddings", "bos_token_id", "eos_token_id")
+        return all(got.get(k) == want.get(k) for k in keys)
+    keys = ("model_type", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+            "num_key_value_heads", "rms_norm_eps", "max_position_embeddings", "vocab_size",
+            "tie_word_embeddings", "bos_token_id", "eos_token_id")
+    head_dim = want.get("head_dim") or want["hidden_size"] // want["num_attention_heads"]
+    return (all(got.get(k) == want.get(k) for k in keys) and got.get("head_dim") == head_dim
+            and got.get("rope_theta") == want["rope_parameters"]["rope_theta"])
+
+
+def test_golden_gguf(tmp):
+    """A GGUF of each family from the tiny golden models converts back to the same tensors."""
+    for case in ("llama_gqa_tied", "qwen2", "gpt2", "llama3_scaled_untied"):
+        path = tmp / f"{case}.gguf"
+        # llama3_scaled_untied: written without its rope scaling, for the explicit head_dim (32, not
+        # hidden / heads = 16) and the untied head; the scaled file is refused below.
+        want_cfg = golden_to_gguf(case, path)
+        out = tmp / case
+        convert.convert(path, out, "float32", with_tokenizer=False)
+        model = GOLDENS / case / "model"
+        want = {p.name for p in model.glob("*.npy")}
+        got = {p.name for p in out.glob("*.npy")}
+        check(got == want, f"GGUF {case}: the golden's tensor files exactly ({len(got)}; "
+                           f"extra {sorted(got - want)[:3]}, missing {sorted(want - got)[:3]})")
+        same = [n for n in want & got if np.array_equal(bits(np.load(out / n)), bits(np.load(model / n)))]
+        check(len(same) == len(want), f"GGUF {case}: every tensor bit-identical to the golden ({len(same)}/{len(want)})")
+        cfg = json.loads((out / "config.json").read_text())
+        if case == "llama3_scaled_untied":
+            want_cfg = dict(want_cfg, rope_parameters={"rope_theta": want_cfg["rope_parameters"]["rope_theta"]})
+        check(same_config(cfg, want_cfg), f"GGUF {case}: config.json agrees with the golden's ({cfg})")
+    # The converted gpt2 and qwen2 load back into transformers and give the golden logits.
+    import torch
+    for case in ("gpt2", "qwen2"):
+        d = GOLDENS / case
+        model = convert.load_npy_model(tmp / case)
+        with torch.no_grad():
+            logits = model(input_ids=torch.from_numpy(np.load(d / "input_ids.npy")),
+                           attention_mask=torch.from_numpy(np.load(d / "attention_mask.npy")),
+                           position_ids=torch.from_numpy(np.load(d / "position_ids.npy"))).logits.numpy()
+        mask = np.load(d / "attention_mask.npy").astype(bool)
+        diff = float(np.abs(logits - np.load(d / "logits.npy"))[mask].max())
+        check(diff <= 1e-4, f"GGUF {case}: converted model reproduces the golden logits (max diff {diff:.2e})")
+
+    path = tmp / "scaled.gguf"
+    golden_to_gguf("llama3_scaled_untied", path, rope_freqs=True)
+    rc, err = run_cli(path, tmp / "scaled")
+    check(rc == 1 and "rope_freqs.weight" in err and not (tmp / "scaled").exists(),
+          f"GGUF with llama3 rope_freqs: exit 1 naming it ({err.strip()})")
+    path = tmp / "falcon.gguf"
+    golden_to_gguf("llama_gqa_tied", path, arch="falcon")
+    rc, err = run_cli(path, tmp / "falcon")
+    check(rc == 1 and "'falcon'" in err and "qwen2" in err and not (tmp / "falcon").exists(),
+          f"unsupported GGUF architecture: exit 1 naming it and the supported ones ({err.strip()})")
+    whole = (tmp / "qwen2.gguf").read_bytes()
+    for cut in (len(whole) - 100, len(whole) // 2, 64):
+        (tmp / "cut.gguf").write_bytes(whole[:cut])
+        rc, err = run_cli(tmp / "cut.gguf", tmp / "cut")
+        check(rc == 1 and "truncated" in err and not (tmp / "cut").exists() and not (tmp / "cut.partial").exists(),
+              f"GGUF cut to {cut} of {len(whole)} bytes: exit 1 saying truncated, nothing left ({err.strip()})")
+    rc, err = run_cli(tmp / "qwen2.gguf", tmp / "noweights", "--no-weights", "--no-tokenizer")
+    check(rc == 0 and not list((tmp / "noweights").glob("*.npy")) and (tmp / "noweights" / "config.json").exists(),
+          "--no-weights: config.json only, no .npy")
+
+
+def test_gguf_types(tmp):
+    """Every tensor type gguf.quants dequantises (and F64) reads as gguf dequantises it; the types
+    gguf can also quantise come back within their quantisation error."""
+    import gguf
+    from gguf import GGMLQuantizationType as Q
+
+    rng = np.random.default_rng(0)
+    w = gguf.GGUFWriter(str(tmp / "types.gguf"), arch="llama")
+    raw, approx = {}, {}
+    original = rng.uniform(-1, 1, size=(2, 256)).astype(np.float32)
+    for t in Q:
+        block, size = gguf.GGML_QUANT_SIZES[t]
+        data = rng.integers(0, 256, size=(2, 256 // block * size), dtype=np.uint8)
+        try:
+            gguf.quants.dequantize(data, t)
+        except NotImplementedError:
+            if t != Q.F64:
+                continue
+        if t in (Q.F32, Q.F16, Q.BF16, Q.F64):
+            data = rng.uniform(-1, 1, size=(2, 256)).astype({Q.F32: np.float32, Q.F16: np.float16,
+                                                             Q.BF16: np.float32, Q.F64: np.float64}[t])
+            if t == Q.BF16:
+                data = gguf.quants.quantize(data, t)
+        w.add_tensor(f"raw.{t.name}", data, raw_shape=data.shape if t in (Q.F32, Q.F16, Q.F64) else None,
+                     raw_dtype=t)
+        raw[t.name] = data
+        try:
+            q = gguf.quants.quantize(original, t)
+        except NotImplementedError:
+            continue
+        w.add_tensor(f"quantised.{t.name}", q, raw_dtype=t)
+        approx[t.name] = q
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    reader = convert.open_gguf(tmp / "types.gguf")
+    byname = {t.name: t for t in reader.tensors}
+    bad = []
+    for name, data in raw.items():
+        got = convert.gguf_tensor_array(byname[f"raw.{name}"], "types.gguf")
+        want = data.astype(np.float32) if name in ("F32", "F16", "F64") else gguf.quants.dequantize(data, Q[name])
+        if got.shape != (2, 256) or got.dtype != np.float32 or not np.array_equal(got, want, equal_nan=True):
+            bad.append(name)
+    check(not bad and len(raw) >= 25, f"{len(raw)} GGUF tensor types read as gguf dequantises them "
+                                      f"({', '.join(raw)}; wrong: {bad})")
+    far = []
+    for name in approx:
+        got = convert.gguf_tensor_array(byname[f"quantised.{name}"], "types.gguf")
+        err = float(np.abs(got - original).max())
+        # Half a quantisation step of uniform(-1, 1) data: 4-bit ~ 1/8, ternary (TQ*) 1/2, MXFP4's
+        # e2m1 grid at most 1/4 of the block scale; 8-bit and the float types much less.
+        bound = {"F32": 0, "F16": 1e-3, "BF16": 8e-3, "Q8_0": 1e-2, "TQ1_0": 0.5, "TQ2_0": 0.5, "MXFP4": 0.26}
+        if not err <= bound.get(name, 0.15):
+            far.append(f"{name}: {err:.3g}")
+    check(not far and len(approx) >= 8, f"{len(approx)} quantised types come back within their error "
+                                        f"({', '.join(approx)}; too far: {far})")
+
+
+def test_hf_config_check(tmp):
+    import torch  # noqa: F401  (the tiny model needs it)
+
+    hf = tmp / "hf"
+    tiny_llama().save_pretrained(str(hf), safe_serialization=True)
+    cfg = json.loads((hf / "config.json").read_text())
+    for what, edit, needle in (
+            ("no num_hidden_layers", lambda c: c.pop("num_hidden_layers"), "num_hidden_layers"),
+            ("gpt2 without n_layer", lambda c: c.update(model_type="gpt2", n_embd=64, n_head=4, n_positions=64),
+             "n_layer"),
+            ("unknown model_type", lambda c: c.update(model_type="mamba"), "'mamba'"),
+            ("negative hidden_size", lambda c: c.update(hidden_size=-64), "hidden_size = -64")):
+        d = tmp / what.replace(" ", "_")
+        d.mkdir()
+        c = dict(cfg)
+        edit(c)
+        (d / "config.json").write_text(json.dumps(c))
+        (d / "model.safetensors").symlink_to(hf / "model.safetensors")
+        rc, err = run_cli(d, tmp / "x")
+        check(rc == 1 and needle in err and "config.json" in err and not (tmp / "x").exists(),
+              f"HF config.json {what}: exit 1 naming {needle} ({err.strip()})")
+    d = tmp / "cut"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps(cfg))
+    whole = (hf / "model.safetensors").read_bytes()
+    (d / "model.safetensors").write_bytes(whole[:len(whole) - 1000])
+    rc, err = run_cli(d, tmp / "x")
+    check(rc == 1 and "truncated safetensors file" in err and "1000 bytes missing" in err,
+          f"safetensors missing its last 1000 bytes: says truncated and how much ({err.strip()})")
+
+
 def main():
     with tempfile.TemporaryDirectory() as d:
         tmp = pathlib.Path(d)
@@ -283,6 +516,10 @@ def main():
         test_hf(tmp / "hf_case")
         (tmp / "gguf_case").mkdir()
         test_gguf(tmp / "gguf_case")
+        for name, test in (("golden_gguf", test_golden_gguf), ("gguf_types", test_gguf_types),
+                           ("hf_config", test_hf_config_check)):
+            (tmp / name).mkdir()
+            test(tmp / name)
     print(f"test_convert: {'FAILED' if failures else 'OK'} ({failures} failure(s))")
     return 1 if failures else 0
 
