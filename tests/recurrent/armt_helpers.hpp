@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "crossbatch/recurrent/armt_generate.hpp"
 #include "crossbatch/recurrent/diagonal.hpp"
 #include "crossbatch/recurrent/sequential.hpp"
 #include "tiny_models.hpp"
@@ -54,13 +55,15 @@ inline void write_random_armt(const std::string& dir, const model_config& c, int
 }
 
 // A tiny random ARMT model of the family with `layers` layers, written to a scratch directory.
+// W_mv is scaled by v_scale: untrained memories grow from segment to segment (z stops growing
+// where gamma clips to 0, A does not), so long sweeps keep it small but non-zero.
 inline std::string tiny_armt_dir(const std::string& family, int layers, int S, int M, int d_mem,
-                                 unsigned seed = 3) {
+                                 unsigned seed = 3, float v_scale = 0.1f) {
   auto cfg = tiny_config(family);
   cfg[family == "gpt2" ? "n_layer" : "num_hidden_layers"] = layers;
   const auto dir = scratch_dir("armt_" + family).string();
   write_random_model(dir, cfg, seed, 1.0f);
-  write_random_armt(dir, parse_config(cfg, dir), S, M, d_mem, seed + 100);
+  write_random_armt(dir, parse_config(cfg, dir), S, M, d_mem, seed + 100, v_scale);
   return dir;
 }
 

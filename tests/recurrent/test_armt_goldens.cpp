@@ -36,3 +36,47 @@ void check_case(const std::string& name) {
 
 BOOST_AUTO_TEST_CASE(llama_sequential_matches_pytorch) { check_case("llama"); }
 BOOST_AUTO_TEST_CASE(gpt2_sequential_matches_pytorch) { check_case("gpt2"); }
+
+// Generation: the last segment's prefill with reads and no writes, then KV-cached decode, against
+// the reference's cache-free recomputation (teacher-forced logits at every step, greedy tokens).
+namespace {
+void check_generation(const std::string& name, bool diagonal) {
+  const auto dir = armt_case_dir(name);
+  const auto model = armt_model<float>::load(dir + "model");
+  const auto ctx = cpu_context(1);
+  const std::vector<std::vector<int>> seqs{load_ids(dir + "gen_ids.npy")};
+  const auto want_tokens = load_ids(dir + "gen_tokens.npy");
+  const auto want_logits = load_npy<float>(dir + "gen_logits.npy");  // (steps, V)
+  const index_t steps = want_logits.dim(0), v = want_logits.dim(1);
+  auto prefix = armt_prefill_memory(ctx, model, seqs, diagonal);
+  BOOST_TEST(prefix.reads[0]);
+  batch_session<float> session(ctx, model.base, prefix.last_segment, int(steps));
+  armt_step<float> policy(session, model, prefix);
+  for (index_t k = 0; k < steps; ++k) {
+    if (k == 0) {
+      policy.prefill();
+    } else {
+      tensor<std::int32_t> ids({1});
+      ids(0) = want_tokens[k - 1];
+      policy.step(ids.view(), nullptr);
+    }
+    tensor<float> want({1, v});
+    std::copy_n(want_logits.data() + k * v, v, want.data());
+    const auto st = compare_scaled(session.logits_host(), want, dtype_traits<float>::atol);
+    BOOST_TEST(st.ok(), name << " step " << k << " logits: " << st.summary());
+  }
+  const auto r = armt_generate(ctx, model, seqs, greedy{},
+                               generation_options{.max_new_tokens = int(steps), .stop_at_eos = false},
+                               diagonal);
+  BOOST_TEST(r.tokens[0] == want_tokens, name << ": greedy tokens differ");
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(llama_generation_matches_pytorch) {
+  check_generation("llama", false);
+  check_generation("llama", true);
+}
+BOOST_AUTO_TEST_CASE(gpt2_generation_matches_pytorch) {
+  check_generation("gpt2", false);
+  check_generation("gpt2", true);
+}
