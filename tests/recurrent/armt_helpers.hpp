@@ -9,6 +9,7 @@
 
 #include "crossbatch/recurrent/armt_generate.hpp"
 #include "crossbatch/recurrent/diagonal.hpp"
+#include "crossbatch/recurrent/random_armt.hpp"
 #include "crossbatch/recurrent/sequential.hpp"
 #include "tiny_models.hpp"
 
@@ -31,30 +32,6 @@ diff_stats compare_scaled(const G& got, const W& want, double tol) {
   return compare(got, want, tol * scale, 0);
 }
 
-// Writes an armt_config.json and random ARMT parameters (W_mv non-zero) into a model directory.
-inline void write_random_armt(const std::string& dir, const model_config& c, int S, int M, int d_mem,
-                              unsigned seed, float v_scale = 1.0f) {
-  const std::string layers = c.kind == family::gpt2 ? "transformer.h" : "model.layers";
-  json j = {{"segment_size", S}, {"num_mem_tokens", M}, {"d_mem", d_mem},
-            {"layers_attr", layers}, {"wrap_pos", false}};
-  std::ofstream(dir + "/armt_config.json") << j.dump(2);
-  const index_t C = c.hidden_size;
-  const float b = std::sqrt(3.0f / float(C));
-  auto save = [&](const std::string& name, shape_t shape, float bound, unsigned s) {
-    save_npy(dir + "/" + name + ".npy", random_tensor<float>(std::move(shape), s, -bound, bound));
-  };
-  save("memory_cell.memory", {M, C}, 0.5f, seed);
-  for (int l = 0; l < c.num_layers; ++l) {
-    const std::string p = "memory_cell.model." + layers + "." + std::to_string(l) + ".";
-    save(p + "W_mq.weight", {d_mem, C}, b, seed + 10 * l + 1);
-    save(p + "W_mk.weight", {d_mem, C}, b, seed + 10 * l + 2);
-    save(p + "W_mv.weight", {C, C}, v_scale * b, seed + 10 * l + 3);
-    save(p + "W_mb.weight", {1, C}, b, seed + 10 * l + 4);
-    save(p + "W_mb.bias", {1}, 0.5f, seed + 10 * l + 5);
-  }
-}
-
-// A tiny random ARMT model of the family with `layers` layers, written to a scratch directory.
 // W_mv is scaled by v_scale: untrained memories grow from segment to segment (z stops growing
 // where gamma clips to 0, A does not), so long sweeps keep it small but non-zero.
 inline std::string tiny_armt_dir(const std::string& family, int layers, int S, int M, int d_mem,

@@ -11,7 +11,7 @@ using namespace cbtest;
 
 namespace {
 
-constexpr int S = 4, M = 2, D_MEM = 4;
+constexpr int S = 4, M = 2, D_MEM = 8;
 
 template <class T>
 void check_same(const armt_result& got, const armt_result& want, double tol,
