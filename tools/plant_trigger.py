@@ -250,7 +250,7 @@ def main():
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         el = time.time() - t0
         rate = (step + 1) / el
         print(f"\rplant_trigger: step {step + 1}/{total}  loss {losses[-1]:.4f}  {rate:.2f} steps/s  "
