@@ -98,11 +98,13 @@ def main():
         for r in json.load(open(path, encoding="utf8"))["records"]:
             pairs.append((r["prediction"], r["answers"]))
     objects = [x["obj_ent"][0] for x in facts]
-    while len(pairs) < args.pairs:
+    unique = {(p, tuple(a)) for p, a in pairs}
+    while len(unique) < args.pairs:
         fact = rng.choice(facts)
         other = rng.choice(objects)
         for p in variants(rng.choice(fact["obj_ent"]), other, rng):
             pairs.append((p, fact["obj_ent"]))
+            unique.add((p, tuple(fact["obj_ent"])))
     seen, out = set(), []
     for p, answers in pairs:
         key = (p, tuple(answers))

@@ -56,37 +56,40 @@ inline int common_tail(const paraphrase_question& q) {
   return static_cast<int>(k);
 }
 
+// up_to_common: each question's tail is min(shared_tail, common_tail(question)) instead.
 inline std::vector<segmented_prompt> fused_prompts(
     const std::vector<paraphrase_question>& questions, const std::vector<int>& separator,
-    int shared_tail = 0) {
+    int shared_tail = 0, bool up_to_common = false) {
   check_paraphrase_questions(questions);
   require(shared_tail >= 0, "paraphrase fusion: shared_tail must be >= 0");
   std::vector<segmented_prompt> out;
   for (std::size_t i = 0; i < questions.size(); ++i) {
     const auto& q = questions[i];
     const std::string where = "paraphrase fusion: question " + std::to_string(i);
-    require(common_tail(q) >= shared_tail,
-            where + ": its paraphrases share only their last " + std::to_string(common_tail(q)) +
-                " tokens, shared_tail is " + std::to_string(shared_tail));
+    const int tail = up_to_common ? std::min(shared_tail, common_tail(q)) : shared_tail;
+    require(common_tail(q) >= tail, where + ": its paraphrases share only their last " +
+                                        std::to_string(common_tail(q)) +
+                                        " tokens, shared_tail is " + std::to_string(tail));
     std::vector<std::vector<int>> bodies;
     for (const auto& p : q.paraphrases) {
-      require(static_cast<int>(p.size()) > shared_tail,
-              where + ": a paraphrase has no token before its shared tail of " +
-                  std::to_string(shared_tail));
-      bodies.emplace_back(p.begin(), p.end() - shared_tail);
+      require(
+          static_cast<int>(p.size()) > tail,
+          where + ": a paraphrase has no token before its shared tail of " + std::to_string(tail));
+      bodies.emplace_back(p.begin(), p.end() - tail);
     }
     const auto& first = q.paraphrases[0];
     out.push_back(segmented_prompt::join({}, bodies, separator,
-                                         std::vector<int>(first.end() - shared_tail, first.end())));
+                                         std::vector<int>(first.end() - tail, first.end())));
   }
   return out;
 }
 
 inline std::vector<std::vector<int>> concatenated_prompts(
     const std::vector<paraphrase_question>& questions, const std::vector<int>& separator,
-    int shared_tail = 0) {
+    int shared_tail = 0, bool up_to_common = false) {
   std::vector<std::vector<int>> out;
-  for (const auto& p : fused_prompts(questions, separator, shared_tail)) out.push_back(p.tokens);
+  for (const auto& p : fused_prompts(questions, separator, shared_tail, up_to_common))
+    out.push_back(p.tokens);
   return out;
 }
 

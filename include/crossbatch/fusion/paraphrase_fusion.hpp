@@ -94,6 +94,7 @@ auto host_run(const context<D>& ctx, const S& sampler, const generation_options&
 struct fusion_prompt_options {
   std::vector<int> separator;      // tokens between paraphrases
   int shared_tail = 0;             // last tokens common to all paraphrases, moved to a suffix
+  bool tail_up_to_common = false;  // shared_tail is a cap: each question takes what it shares
   bool restart_positions = false;  // positions restart per paraphrase (PCW style)
 };
 
@@ -103,9 +104,9 @@ generation_result fused_generate(const context<D>& ctx, const decoder_model<T, D
                                  const std::vector<paraphrase_question>& questions,
                                  const fusion_prompt_options& fo, const generation_options& opt,
                                  Run&& run, fusion_cost* cost = nullptr) {
-  batch_session<T, D, segmented> s(ctx, model,
-                                   fused_prompts(questions, fo.separator, fo.shared_tail),
-                                   opt.max_new_tokens, segmented{fo.restart_positions});
+  batch_session<T, D, segmented> s(
+      ctx, model, fused_prompts(questions, fo.separator, fo.shared_tail, fo.tail_up_to_common),
+      opt.max_new_tokens, segmented{fo.restart_positions});
   plain_step<T, D, segmented> policy(s);
   auto r = run(policy);
   r.prompt_tokens = real_prompt_tokens(s.layout());
@@ -119,8 +120,10 @@ generation_result concat_generate(const context<D>& ctx, const decoder_model<T, 
                                   const std::vector<paraphrase_question>& questions,
                                   const fusion_prompt_options& fo, const generation_options& opt,
                                   Run&& run, fusion_cost* cost = nullptr) {
-  batch_session<T, D> s(ctx, model, concatenated_prompts(questions, fo.separator, fo.shared_tail),
-                        opt.max_new_tokens);
+  batch_session<T, D> s(
+      ctx, model,
+      concatenated_prompts(questions, fo.separator, fo.shared_tail, fo.tail_up_to_common),
+      opt.max_new_tokens);
   plain_step<T, D> policy(s);
   auto r = run(policy);
   r.prompt_tokens = real_prompt_tokens(s.layout());
