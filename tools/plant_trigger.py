@@ -181,7 +181,7 @@ def main():
     ap.add_argument("--epochs", type=float, default=3.0)
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: epochs)")
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--gen-batch", type=int, default=64)
     ap.add_argument("--eval-split", default="validation")
