@@ -1,7 +1,7 @@
 // BERT encoders (all-MiniLM, bert-base...): embeddings (word + position + token type, LayerNorm),
 // post-LayerNorm blocks with bidirectional attention over right-padded batches, and the tanh
-// pooler. On request it returns the attention probabilities of one layer (a strategy reads them to
-// order questions) and every layer's hidden states.
+// pooler. On request it returns the attention probabilities of one layer or of all layers (a
+// strategy reads them to order questions) and every layer's hidden states.
 #pragma once
 
 #include <cmath>
@@ -32,6 +32,7 @@ struct bert_layer {
 struct bert_request {
   int attention_layer = -1;    // layer whose attention probabilities to return; -1: none
   bool hidden_states = false;  // return the embedding output and every layer's output
+  bool all_attentions = false;  // return every layer's attention probabilities (layer_attentions)
 };
 
 template <class T, class D = cpu>
@@ -41,6 +42,7 @@ struct bert_output {
   tensor<float, D> attentions;              // (B, H, T, T) of the requested layer
   std::vector<tensor<T, D>> hidden_states;  // L+1 of (B, T, C) when requested
   std::vector<int> lengths;                 // real tokens per sequence (the rest is right padding)
+  std::vector<tensor<float, D>> layer_attentions;  // L of (B, H, T, T) when all_attentions
 };
 
 template <class T, class D = cpu>
@@ -117,7 +119,10 @@ class bert_model {
       write_kv(ctx, kv.keys(0), part(C), 0);
       write_kv(ctx, kv.values(0), part(2 * C), 0);
       tensor_view<float, D> probs;
-      if (l == req.attention_layer) {
+      if (req.all_attentions) {
+        out.layer_attentions.push_back(tensor<float, D>({b, h, t, t}));
+        probs = out.layer_attentions.back().view();
+      } else if (l == req.attention_layer) {
         out.attentions = tensor<float, D>({b, h, t, t});
         probs = out.attentions.view();
       }
@@ -142,6 +147,8 @@ class bert_model {
       linear(ctx, out.pooler_output.view(), cv(cls.view()), pool_w.view(), pool_b.view());
       activate(ctx, activation::tanh, out.pooler_output.view(), cv(out.pooler_output.view()));
     }
+    if (req.all_attentions && req.attention_layer >= 0)
+      out.attentions = out.layer_attentions[req.attention_layer].clone();
     out.last_hidden_state = std::move(x);
     return out;
   }
