@@ -18,9 +18,10 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# Python side: numpy for the npy tools; safetensors/gguf/tokenizers for conversion and fixtures.
-python_packages=(numpy safetensors gguf tokenizers)
-if ! python3 -c "import numpy, safetensors, gguf, tokenizers" 2>/dev/null; then
+# Python side: numpy for the npy tools; safetensors/gguf/tokenizers for conversion and fixtures;
+# openai for the server tests (tests/serve).
+python_packages=(numpy safetensors gguf tokenizers openai)
+if ! python3 -c "import numpy, safetensors, gguf, tokenizers, openai" 2>/dev/null; then
   echo "setup: pip installing ${python_packages[*]}" >&2
   python3 -m pip install -q "${python_packages[@]}" 2>&1 | grep -v "Running pip as the 'root'" || true
 fi

@@ -151,6 +151,16 @@ int serve(const options& o, context<D>& ctx, const text::tokenizer& tok,
     t_request = nullptr;
   });
 
+  // Debian's libcpp-httplib listens with a backlog of 5 (CPPHTTPLIB_LISTEN_BACKLOG, compiled into
+  // the library): a burst of concurrent clients would overflow it and wait for SYN retries.
+  // Capture the listening socket and listen on it again with a deeper backlog.
+  socket_t listen_fd = INVALID_SOCKET;
+  svr.set_socket_options([&listen_fd](socket_t fd) {
+    listen_fd = fd;
+    int yes = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof(yes));  // inherited by accepted ones
+  });
   int port = o.port;
   if (port == 0) {
     port = svr.bind_to_any_port(o.host);
@@ -158,6 +168,7 @@ int serve(const options& o, context<D>& ctx, const text::tokenizer& tok,
     port = -1;
   }
   if (port < 0) throw io_error("cannot listen on " + o.host + ":" + std::to_string(o.port));
+  if (listen_fd != INVALID_SOCKET) ::listen(listen_fd, 1024);
   std::printf("listening on http://%s:%d\n", o.host.c_str(), port);
   std::fflush(stdout);
   std::fprintf(stderr, "[serve] %s%s%s on %s/%s, max batch %d, queue %d, chat template: %s\n",

@@ -320,10 +320,18 @@ class LimitsTest(unittest.TestCase):
         def send(i):
             replies[i] = self.server.request("POST", "/v1/completions", self.long_request)
 
+        def until(key, value):
+            end = time.time() + 5
+            while time.time() < end and self.server.request("GET", "/health")[1][key] != value:
+                time.sleep(0.01)
+
         threads = [threading.Thread(target=send, args=(i,)) for i in range(4)]
-        for t in threads:
+        threads[0].start()
+        until("running", 1)  # the first holds the only row
+        threads[1].start()
+        until("queued", 1)  # the second holds the only queue place
+        for t in threads[2:]:
             t.start()
-            time.sleep(0.05)
         for t in threads:
             t.join()
         statuses = sorted(r[0] for r in replies)

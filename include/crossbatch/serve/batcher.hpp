@@ -103,7 +103,6 @@ class batcher {
     admit(now);
     if (live_rows() > 0) step_all();
     std::lock_guard lock(m_mutex);
-    m_stats.running = live_rows();
     m_stats.queued = int(m_queue.size());
     return m_stats.running > 0 || m_stats.queued > 0;
   }
@@ -124,7 +123,9 @@ class batcher {
 
   batcher_stats stats() const {
     std::lock_guard lock(m_mutex);
-    return m_stats;
+    batcher_stats s = m_stats;
+    s.queued = int(m_queue.size());  // now, not at the last boundary
+    return s;
   }
   // The running batch's slot count (for tests of shifting and compaction).
   int slots() const { return m_models[0].slots(); }
@@ -223,6 +224,7 @@ class batcher {
     for (auto& m : m_models) m.release(r);
     std::lock_guard lock(m_mutex);
     ++m_stats.completed;
+    --m_stats.running;
   }
 
   void end_cancelled(ticket::clock::time_point now) {
@@ -303,6 +305,10 @@ class batcher {
       m.place(r, alone.back().cache(), p);
     }
     row.live = true;
+    {
+      std::lock_guard lock(m_mutex);
+      ++m_stats.running;
+    }
     row.req = std::move(q.req);
     row.t = std::move(q.t);
     row.deadline = q.submitted + row.req.timeout;
