@@ -15,6 +15,7 @@
 
 #include "crossbatch/core/npy.hpp"
 #include "crossbatch/model/config.hpp"
+#include "crossbatch/recurrent/armt_weights.hpp"
 
 namespace crossbatch {
 
@@ -46,6 +47,34 @@ inline void write_random_armt(const std::string& dir, const model_config& c, int
     save(p + "W_mb.weight", {1, C}, b);
     save(p + "W_mb.bias", {1}, 0.5f, gate_bias);
   }
+}
+
+// The same parameters in memory (benchmarks at real shapes skip the files): the memory
+// embeddings (M, C) and every layer's projections, from one seed.
+inline std::vector<armt_layer_weights> random_armt_layers(const model_config& c,
+                                                          const armt_config& a,
+                                                          std::uint64_t seed, float v_scale = 0.1f,
+                                                          float gate_bias = -3.0f) {
+  std::mt19937_64 gen(seed);
+  const index_t C = c.hidden_size;
+  const float b = std::sqrt(3.0f / float(C));
+  auto fill = [&](shape_t shape, float bound, float offset = 0) {
+    tensor<float> t(std::move(shape));
+    std::uniform_real_distribution<float> u(-bound, bound);
+    for (index_t i = 0; i < t.size(); ++i) t.data()[i] = offset + u(gen);
+    return t;
+  };
+  std::vector<armt_layer_weights> out;
+  for (int l = 0; l < c.num_layers; ++l) {
+    armt_layer_weights L;
+    L.w_q = fill({a.d_mem, C}, b);
+    L.w_k = fill({a.d_mem, C}, b);
+    L.w_v = fill({C, C}, v_scale * b);
+    L.w_b = fill({C}, b);
+    L.b_b = fill({1}, 0.5f, gate_bias)(0);
+    out.push_back(std::move(L));
+  }
+  return out;
 }
 
 }  // namespace crossbatch
