@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Paraphrase fusion on the H200, one command from the repository root (no network):
+#   OUT=/some/dir bash tools/device/fusion.sh
+# Needs carried: the default model's GGUF at .devmodel/SmolLM2-135M-Instruct.Q4_1.gguf (or the
+# .devmodel/part00 + part01 pieces tools/device/prepare_model.sh assembles) and the gguf wheel in
+# .whl/; PCRE2 from .devdeps/root when the machine lacks it (as tools/device_check.sh).
+# Steps: convert the model (tools/convert.py), build paraphrase_fusion + bench_paraphrase (CMake,
+# sm_90a) and tests/cuda/test_fusion.cu (nvcc, header-only Boost.Test), run the gpu test, the
+# bench, then the experiment: fused variants (shared tail 0/3 x natural/restarted positions) on
+# the validation split, the best by mean accuracy over 2..5 paraphrases, then every method on the
+# test split for 1..5 paraphrases (weighted_* over 3 confidence seeds of 100 samples). Writes two
+# files:
+#   $OUT/fusion/fusion.log   everything printed
+#   $OUT/fusion/fusion.json  {"test", "validation", "choice", "bench", "meta"}
+# examples/paraphrase_fusion/make_results.py turns fusion.json into RESULTS.md.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+out=${OUT:-build/device_fusion}/fusion
+mkdir -p "$out"
+exec > >(tee "$out/fusion.log") 2>&1
+work=$(mktemp -d /tmp/fusion.XXXX)
+start=$SECONDS
+say() { echo "[fusion $((SECONDS - start)) s] $*"; }
+status=0
+
+# The model.
+if [ ! -f models/smollm2-135m-instruct/config.json ] || [ ! -f models/smollm2-135m-instruct/model.embed_tokens.weight.npy ]; then
+  if [ -f tools/device/prepare_model.sh ]; then
+    . tools/device/prepare_model.sh
+  else
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+    python3 tools/convert.py .devmodel/SmolLM2-135M-Instruct.Q4_1.gguf models/smollm2-135m-instruct --dtype float32 --force
+  fi
+fi
+[ -f models/smollm2-135m-instruct/config.json ] || { say "no converted model"; exit 1; }
+say "model ready"
+
+# PCRE2 (the crossbatch target needs it), as in tools/device_check.sh.
+extra=()
+if ! pkg-config --exists libpcre2-8 2>/dev/null && [ -d .devdeps/root ]; then
+  root=$PWD/.devdeps/root
+  mkdir -p /tmp/devdeps-pc
+  for f in "$root"/usr/lib/x86_64-linux-gnu/pkgconfig/*.pc; do
+    sed "s|^prefix=.*|prefix=$root/usr|" "$f" >/tmp/devdeps-pc/"$(basename "$f")"
+  done
+  export PKG_CONFIG_PATH=/tmp/devdeps-pc:${PKG_CONFIG_PATH:-}
+  export LD_LIBRARY_PATH=$root/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
+  extra=(-DCROSSBATCH_PCRE2_INCLUDE="$root/usr/include" -DCROSSBATCH_PCRE2_LIB="$root/usr/lib/x86_64-linux-gnu/libpcre2-8.so")
+fi
+
+# Build: the gpu test with nvcc directly, the example and the bench with CMake, in parallel.
+build=build/device-fusion
+mkdir -p "$build"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+(nvcc -std=c++20 -O3 -DNDEBUG --expt-relaxed-constexpr -diag-suppress 20012 \
+  -gencode=arch=compute_90a,code=sm_90a -Iinclude -Itests -I/usr/include/eigen3 \
+  -DCROSSBATCH_BOOST_TEST_INCLUDED "-DCROSSBATCH_TEST_DATA=\"$PWD/tests/data\"" "-DCROSSBATCH_SOURCE_DIR=\"$PWD\"" \
+  tests/cuda/test_fusion.cu -o "$build/cuda_test_fusion" -lcublasLt -lcublas >"$work/build_test.log" 2>&1 ||
+  echo "BUILD FAILED: test_fusion") &
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCROSSBATCH_CUDA=ON -DCROSSBATCH_BUILD_TESTS=OFF \
+  -DCMAKE_CUDA_ARCHITECTURES=90a-real "${extra[@]}" >"$work/configure.log" 2>&1 || { tail -30 "$work/configure.log"; status=1; }
+cmake --build "$build" -j "$(nproc)" --target paraphrase_fusion bench_paraphrase -- -k 0 >"$work/build.log" 2>&1 ||
+  { grep -E "error" -A3 "$work/build.log" | head -40; status=1; }
+wait
+grep -E "error" -A3 "$work/build_test.log" | head -20
+say "built"
+
+# The gpu test.
+gpu_test=-1
+if [ -x "$build/cuda_test_fusion" ]; then
+  timeout 120 "$build/cuda_test_fusion" --log_level=test_suite --report_level=short --color_output=false >"$work/test.log" 2>&1
+  gpu_test=$?
+  grep -E "error|fatal|Test module|failure|passed|skipped" "$work/test.log" | head -40
+fi
+say "gpu test: exit $gpu_test"
+((gpu_test == 0)) || status=1
+
+# The bench.
+bench=$build/bench/paraphrase/bench_paraphrase
+if [ -x "$bench" ]; then
+  timeout 120 "$bench" --json "$work/bench.json" || status=1
+fi
+say "bench done"
+
+# The experiment (examples/paraphrase_fusion/run_experiment.sh: validation variants, then test).
+pf=$build/examples/paraphrase_fusion/paraphrase_fusion
+if [ -x "$pf" ]; then
+  timeout 300 bash examples/paraphrase_fusion/run_experiment.sh "$pf" "$work/experiment.json" \
+    --model models/smollm2-135m-instruct --device cuda --dtype float32 --batch_size 8 \
+    --max_rows 2048 || status=1
+fi
+say "experiment done"
+
+python3 - "$work" "$out/fusion.json" "$gpu_test" <<'PY'
+import json, os, sys
+work, dst, gpu_test = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def load(p):
+    return json.load(open(p)) if os.path.exists(p) else None
+out = load(os.path.join(work, "experiment.json")) or {}
+out["bench"] = load(os.path.join(work, "bench.json"))
+out["meta"] = {"gpu_test_exit": gpu_test, "device": os.popen(
+    "nvidia-smi --query-gpu=name --format=csv,noheader").read().strip()}
+json.dump(out, open(dst, "w"))
+print(f"wrote {dst} ({os.path.getsize(dst)} bytes)")
+PY
+say "done, status $status"
+rm -rf "$work"
+sleep 1  # let tee flush the log
+exit $status
