@@ -25,12 +25,12 @@ inline std::vector<tagged_answer> parse_all_in_one(std::string_view reply, std::
     if (j >= reply.size() || reply[j] != ':') continue;
     ++j;
     while (j < reply.size() && is_space(reply[j])) ++j;
-    if (detail::find_ascii_nocase(reply.substr(j, open.size()), open) != 0) continue;
+    if (crossbatch::detail::find_ascii_nocase(reply.substr(j, open.size()), open) != 0) continue;
     const std::size_t a = j + open.size();
-    const std::size_t b = detail::find_ascii_nocase(reply, close, a);
+    const std::size_t b = crossbatch::detail::find_ascii_nocase(reply, close, a);
     if (b == std::string_view::npos) continue;
     if (id >= 1 && id <= questions && !out[id - 1].found)
-      out[id - 1] = {std::string(detail::trim_ascii_space(reply.substr(a, b - a))), true};
+      out[id - 1] = {std::string(crossbatch::detail::trim_ascii_space(reply.substr(a, b - a))), true};
     i = b + close.size() - 1;
   }
   return out;

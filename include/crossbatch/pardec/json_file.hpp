@@ -14,7 +14,7 @@
 
 namespace crossbatch::pardec {
 
-using detail::json_at;
+using crossbatch::detail::json_at;
 
 inline std::string read_text_file(const std::string& path) {
   std::ifstream f(path, std::ios::binary);

@@ -1,0 +1,226 @@
+// The strategies end to end on a tiny random decoder (vocabulary of the SmolLM2 tokenizer in
+// tests/data/text/smollm2, so prompts are real chat-template text): every strategy runs in single-
+// and multi-context mode with the expected number of batches; batch = answering each question
+// alone (batch invariance); sequential prompts grow turn by turn with the model's full replies;
+// collab layers follow the DAG and show the parents' answers; collab_bert on the tiny BERT golden;
+// collab_hidden with an identity mixer (zero output projection) and finetuned with the model's own
+// head equal batch, a strong mixer changes the answers.
+#define BOOST_TEST_MODULE pardec_strategies
+#include "crossbatch/pardec/bert_questions.hpp"
+#include "crossbatch/pardec/scoring.hpp"
+#include "crossbatch/pardec/strategies.hpp"
+#include "crossbatch/train/checkpoint.hpp"
+#include "tiny_models.hpp"
+
+using namespace crossbatch;
+using namespace crossbatch::pardec;
+
+namespace {
+
+const std::string tok_dir = cbtest::data_dir() + "/text/smollm2";
+
+struct fixture_model {
+  context<cpu> ctx;
+  decoder_model<float> model;
+  fixture_model() {
+    auto c = cbtest::tiny_config("llama");
+    c["vocab_size"] = 49152;
+    c["max_position_embeddings"] = 2048;
+    c["eos_token_id"] = 2;  // <|im_end|>
+    const auto dir = cbtest::scratch_dir("pardec_model").string();
+    write_random_model(dir, c, 7, 2.0f);
+    model = decoder_model<float>::load(dir);
+  }
+};
+
+fixture_model& tiny() {
+  static fixture_model m;
+  return m;
+}
+
+local_generator<float> make_generator() {
+  return local_generator<float>(tiny().ctx, tiny().model, text::tokenizer::from_file(tok_dir + "/tokenizer.json"),
+                                text::chat_template::from_tokenizer_config(tok_dir));
+}
+
+// Records every batch it is asked for, then passes it on.
+class recording_generator : public chat_generator {
+ public:
+  explicit recording_generator(chat_generator& inner) : m_inner(inner) {}
+  generated_batch generate(const std::vector<conversation>& batch, int max_new_tokens) override {
+    calls.push_back(batch);
+    auto r = m_inner.generate(batch, max_new_tokens);
+    replies.push_back(r.replies);
+    return r;
+  }
+  std::vector<std::vector<conversation>> calls;
+  std::vector<std::vector<std::string>> replies;
+
+ private:
+  chat_generator& m_inner;
+};
+
+question_group single_context_group() {
+  question_group g;
+  g.id = "g";
+  g.context = "Ada Lovelace was born in London in 1815. She worked with Charles Babbage on the engine.";
+  g.questions = {{"a", "Where was Ada Lovelace born?", {}, {"London"}, "", ""},
+                 {"b", "When was she born?", {}, {"1815"}, "", ""},
+                 {"c", "Who did Ada Lovelace work with?", {}, {"Charles Babbage"}, "", ""}};
+  return g;
+}
+
+question_group multi_context_group() {
+  question_group g;
+  g.id = "m";
+  g.questions = {{"x", "Where was Monet born?", {}, {"Paris"}, "Monet was born in Paris.", ""},
+                 {"y", "Where are the Andes?", {}, {"South America"}, "The Andes are in South America.", ""}};
+  return g;
+}
+
+strategy_options small_options() {
+  strategy_options o;
+  o.max_new_tokens = 6;
+  o.dependency_max_new_tokens = 12;
+  o.selection.min_confidence = 0.5;
+  return o;
+}
+
+// The tiny BERT of the goldens with a WordPiece vocabulary that fits its 256 ids.
+bert_questions<float> tiny_bert() {
+  const auto dir = cbtest::scratch_dir("pardec_vocab");
+  const auto vocab = (dir / "vocab.txt").string();
+  {
+    std::ofstream f(vocab);
+    for (const char* s : {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "?", ",", "."}) f << s << "\n";
+    for (char c = 'a'; c <= 'z'; ++c) f << c << "\n##" << c << "\n";
+    for (char c = '0'; c <= '9'; ++c) f << c << "\n##" << c << "\n";
+  }
+  return bert_questions<float>(bert_model<float>::load(cbtest::data_dir() + "/goldens/bert/model"),
+                               text::tokenizer::from_wordpiece_vocab(vocab));
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(every_strategy_runs_in_both_modes) {
+  auto gen = make_generator();
+  auto bert = tiny_bert();
+  const attention_score_fn scores = [&](const std::vector<std::string>& qs) {
+    return bert.attention_scores(tiny().ctx, qs);
+  };
+  for (const auto& g : {single_context_group(), multi_context_group()}) {
+    const std::size_t n = g.questions.size();
+    auto opt = small_options();
+    std::vector<strategy_run> runs{run_batch(gen, g, opt), run_all_in_one(gen, g, opt), run_sequential(gen, g, opt),
+                                   run_collab_llm(gen, g, opt), run_collab_bert(gen, g, scores, opt)};
+    opt.no_llm_deps = true;
+    runs.push_back(run_collab_llm(gen, g, opt));
+    for (const auto& r : runs) {
+      BOOST_TEST(r.answers.size() == n, r.strategy);
+      BOOST_TEST(r.replies.size() == n, r.strategy);
+      BOOST_TEST(r.prompt_tokens > 0, r.strategy);
+      BOOST_TEST(r.generated_tokens > 0, r.strategy);
+      BOOST_TEST(r.latency > 0, r.strategy);
+      std::vector<metric_values> per;
+      for (std::size_t k = 0; k < n; ++k) per.push_back(score_question(g.questions[k], r.answers[k], g.style));
+      for (const auto& m : per) BOOST_TEST(m.count("f1") == 1u);
+    }
+    BOOST_TEST(runs[0].batches == 1);
+    BOOST_TEST(runs[1].batches == 1);
+    BOOST_TEST(runs[2].batches == int(n));
+    for (int i : {3, 4, 5}) {
+      BOOST_REQUIRE(runs[i].dag_edges.has_value());
+      const int layers = int(schedule_layers(n, *runs[i].dag_edges).size());
+      BOOST_TEST(runs[i].batches == layers + (i == 3 ? 1 : 0), runs[i].strategy);  // + the dependency request
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(batch_equals_each_question_alone) {
+  auto gen = make_generator();
+  const auto opt = small_options();
+  for (const auto& g : {single_context_group(), multi_context_group()}) {
+    const auto r = run_batch(gen, g, opt);
+    for (std::size_t k = 0; k < g.questions.size(); ++k) {
+      const auto alone = gen.generate({single_question_prompt(g, k, opt.prompt)}, opt.max_new_tokens);
+      BOOST_TEST(alone.replies.at(0) == r.replies[k], "question " << k);
+    }
+    // And the replies are not all the same string (the check can fail).
+    BOOST_TEST((r.replies[0] != r.replies[1] || r.replies.size() < 2));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(sequential_prompts_grow) {
+  auto base = make_generator();
+  recording_generator gen(base);
+  const auto g = single_context_group();
+  const auto r = run_sequential(gen, g, small_options());
+  BOOST_REQUIRE_EQUAL(gen.calls.size(), g.questions.size());
+  for (std::size_t k = 0; k < gen.calls.size(); ++k) {
+    BOOST_REQUIRE_EQUAL(gen.calls[k].size(), 1u);  // one conversation per turn
+    const auto& c = gen.calls[k][0];
+    BOOST_REQUIRE_EQUAL(c.size(), 2 + 2 * k);
+    BOOST_TEST(c.back().content == question_turn(g, k));
+    if (k > 0) {
+      const auto& prev = gen.calls[k - 1][0];
+      for (std::size_t i = 0; i < prev.size(); ++i) BOOST_TEST(c[i].content == prev[i].content);
+      BOOST_TEST(c[prev.size()].role == "assistant");
+      BOOST_TEST(c[prev.size()].content == gen.replies[k - 1][0]);  // the full reply, not the extract
+      BOOST_TEST(c[prev.size()].content == r.replies[k - 1]);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(collab_layers_follow_the_dag) {
+  auto base = make_generator();
+  recording_generator gen(base);
+  auto opt = small_options();
+  opt.no_llm_deps = true;  // heuristic: Q2 "she" -> Q1; Q3 shares "ada", "lovelace" with Q1
+  const auto g = single_context_group();
+  const auto r = run_collab_llm(gen, g, opt);
+  BOOST_REQUIRE(r.dag_edges.has_value());
+  const auto layers = schedule_layers(3, *r.dag_edges);
+  BOOST_REQUIRE_EQUAL(layers.size(), 2u);
+  BOOST_TEST((layers[0] == std::vector<std::size_t>{0}));
+  BOOST_TEST((layers[1] == std::vector<std::size_t>{1, 2}));
+  BOOST_REQUIRE_EQUAL(gen.calls.size(), 2u);
+  BOOST_TEST(gen.calls[0].size() == 1u);
+  BOOST_TEST(gen.calls[1].size() == 2u);
+  const std::string parent = "Q1 - Where was Ada Lovelace born?\nAnswer: <answer>" + r.answers[0].text + "</answer>";
+  for (const auto& c : gen.calls[1]) BOOST_TEST(c[1].content.find(parent) != std::string::npos, c[1].content);
+  BOOST_TEST(gen.calls[0][0][1].content.find("Answers to related questions") == std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(collab_hidden_and_finetuned) {
+  auto gen = make_generator();
+  const auto opt = small_options();
+  const auto g = single_context_group();
+  const auto plain = run_batch(gen, g, opt);
+  const auto& mc = tiny().model.config;
+  mixer_config cfg;
+  cfg.hidden_size = mc.hidden_size;
+  cfg.num_heads = 4;
+  // A checkpoint as examples/cross_batch's trainer writes it, loaded back.
+  const auto dir = cbtest::scratch_dir("pardec_ckpt").string();
+  cross_batch_checkpoint ck;
+  mixer_init zero_out;
+  zero_out.out_std = 0;
+  ck.mixer = init_mixer<float>(cfg, 3, zero_out);
+  ck.hidden_size = mc.hidden_size, ck.vocab_size = mc.vocab_size, ck.num_layers = mc.num_layers;
+  save_checkpoint(dir, ck);
+  auto loaded = load_checkpoint(dir, &mc);
+  hidden_mixing<float, cpu> identity;
+  identity.mixer.emplace(std::move(*loaded.mixer));
+  const auto same = run_mixed(gen, g, identity, "collab_hidden", opt);
+  BOOST_TEST(same.replies == plain.replies, "a mixer with a zero output projection is the identity");
+  mixer_init strong;
+  strong.out_std = 2.0f;
+  strong.mix = 0.95f;
+  hidden_mixing<float, cpu> mixing;
+  mixing.mixer.emplace(init_mixer<float>(cfg, 3, strong));
+  const auto mixed = run_mixed(gen, g, mixing, "collab_hidden", opt);
+  BOOST_TEST(mixed.replies != plain.replies, "a strong mixer changes the answers");
+  hidden_mixing<float, cpu> head;
+  head.lm_head = tiny().model.output_embedding().clone();
+  BOOST_TEST(run_mixed(gen, g, head, "finetuned", opt).replies == plain.replies);
+}
