@@ -261,3 +261,32 @@ BOOST_AUTO_TEST_CASE(dataset_dispatch_and_errors) {
   r.grouping.max_questions = 0;
   BOOST_CHECK_THROW(read_dataset(r), value_error);
 }
+
+BOOST_AUTO_TEST_CASE(synthetic_files_of_the_generator_read_back) {
+  // tests/data/pardec/synthetic: tools/make_pardec_data.py --per-size 2 --stories 10 (seed 0).
+  const auto dir = std::string("synthetic/");
+  const auto squad = read_squad_groups(fixture(dir + "squad_groups.json"), all_of_them(1, 5));
+  BOOST_REQUIRE_EQUAL(squad.size(), 10u);
+  std::vector<int> sizes(6, 0);
+  for (const auto& g : squad) ++sizes.at(g.questions.size());
+  for (int k = 1; k <= 5; ++k) BOOST_TEST(sizes[k] == 2, "groups of " << k);
+  const auto hotpot = read_hotpot_groups(fixture(dir + "hotpot.json"), all_of_them(2, 4));
+  BOOST_REQUIRE(!hotpot.empty());
+  BOOST_TEST(hotpot[0].multi_context());
+  const auto quality = read_quality_groups(fixture(dir + "quality.jsonl"), all_of_them());
+  BOOST_REQUIRE(!quality.empty());
+  for (const auto& g : quality)
+    for (const auto& q : g.questions) {
+      BOOST_TEST(q.options.size() == 4u);
+      const auto it = std::find_if(q.options.begin(), q.options.end(),
+                                   [&](const choice_option& o) { return o.letter == q.answers[0]; });
+      BOOST_REQUIRE(it != q.options.end());
+      BOOST_TEST(g.context.find(it->text) != std::string::npos);  // the gold option is a span of the story
+    }
+  const auto exam = read_cmb_exam_groups(fixture(dir + "cmb_exam.json"), cmb_grouping::subdomain, all_of_them(2, 3));
+  BOOST_TEST(!exam.empty());
+  const auto clin = read_cmb_clin_groups(fixture(dir + "cmb_clin.json"), all_of_them());
+  BOOST_REQUIRE_EQUAL(clin.size(), 10u);
+  BOOST_TEST((clin[0].style == answer_style::long_form));
+  for (const auto& q : clin[0].questions) BOOST_TEST(clin[0].context.find(q.answers[0]) != std::string::npos);
+}
