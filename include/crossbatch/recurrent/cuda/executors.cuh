@@ -263,18 +263,23 @@ armt_result armt_diagonal(const context<cuda>& ctx, const cuda_armt<T>& m,
   const auto pos = armt_cuda::positions(a, widest);
   tensor<T, cuda> hidden({t, cd}), logits({t, c.vocab_size});
   tensor<std::int32_t, cuda> ids;
-  std::map<int, tensor<T, cuda>> live;
+  // Slice j's residual stream lives in ring[j % L] from step j to step j + L - 1 (allocated once:
+  // a cudaFree per segment would synchronise the device every step).
+  index_t widest_slice = 0;
+  for (const auto& sl : slices) widest_slice = std::max(widest_slice, index_t(sl.size()));
+  std::vector<tensor<T, cuda>> ring;
+  for (int k = 0; k < std::min(layers, J); ++k) ring.emplace_back(shape_t{widest_slice, t, cd});
+  auto live = [&](int j) {
+    return tensor_view<T, cuda>(ring[j % layers].data(), {index_t(slices[j].size()), t, cd});
+  };
   const index_t width = w.qkv.dim(1);
   for (int i = 0; i < steps; ++i) {
     const int lo = std::max(0, i - J + 1), hi = std::min(i, layers - 1);
     const index_t g_count = hi - lo + 1;
-    if (i < J) {
-      tensor<T, cuda> x({index_t(slices[i].size()), t, cd});
+    if (i < J)
       for (std::size_t k = 0; k < slices[i].size(); ++k)
         armt_cuda::segment_input(ctx, m, slices[i][k], std::span<const int>(seqs[slices[i][k].seq]),
-                                 x.view().select(index_t(k)), ids);
-      live.emplace(i, std::move(x));
-    }
+                                 live(i).select(index_t(k)), ids);
     // Members in layer order; member g's rows start at offset[g] * T.
     std::vector<index_t> offset, count;
     index_t seqs_in = 0;
@@ -286,7 +291,7 @@ armt_result armt_diagonal(const context<cuda>& ctx, const cuda_armt<T>& m,
       uniform = uniform && count.back() == count.front();
     }
     const index_t n = seqs_in * t;
-    auto xg = [&](int l) { return live.at(i - l).view(); };
+    auto xg = [&](int l) { return live(i - l); };
     auto x2 = [&](int l) {
       auto v = xg(l);
       return v.reshape({v.shape[0] * t, cd});
@@ -369,11 +374,9 @@ armt_result armt_diagonal(const context<cuda>& ctx, const cuda_armt<T>& m,
       }
     if (hi == layers - 1) {
       const int j = i - (layers - 1);
-      auto& x = live.at(j);
       for (std::size_t kk = 0; kk < slices[j].size(); ++kk)
-        emit_logits(ctx, m, plan, slices[j][kk], tensor_view<const T, cuda>(x.view().select(index_t(kk))),
+        emit_logits(ctx, m, plan, slices[j][kk], tensor_view<const T, cuda>(live(j).select(index_t(kk))),
                     opt, r, hidden, logits);
-      live.erase(j);
     }
   }
   ctx.synchronize();

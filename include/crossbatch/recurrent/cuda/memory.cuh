@@ -87,7 +87,7 @@ __global__ void widen_kernel(float* out, const T* x, index_t rows, index_t cols,
 }
 
 // phi (rows, 2 nu d) of x (rows, d), as dpfp() on the CPU.
-__global__ void dpfp_kernel(float* phi, const float* x, index_t rows, int d, int nu) {
+static __global__ void dpfp_kernel(float* phi, const float* x, index_t rows, int d, int nu) {
   grid_dependency();
   const int w = 2 * d;
   const index_t total = rows * w * nu;
@@ -117,7 +117,7 @@ __global__ void read_finish_kernel(T* h, index_t ld, const float* xf, const floa
 
 // One block per memory row j: v_j = (v_j - vbar_j / den_j) * beta_j (vbar = k A before dividing;
 // absent for the first segment), gamma_j.
-__global__ void write_prep_kernel(float* v, const float* ka, const float* kz, const float* k,
+static __global__ void write_prep_kernel(float* v, const float* ka, const float* kz, const float* k,
                                   const float* logit, float bias, float* gamma, index_t cols,
                                   int d_key, bool first, bool correction) {
   grid_dependency();
@@ -137,14 +137,14 @@ __global__ void write_prep_kernel(float* v, const float* ka, const float* kz, co
     gamma[j] = first || !correction ? 1.0f : fminf(fmaxf(1.0f - den / (sq + armt_eps), 0.0f), 1.0f);
 }
 
-__global__ void transpose_kernel(float* out, const float* in, index_t rows, index_t cols) {
+static __global__ void transpose_kernel(float* out, const float* in, index_t rows, index_t cols) {
   grid_dependency();
   for (index_t i = blockIdx.x * index_t(blockDim.x) + threadIdx.x; i < rows * cols;
        i += index_t(gridDim.x) * blockDim.x)
     out[(i % cols) * rows + i / cols] = in[i];
 }
 
-__global__ void accumulate_kernel(float* a, const float* b, index_t n) {
+static __global__ void accumulate_kernel(float* a, const float* b, index_t n) {
   grid_dependency();
   for (index_t i = blockIdx.x * index_t(blockDim.x) + threadIdx.x; i < n;
        i += index_t(gridDim.x) * blockDim.x)
