@@ -25,8 +25,9 @@ out=${OUT:-build/sleeper_device}/sleeper
 mkdir -p "$out"
 log=$out/sleeper.log
 : >"$log"
-exec > >(tee -a "$log") 2>&1
+main() {
 work=/tmp/sleeper_work
+rm -rf "$work"  # nothing of an earlier run may end up in the bundle
 mkdir -p "$work"
 build=${SLEEPER_BUILD:-build/dev-sleeper}
 scale=${SLEEPER_SCALE:-full}
@@ -178,3 +179,7 @@ print(f"wrote {dest} ({os.path.getsize(dest) / 1e6:.1f} MB)")
 EOF
 say "done in $(($(date +%s) - start)) s; stages: $stages"
 python3 -c "import json,sys; sys.exit(any(v['exit'] for v in json.loads(sys.argv[1]).values()))" "$stages"
+}
+# The whole run through tee: the log is complete when the script returns.
+main 2>&1 | tee -a "$log"
+exit "${PIPESTATUS[0]}"
