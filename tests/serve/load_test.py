@@ -120,16 +120,20 @@ def main():
     ap.add_argument("--max-batch", type=int, default=32)
     ap.add_argument("--hidden", type=int, default=32)
     ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--intermediate", type=int, default=48)
+    ap.add_argument("--threads", type=int, default=1, help="server CPU threads")
     ap.add_argument("--json", help="write the measurements here")
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="crossbatch_load_")
     try:
         after, before = os.path.join(tmp, "after"), os.path.join(tmp, "before")
-        write_tiny_model(after, 1, max_positions=256, layers=a.layers, hidden=a.hidden)
-        write_tiny_model(before, 2, max_positions=256, layers=a.layers, hidden=a.hidden)
+        write_tiny_model(after, 1, max_positions=256, layers=a.layers, hidden=a.hidden,
+                         intermediate=a.intermediate)
+        write_tiny_model(before, 2, max_positions=256, layers=a.layers, hidden=a.hidden,
+                         intermediate=a.intermediate)
         requests = make_requests(a.requests, a.tokens, 1234)
         common = ["--before-model", before, "--max-queue", a.requests, "--max-new-tokens", 64,
-                  "--max-prompt-tokens", 128, "--threads", 1]
+                  "--max-prompt-tokens", 128, "--threads", a.threads]
         measured = {}
         outputs = {}
         for name, batch in (("batched", a.max_batch), ("one_at_a_time", 1)):

@@ -22,7 +22,7 @@ CHAT_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
 
 
-def write_tiny_model(directory, seed, max_positions=64, layers=2, hidden=32):
+def write_tiny_model(directory, seed, max_positions=64, layers=2, hidden=32, intermediate=48):
     os.makedirs(directory, exist_ok=True)
     with open(os.path.join(DATA, "gpt2", "tokenizer.json"), encoding="utf-8") as f:
         tok = json.load(f)
@@ -38,7 +38,7 @@ def write_tiny_model(directory, seed, max_positions=64, layers=2, hidden=32):
     with open(os.path.join(directory, "tokenizer_config.json"), "w", encoding="utf-8") as f:
         json.dump({"bos_token": "<|im_start|>", "eos_token": "<|im_end|>",
                    "chat_template": CHAT_TEMPLATE}, f)
-    heads, kv_heads, inter = 4, 2, 48
+    heads, kv_heads, inter = 4, 2, intermediate
     config = {"model_type": "llama", "vocab_size": size, "hidden_size": hidden,
               "num_hidden_layers": layers, "num_attention_heads": heads,
               "num_key_value_heads": kv_heads, "intermediate_size": inter,
