@@ -57,11 +57,13 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   -DCROSSBATCH_BOOST_TEST_INCLUDED "-DCROSSBATCH_TEST_DATA=\"$PWD/tests/data\"" "-DCROSSBATCH_SOURCE_DIR=\"$PWD\"" \
   tests/cuda/test_fusion.cu -o "$build/cuda_test_fusion" -lcublasLt -lcublas >"$work/build_test.log" 2>&1 ||
   echo "BUILD FAILED: test_fusion") &
+test_build=$!
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCROSSBATCH_CUDA=ON -DCROSSBATCH_BUILD_TESTS=OFF \
   -DCMAKE_CUDA_ARCHITECTURES=90a-real "${extra[@]}" >"$work/configure.log" 2>&1 || { tail -30 "$work/configure.log"; status=1; }
 cmake --build "$build" -j "$(nproc)" --target paraphrase_fusion bench_paraphrase -- -k 0 >"$work/build.log" 2>&1 ||
   { grep -E "error" -A3 "$work/build.log" | head -40; status=1; }
-wait
+# Not a bare `wait`: it would also wait for the tee of the log (a process substitution) forever.
+wait "$test_build"
 grep -E "error" -A3 "$work/build_test.log" | head -20
 say "built"
 
