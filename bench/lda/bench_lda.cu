@@ -45,8 +45,9 @@ struct lda_run {
 // One LDA generation of `prompts` through the graph driver.
 template <class T>
 lda_run<T> run_lda(context<gpu>& ctx, graph_driver<T>& driver, const decoder_model<T, gpu>& after,
-                   const decoder_model<T, gpu>& before, const std::vector<std::vector<int>>& prompts,
-                   float alpha, const generation_options& g) {
+                   const decoder_model<T, gpu>& before,
+                   const std::vector<std::vector<int>>& prompts, float alpha,
+                   const generation_options& g) {
   ctx.synchronize();
   const auto t0 = clock_type::now();
   batch_session<T, gpu> a(ctx, after, prompts, g.max_new_tokens);
@@ -142,10 +143,11 @@ int run(const args& o) {
   g.max_new_tokens = o.fresh;
   g.stop_at_eos = false;
   const std::string models = dirs ? o.after_dir + " vs " + o.before_dir : o.shape + " (random)";
-  std::printf("bench_lda: %s, %s, batch %d, prompts %d..%d tokens, %d new, greedy, alpha %g, "
-              "median of %d\n",
-              models.c_str(), dtype_traits<T>::name, o.batch, o.prompt - 16, o.prompt, o.fresh,
-              double(o.alpha), o.reps);
+  std::printf(
+      "bench_lda: %s, %s, batch %d, prompts %d..%d tokens, %d new, greedy, alpha %g, "
+      "median of %d\n",
+      models.c_str(), dtype_traits<T>::name, o.batch, o.prompt - 16, o.prompt, o.fresh,
+      double(o.alpha), o.reps);
 
   graph_driver<T> driver(ctx);
   run_lda(ctx, driver, after, before, prompts, o.alpha, g);  // warm-up (cuBLASLt plans, buffers)
@@ -183,8 +185,8 @@ int run(const args& o) {
   const auto ref = forced_logits(ctx, after, before, prompts, batched_tokens, o.alpha, K);
   double err[3] = {0, 0, 0};
   for (int p = 0; p < o.batch; ++p) {
-    const auto alone = forced_logits(ctx, after, before, {prompts[p]}, {batched_tokens[p]},
-                                     o.alpha, K);
+    const auto alone =
+        forced_logits(ctx, after, before, {prompts[p]}, {batched_tokens[p]}, o.alpha, K);
     for (int m = 0; m < 3; ++m)
       for (int i = 0; i < K; ++i) {
         // Row (step i, prompt p) of the batched run against row i of the lone run.
@@ -200,8 +202,8 @@ int run(const args& o) {
   int same_tokens = 0;
   for (int p = 0; p < o.batch; ++p) same_tokens += batched_tokens[p] == loop_tokens[p];
 
-  std::printf("| path | tokens/s | ms per decode step | seconds for %d x %d tokens |\n",
-              o.batch, o.fresh);
+  std::printf("| path | tokens/s | ms per decode step | seconds for %d x %d tokens |\n", o.batch,
+              o.fresh);
   std::printf("|---|---|---|---|\n");
   std::printf("| LDA batched (batch %d) | %.0f | %.4f | %.4f |\n", o.batch, batched_tps,
               1e3 * lda_step_b, median(batched_s));
@@ -212,10 +214,11 @@ int run(const args& o) {
               1e3 * one_b, lda_step_b / one_b);
   std::printf("| single model step, batch 1 | | %.4f | LDA step / single = %.2fx |\n", 1e3 * one_1,
               lda_step_1 / one_1);
-  std::printf("check: teacher-forced logits batched vs alone over %d steps: after %.2e, before "
-              "%.2e (rtol %.0e), combined %.2e: %s; greedy tokens batched = alone for %d/%d "
-              "prompts\n",
-              K, err[0], err[1], rtol, err[2], pass ? "pass" : "FAIL", same_tokens, o.batch);
+  std::printf(
+      "check: teacher-forced logits batched vs alone over %d steps: after %.2e, before "
+      "%.2e (rtol %.0e), combined %.2e: %s; greedy tokens batched = alone for %d/%d "
+      "prompts\n",
+      K, err[0], err[1], rtol, err[2], pass ? "pass" : "FAIL", same_tokens, o.batch);
   if (!o.json_path.empty()) {
     std::ofstream f(o.json_path);
     f << json{{"models", models},
@@ -261,17 +264,28 @@ int main(int argc, char** argv) {
     }
     const std::string v = argv[i + 1];
     try {
-      if (k == "--shape") o.shape = v;
-      else if (k == "--after") o.after_dir = v;
-      else if (k == "--before") o.before_dir = v;
-      else if (k == "--batch") o.batch = std::stoi(v);
-      else if (k == "--prompt") o.prompt = std::stoi(v);
-      else if (k == "--new") o.fresh = std::stoi(v);
-      else if (k == "--alpha") o.alpha = std::stof(v);
-      else if (k == "--reps") o.reps = std::stoi(v);
-      else if (k == "--check-steps") o.check_steps = std::stoi(v);
-      else if (k == "--dtype") o.dtype = v;
-      else if (k == "--json") o.json_path = v;
+      if (k == "--shape")
+        o.shape = v;
+      else if (k == "--after")
+        o.after_dir = v;
+      else if (k == "--before")
+        o.before_dir = v;
+      else if (k == "--batch")
+        o.batch = std::stoi(v);
+      else if (k == "--prompt")
+        o.prompt = std::stoi(v);
+      else if (k == "--new")
+        o.fresh = std::stoi(v);
+      else if (k == "--alpha")
+        o.alpha = std::stof(v);
+      else if (k == "--reps")
+        o.reps = std::stoi(v);
+      else if (k == "--check-steps")
+        o.check_steps = std::stoi(v);
+      else if (k == "--dtype")
+        o.dtype = v;
+      else if (k == "--json")
+        o.json_path = v;
       else {
         std::fprintf(stderr, "bench_lda: unknown flag %s\n", k.c_str());
         return 2;

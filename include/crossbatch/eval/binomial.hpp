@@ -31,7 +31,8 @@ inline proportion_interval wilson_interval(long long k, long long n, double z = 
   const double center = (p + z2 / (2.0 * nn)) / denom;
   const double half = z / denom * std::sqrt(p * (1.0 - p) / nn + z2 / (4.0 * nn * nn));
   // At k = 0 (k = n) the bound is exactly 0 (1); clamp the rounding of center - half there.
-  return {p, k == 0 ? 0.0 : std::max(0.0, center - half), k == n ? 1.0 : std::min(1.0, center + half)};
+  return {p, k == 0 ? 0.0 : std::max(0.0, center - half),
+          k == n ? 1.0 : std::min(1.0, center + half)};
 }
 
 }  // namespace crossbatch

