@@ -20,6 +20,9 @@
 #include "crossbatch/recurrent/random_armt.hpp"
 #include "crossbatch/text/tokenizer.hpp"
 #include "run_on_device.hpp"
+#if CROSSBATCH_WITH_CUDA
+#include "crossbatch/recurrent/cuda/executors.cuh"
+#endif
 
 using namespace crossbatch;
 
@@ -41,8 +44,8 @@ double seconds_since(clock_type::time_point t0) {
 
 // Bytes of the state and of the activations each executor keeps alive (float32 state; hidden
 // states and workspaces in T), against a full-attention KV cache of the same input.
-template <class T>
-json memory_report(const armt_model<T>& m, index_t n) {
+template <class T, class M>
+json memory_report(const M& m, index_t n) {
   const auto& c = m.config();
   const auto& a = m.armt;
   const index_t t = a.rows(), segs = a.segments(int(n)), L = c.num_layers;
@@ -57,18 +60,22 @@ json memory_report(const armt_model<T>& m, index_t n) {
            2 * L * c.num_kv_heads * c.head_dim * n * index_t(sizeof(T))}};
 }
 
-template <class T>
-int speed(const options& o, const context<cpu>& ctx, const armt_model<T>& m) {
+// sequential(seqs, opt) and diagonal(seqs, opt) run the executors of the device.
+template <class T, class M, class Seq, class Diag>
+int speed(const options& o, int threads, const M& m, Seq&& sequential, Diag&& diagonal,
+          const char* device) {
   std::mt19937 gen(unsigned(o.seed));
   std::uniform_int_distribution<int> id(0, m.config().vocab_size - 1);
   std::vector<std::vector<int>> seqs(1, std::vector<int>(o.tokens));
   for (int& t : seqs[0]) t = id(gen);
   const armt_options opt{.all_logits = false};
+  sequential(std::vector<std::vector<int>>(1, std::vector<int>(seqs[0].begin(),
+             seqs[0].begin() + std::min(o.tokens, 2 * m.armt.segment_size))), opt);  // warm-up
   auto t0 = clock_type::now();
-  const auto seq = armt_sequential(ctx, m, seqs, opt);
+  const auto seq = sequential(seqs, opt);
   const double t_seq = seconds_since(t0);
   t0 = clock_type::now();
-  const auto diag = armt_diagonal(ctx, m, seqs, opt);
+  const auto diag = diagonal(seqs, opt);
   const double t_diag = seconds_since(t0);
   auto rel = [](const tensor<float>& a, const tensor<float>& b) {
     double d = 0, s = 0;
@@ -88,27 +95,29 @@ int speed(const options& o, const context<cpu>& ctx, const armt_model<T>& m) {
   const int segs = m.armt.segments(o.tokens);
   json r = {{"tokens", o.tokens},
             {"segments", segs},
-            {"layers", m.layers()},
+            {"layers", m.config().num_layers},
+            {"device", device},
             {"segment_size", m.armt.segment_size},
             {"num_mem_tokens", m.armt.num_mem_tokens},
             {"dtype", dtype_traits<T>::name},
-            {"threads", ctx.threads},
+            {"threads", threads},
             {"sequential_seconds", t_seq},
             {"diagonal_seconds", t_diag},
             {"speedup", t_seq / t_diag},
-            {"layer_calls_sequential", segs * m.layers()},
-            {"grouped_steps_diagonal", segs + m.layers() - 1},
+            {"layer_calls_sequential", segs * m.config().num_layers},
+            {"grouped_steps_diagonal", segs + m.config().num_layers - 1},
             {"max_rel_diff_logits", e_logits},
             {"max_rel_diff_A", e_A},
             {"max_rel_diff_z", e_z},
             {"tolerance", tol},
             {"exact", exact},
-            {"memory", memory_report(m, o.tokens)}};
-  std::printf("%d tokens, %d segments x %d layers (%s, %d threads)\n", o.tokens, segs, m.layers(),
-              dtype_traits<T>::name, ctx.threads);
+            {"memory", memory_report<T>(m, o.tokens)}};
+  const int L = m.config().num_layers;
+  std::printf("%d tokens, %d segments x %d layers (%s, %s)\n", o.tokens, segs, L,
+              dtype_traits<T>::name, device);
   std::printf("| executor | seconds | layer calls |\n|---|---|---|\n");
   std::printf("| sequential | %.3f | %d |\n| diagonal | %.3f | %d grouped steps |\n", t_seq,
-              segs * m.layers(), t_diag, segs + m.layers() - 1);
+              segs * L, t_diag, segs + L - 1);
   std::printf("speed-up %.2fx; diagonal vs sequential: logits %.2e, A %.2e, z %.2e relative "
               "(tolerance %.0e): %s\n",
               t_seq / t_diag, e_logits, e_A, e_z, tol, exact ? "exact" : "MISMATCH");
@@ -194,7 +203,7 @@ int main(int argc, char** argv) {
   app.add_option("--max-new-tokens", o.max_new_tokens, "babilong: answer length");
   app.add_option("--dtype", o.dtype, "float32 or bfloat16")
       ->check(CLI::IsMember({"float32", "bfloat16"}));
-  app.add_option("--device", o.device, "cpu (the ARMT executors run on the CPU)")
+  app.add_option("--device", o.device, "auto, cpu or cuda (babilong: cpu)")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   app.add_option("--threads", o.threads, "CPU threads (0: all cores)");
   app.add_option("--seed", o.seed, "input / generator seed");
@@ -213,10 +222,26 @@ int main(int argc, char** argv) {
     return examples::run_on_device(
         o.device, o.dtype, o.threads, [&]<class T, class D>(context<D>& ctx, const char*) -> int {
           if constexpr (!std::is_same_v<D, cpu>) {
-            throw value_error("the ARMT executors run on the CPU; use --device cpu");
+#if CROSSBATCH_WITH_CUDA
+            if (o.mode != "speed")
+              throw value_error("babilong runs on the CPU (ARMT generation is CPU-only); --device cpu");
+            const auto m = cuda_armt<T>::load(o.model, o.armt);
+            const stacked_layers<T> stack(m.base);
+            return speed<T>(
+                o, 0, m, [&](const auto& s, const auto& opt) { return armt_sequential(ctx, m, s, opt); },
+                [&](const auto& s, const auto& opt) { return armt_diagonal(ctx, m, stack, s, opt); },
+                "cuda");
+#else
+            throw value_error("built without CUDA");
+#endif
           } else {
             const auto m = armt_model<T>::load(o.model, o.armt);
-            if (o.mode == "speed") return speed<T>(o, ctx, m);
+            if (o.mode == "speed")
+              return speed<T>(
+                  o, ctx.threads, m,
+                  [&](const auto& s, const auto& opt) { return armt_sequential(ctx, m, s, opt); },
+                  [&](const auto& s, const auto& opt) { return armt_diagonal(ctx, m, s, opt); },
+                  "cpu");
             const auto tok = text::tokenizer::from_file(o.model + "/tokenizer.json");
             return evaluate<T>(o, ctx, m, tok);
           }
