@@ -258,6 +258,7 @@ int run(const options& o, Ctx& ctx, const std::string& device_name) {
                    {"dtype", dtype_traits<T>::name},
                    {"max_new_tokens", o.max_new_tokens},
                    {"shots", o.shots},
+                   {"batch_size", o.batch_size},
                    {"separator", o.separator},
                    {"shared_tail", o.shared_tail},
                    {"restart_positions", o.restart_positions},
