@@ -71,7 +71,7 @@ void send(const http_reply& reply, httplib::Response& res) {
 }
 
 template <class T, class D>
-int serve(const options& o, context<D>& ctx, const text::tokenizer& tok,
+int run_server(const options& o, context<D>& ctx, const text::tokenizer& tok,
           std::optional<text::chat_template> tmpl, const char* device_name) {
   const auto after = decoder_model<T, D>::load(o.model);
   std::optional<decoder_model<T, D>> before;
@@ -234,7 +234,7 @@ int main(int argc, char** argv) {
     }
     return examples::run_on_device(o.device, o.dtype, o.threads,
                                    [&]<class T, class D>(context<D>& ctx, const char* name) {
-                                     return serve<T, D>(o, ctx, tok, tmpl, name);
+                                     return run_server<T, D>(o, ctx, tok, tmpl, name);
                                    });
   } catch (const crossbatch::error& e) {
     std::cerr << "error: " << e.what() << "\n";
