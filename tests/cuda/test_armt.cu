@@ -3,7 +3,8 @@
 // with one matmul per member (the sequential executor's exact calls) every logit and every
 // layer's A and z after every segment within 1e-6 of the tensor's scale and segment 0 exact; with
 // the strided-batched grouped matmuls within 1e-6; in bfloat16 within the dtype's tolerance; for
-// N = 1..16 segments on a 5-layer model (L > N and L < N), short last segments, batch 3.
+// N = 1..16 segments on a 5-layer model (L > N and L < N), short last segments, batch 3, and the
+// amortised mode (sequences streamed back to back).
 #define BOOST_TEST_MODULE cuda_armt
 #include "gpu_main.hpp"
 // gpu_main.hpp first: it configures Boost.Test for everything below.
@@ -84,8 +85,17 @@ void sweep(const std::vector<int>& counts) {
                what + " per-member matmuls");
     // Batch 1: every step's members are uniform, so the strided-batched path runs.
     const std::vector<std::vector<int>> one{seqs[1]};
-    check_same(armt_diagonal(gctx(), m, stack, one, opt, true),
-               armt_sequential(gctx(), m, one, opt), tol, false, what + " strided-batched");
+    const auto alone = armt_sequential(gctx(), m, one, opt);
+    check_same(armt_diagonal(gctx(), m, stack, one, opt, true), alone, tol, false,
+               what + " strided-batched");
+    // Amortised: the three sequences streamed back to back; sequence 1 against it alone.
+    const auto amortised =
+        armt_diagonal(gctx(), m, stack, seqs, opt, true, diagonal_mode::amortised);
+    armt_result pick;
+    pick.logits.push_back(amortised.logits[1].clone());
+    pick.A_trace.push_back(amortised.A_trace[1].clone());
+    pick.z_trace.push_back(amortised.z_trace[1].clone());
+    check_same(pick, alone, tol, false, what + " amortised");
   }
 }
 

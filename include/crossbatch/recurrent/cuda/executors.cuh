@@ -13,6 +13,7 @@
 
 #include "crossbatch/ops/cuda/strided_batched_linear.cuh"
 #include "crossbatch/recurrent/armt_run.hpp"
+#include "crossbatch/recurrent/diagonal.hpp"
 #include "crossbatch/recurrent/cuda/memory.cuh"
 
 namespace crossbatch {
@@ -228,23 +229,30 @@ armt_result armt_sequential(const context<cuda>& ctx, const cuda_armt<T>& m,
 }
 
 // grouped_gemm: the four projections as strided-batched matmuls when the members are uniform
-// (false: one matmul per member, the sequential executor's exact calls).
+// (false: one matmul per member, the sequential executor's exact calls). mode: lockstep or
+// amortised (one segment per slice, sequences back to back), as on the CPU.
 template <class T>
 armt_result armt_diagonal(const context<cuda>& ctx, const cuda_armt<T>& m,
                           const stacked_layers<T>& stack, const std::vector<std::vector<int>>& seqs,
-                          const armt_options& opt = {}, bool grouped_gemm = true) {
+                          const armt_options& opt = {}, bool grouped_gemm = true,
+                          diagonal_mode mode = diagonal_mode::lockstep) {
   using namespace armt_cuda;
   const auto& c = m.config();
   const auto& a = m.armt;
   const auto plan = plan_segments(a, c, seqs);
   armt_result r = armt_detail::make_result(c, a, plan, opt);
   std::vector<std::vector<armt_cell>> slices;
-  for (std::size_t s = 0;; ++s) {
-    std::vector<armt_cell> slice;
+  if (mode == diagonal_mode::amortised) {
     for (const auto& p : plan)
-      if (s < p.size()) slice.push_back(p[s]);
-    if (slice.empty()) break;
-    slices.push_back(std::move(slice));
+      for (const auto& cell : p) slices.push_back({cell});
+  } else {
+    for (std::size_t s = 0;; ++s) {
+      std::vector<armt_cell> slice;
+      for (const auto& p : plan)
+        if (s < p.size()) slice.push_back(p[s]);
+      if (slice.empty()) break;
+      slices.push_back(std::move(slice));
+    }
   }
   const int layers = c.num_layers, J = int(slices.size()), steps = J + layers - 1;
   const index_t t = a.rows(), cd = c.hidden_size;
