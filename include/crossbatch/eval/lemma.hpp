@@ -42,10 +42,17 @@ inline bool is_upper_alpha(char32_t c) { return is_alpha(c) && unicode::lower_si
 inline constexpr std::u32string_view punct = U"…,:;!?¿؟¡()[]{}<>_#*&。？！，、；：～·।،۔؛٪";
 inline constexpr std::u32string_view quotes = U"'\"”“`‘´’‚„»«「」『』（）〔〕【】《》〈〉〈〉⟦⟧";
 inline constexpr std::u32string_view currency =
-    U"$£€¥฿₽﷼₴₠₡₢₣₤₥₦₧₨₩₪₫₭₮₯₰₱₲₳₴₵₶₷₸₹₺₻₼₾"
+    U"$£€¥฿₽﷼₴₠₡₢₣₤₥₦₧₨₩₪₫₭₮₯₰₱₲₳₴₵₶₷₸₹₺₻₼"
+    U"₾"
     U"₿";
 inline constexpr std::u32string_view prefix_only = U"§%=—–";
 inline constexpr std::u32string_view hyphens = U"-–—~";
+// spaCy's units (char_classes.UNITS, Latin-script part): a suffix after a digit.
+inline constexpr std::u32string_view units[] = {
+    U"km", U"km²", U"km³", U"m",  U"m²",  U"m³",   U"dm",  U"dm²", U"dm³", U"cm", U"cm²",  U"cm³",
+    U"mm", U"mm²", U"mm³", U"ha", U"µm",  U"nm",   U"yd",  U"in",  U"ft",  U"kg", U"g",    U"mg",
+    U"µg", U"t",   U"lb",  U"oz", U"m/s", U"km/h", U"kmh", U"mph", U"hPa", U"Pa", U"mbar", U"mb",
+    U"MB", U"kb",  U"KB",  U"gb", U"GB",  U"tb",   U"TB",  U"T",   U"G",   U"M",  U"K",    U"%"};
 
 }  // namespace detail
 
@@ -147,11 +154,15 @@ class english_lemmatizer {
     const char32_t c = s[n - 1];
     if (in(c, punct) || in(c, quotes) || c == U'—' || c == U'–') return 1;
     if (c == '+' && n >= 2 && is_digit(s[n - 2])) return 1;
+    std::size_t unit = 0;  // the longest unit after a digit
+    for (auto u : units)
+      if (u.size() < n && s.substr(n - u.size()) == u && is_digit(s[n - u.size() - 1]))
+        unit = std::max(unit, u.size());
+    if (unit > 0) return unit;
     if (in(c, currency) && n >= 2 && is_digit(s[n - 2])) return 1;
     if (c == '.' && n >= 2) {
       const char32_t p = s[n - 2];
-      if (is_digit(p) || is_lower_alpha(p) || p == '%' || in(p, punct) || in(p, quotes) ||
-          p == U'€' || p == U'¥')
+      if (is_digit(p) || is_lower_alpha(p) || in(p, U"%²-+") || in(p, punct) || in(p, quotes))
         return 1;
       if (n >= 3 && is_upper_alpha(p) && is_upper_alpha(s[n - 3])) return 1;
     }
@@ -166,7 +177,9 @@ class english_lemmatizer {
     for (std::size_t i = 1; i + 1 < s.size(); ++i) {
       const char32_t a = s[i - 1], c = s[i], b = s[i + 1];
       std::size_t len = 0;
-      if (in(c, hyphens) && (is_alpha(a) || is_digit(a))) {
+      if (in(c, U"+-*^") && is_digit(a) && (is_digit(b) || b == '-')) {
+        len = 1;
+      } else if (in(c, hyphens) && (is_alpha(a) || is_digit(a))) {
         std::size_t k = i;
         while (k < s.size() && s[k] == c && k - i < 3) ++k;  // "--", "---"
         if (k < s.size() && is_alpha(s[k])) len = k - i;
@@ -176,8 +189,6 @@ class english_lemmatizer {
         len = 1;
       } else if (c == '.' && (is_lower_alpha(a) || in(a, quotes)) &&
                  (is_upper_alpha(b) || in(b, quotes))) {
-        len = 1;
-      } else if (in(c, U"+-*^") && is_digit(a) && (is_digit(b) || b == '-')) {
         len = 1;
       }
       if (len == 0) continue;
@@ -227,9 +238,32 @@ class english_lemmatizer {
         break;
       }
     }
-    out.insert(out.end(), prefixes.begin(), prefixes.end());
-    if (!s.empty()) emit(s, out);
-    out.insert(out.end(), suffixes.rbegin(), suffixes.rend());
+    std::vector<std::string> pieces(prefixes.begin(), prefixes.end());
+    if (!s.empty()) emit(s, pieces);
+    pieces.insert(pieces.end(), suffixes.rbegin(), suffixes.rend());
+    merge_specials(pieces, out);
+  }
+  // spaCy's special-case matcher: runs of tokens of one chunk whose texts together spell a
+  // tokenizer exception with affixes ("):", "''", "y.") become that exception's tokens; the
+  // longest run from the left wins.
+  void merge_specials(const std::vector<std::string>& pieces, std::vector<std::string>& out) const {
+    for (std::size_t i = 0; i < pieces.size();) {
+      std::size_t best = 0;
+      std::string text = pieces[i];
+      for (std::size_t j = i + 1; j < pieces.size() && j < i + 8; ++j) {
+        text += pieces[j];
+        if (m_special.count(text)) best = j;
+      }
+      if (best == 0) {
+        out.push_back(pieces[i++]);
+        continue;
+      }
+      std::string key;
+      for (std::size_t j = i; j <= best; ++j) key += pieces[j];
+      const auto& sp = m_special.at(key);
+      out.insert(out.end(), sp.begin(), sp.end());
+      i = best + 1;
+    }
   }
 
   std::unordered_map<std::string, std::string> m_lemma;
