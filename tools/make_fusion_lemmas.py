@@ -11,7 +11,8 @@
                                the lemma-containment verdict: prediction variants built from the
                                data set's answers (case, punctuation, sentences, contractions,
                                plurals, hyphens, wrong answers) plus, with --predictions, real
-                               model outputs from examples/paraphrase_fusion JSON results
+                               model outputs from examples/paraphrase_fusion JSON results (a
+                               --json file or run_experiment.sh's / fusion.sh's JSON)
 
 Lemmas are spaCy's lookup lemmatizer (spacy.blank("en") + the "lemmatizer" pipe in lookup mode,
 no trained pipeline to download), lower-cased; whitespace tokens are dropped.
@@ -84,6 +85,7 @@ def main():
             open(os.path.join(args.out, "en_lemma_license.txt"), "w", encoding="utf8") as dst:
         dst.write("en_lemma_lookup.tsv: from spacy-lookups-data " + spacy_lookups_data.__version__ +
                   " (en_lemma_lookup.json), under this license:\n\n" + src.read())
+    facts = [json.loads(l) for l in open(args.facts, encoding="utf8")]
     nlp = make_nlp()
     with open(os.path.join(args.out, "en_tokenizer_exceptions.tsv"), "w", encoding="utf8") as f:
         for k, v in sorted(nlp.tokenizer.rules.items()):
@@ -92,11 +94,16 @@ def main():
             f.write("\t".join([k] + [t[ORTH] for t in v]) + "\n")
 
     rng = random.Random(args.seed)
-    facts = [json.loads(l) for l in open(args.facts, encoding="utf8")]
     pairs = []
+    answers_of = {x["uuid"]: x["obj_ent"] for x in facts}
     for path in args.predictions:
-        for r in json.load(open(path, encoding="utf8"))["records"]:
-            pairs.append((r["prediction"], r["answers"]))
+        r = json.load(open(path, encoding="utf8"))
+        runs = [r] if "records" in r else [r["test"]] + list(r.get("validation", {}).values())
+        for run in runs:
+            for rec in run["records"]:
+                a = rec.get("answers") or answers_of.get(rec["uuid"])
+                if a:
+                    pairs.append((rec["prediction"], a))
     objects = [x["obj_ent"][0] for x in facts]
     unique = {(p, tuple(a)) for p, a in pairs}
     while len(unique) < args.pairs:

@@ -5,8 +5,8 @@
 #    paraphrases; the variant with the best mean accuracy over 2..5 paraphrases is chosen;
 # 2. test split, once: every method for 1..5 paraphrases with the chosen variant, weighted_* over
 #    $SEEDS (default "0 1 2") confidence seeds of $SAMPLES (default 100) samples.
-# OUT.json = {"choice", "validation": {variant: results}, "test": results, "meta"} (records without
-# generation text). Small CPU check: SAMPLES=4 SEEDS="0 1" ... BIN out.json --limit 8 --device cpu
+# OUT.json = {"choice", "validation": {variant: results}, "test": results} (records without
+# generation text and answers). Small CPU check: SAMPLES=4 SEEDS="0 1" ... BIN out.json --limit 8 --device cpu
 # tools/device/fusion.sh runs this on the H200; make_results.py turns OUT.json into RESULTS.md.
 set -uo pipefail
 bin=$1 dst=$2
@@ -50,8 +50,9 @@ def slim(p):
     if not os.path.exists(p):
         return None
     r = json.load(open(p))
-    for rec in r["records"]:
+    for rec in r["records"]:  # the answers are the data set's (by uuid)
         rec.pop("generation", None)
+        rec.pop("answers", None)
     return r
 out = {"choice": choice,
        "validation": {os.path.basename(f)[4:-5]: slim(f)
