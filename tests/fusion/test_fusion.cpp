@@ -146,8 +146,10 @@ BOOST_DATA_TEST_CASE(a_paraphrase_prompt_ignores_the_others, bdata::make({"llama
 BOOST_DATA_TEST_CASE(the_first_generated_token_sees_every_paraphrase, bdata::make({1, 0}), tail) {
   model_fixture f("llama");
   const auto qs = questions();
-  const auto first_logits = [&](const std::vector<paraphrase_question>& q) {
-    batch_session<float, cpu, segmented> s(ctx, f.model, fused_prompts(q, sep, tail), 1);
+  const auto& model = f.model;
+  const int cut = tail;
+  const auto first_logits = [&model, cut](const std::vector<paraphrase_question>& q) {
+    batch_session<float, cpu, segmented> s(ctx, model, fused_prompts(q, sep, cut), 1);
     s.prefill();
     return s.logits_host();
   };
