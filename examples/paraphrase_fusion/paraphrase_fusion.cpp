@@ -210,7 +210,7 @@ int run(const options& o, Ctx& ctx, const std::string& device_name) {
     driver = std::make_unique<graph_driver<T>>(ctx);
 #endif
   const auto runner = [&](const sampling_params& sp, const generation_options& opt) {
-    return [&, sp](auto& policy) -> generation_result {
+    return [&, sp, opt](auto& policy) -> generation_result {
 #if CROSSBATCH_WITH_CUDA
       if constexpr (std::is_same_v<D, crossbatch::cuda>)
         return driver->run(policy, sp, opt, opt.eos_ids);
@@ -308,7 +308,13 @@ int run(const options& o, Ctx& ctx, const std::string& device_name) {
   const auto wants = [&](const std::string& m) {
     return all || o.method == m || (m == "single" && o.method == "oracle");
   };
-  if (!all && o.method != "oracle") (void)parse_fusion_method(o.method);
+  if (!all && o.method != "oracle") try {
+      (void)parse_fusion_method(o.method);
+    } catch (const value_error&) {
+      throw value_error("--method '" + o.method +
+                        "': want single, oracle, fused, concat, avg, max, weighted_avg, "
+                        "weighted_max or all");
+    }
   const std::vector<int> all_used(used.begin(), used.end());
 
   // Each paraphrase alone, greedy: the single baselines, the oracle and the greedy answers the
