@@ -37,7 +37,7 @@ BOOST_AUTO_TEST_CASE(batch_prompt_golden) {
   BOOST_TEST(m[0].content ==
              "You are a helpful assistant. Answer the question. Extract the answer from the passage: the "
              "shortest span of it that answers the question. If the passage does not contain the answer, "
-             "answer unknown. Wrap the final answer in <answer></answer>.\n\nBackground:\nAda was born in "
+             "answer unknown. Reply only with <answer>your answer</answer>.\n\nBackground:\nAda was born in "
              "London in 1815.");
   BOOST_TEST(m[1].content == "Question (Q2): In which year was she born there?");
   // Rendered by the ChatML template with a generation prompt.

@@ -54,7 +54,7 @@ inline std::string instructions(const prompt_style& p, bool many) {
       break;
   }
   if (p.allow_unknown) s += " If the passage does not contain the answer, answer unknown.";
-  s += many ? " Wrap each answer in <answer></answer>." : " Wrap the final answer in <answer></answer>.";
+  s += many ? " Wrap each answer in <answer></answer>." : " Reply only with <answer>your answer</answer>.";
   return s;
 }
 
