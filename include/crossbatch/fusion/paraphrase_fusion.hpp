@@ -85,7 +85,8 @@ fusion_cost cost_of(batch_session<T, D, Layout>& s, const generation_result& r) 
 template <class T, class D, sampler S>
 auto host_run(const context<D>& ctx, const S& sampler, const generation_options& opt,
               const std::vector<int>& eos) {
-  return [&ctx, sampler, &opt, &eos](auto& policy) {
+  // opt and eos are copied: the run may outlive temporaries passed here.
+  return [&ctx, sampler, opt, eos](auto& policy) {
     return decode<T, D>(ctx, policy, sampler, opt, eos);
   };
 }

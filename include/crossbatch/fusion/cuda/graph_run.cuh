@@ -11,8 +11,8 @@ namespace crossbatch {
 template <class T>
 auto graph_run(graph_driver<T>& driver, const sampling_params& params,
                const generation_options& opt, const std::vector<int>& eos) {
-  return
-      [&driver, params, &opt, &eos](auto& policy) { return driver.run(policy, params, opt, eos); };
+  // opt and eos are copied: the run may outlive temporaries passed here.
+  return [&driver, params, opt, eos](auto& policy) { return driver.run(policy, params, opt, eos); };
 }
 
 }  // namespace crossbatch
