@@ -16,12 +16,16 @@
 #include <set>
 
 #include "../cross_batch/common.hpp"  // cbx::progress (the progress line with rate and ETA)
+#include "crossbatch/pardec/api_generator.hpp"
 #include "crossbatch/pardec/bert_questions.hpp"
 #include "crossbatch/pardec/dataset.hpp"
 #include "crossbatch/pardec/scoring.hpp"
 #include "crossbatch/pardec/strategies.hpp"
 #include "crossbatch/train/checkpoint.hpp"
 #include "run_on_device.hpp"
+#if CROSSBATCH_PARDEC_HTTPLIB
+#include <httplib.h>
+#endif
 
 using namespace crossbatch;
 using namespace crossbatch::pardec;
@@ -40,7 +44,10 @@ struct options {
   int context_count = 10, min_questions = 3, max_questions = 5, max_new_tokens = 96, threads = 0;
   int collab_hidden_mix_layer = 1000;  // 1000: the checkpoint's
   std::uint64_t seed = 13;
-  bool no_llm_deps = false, quality_hard_only = false, quiet = false;
+  bool no_llm_deps = false, quality_hard_only = false, quiet = false, use_api = false;
+  std::string api_base = "https://openrouter.ai/api/v1", api_model, api_key_env = "OPENROUTER_API_KEY";
+  double api_timeout = 120;
+  int api_retries = 3;
   int max_dependencies = 3, dependency_max_new_tokens = 512;
   double min_confidence = 0.45, cost_weight = 0.0, bert_attention_threshold = 0.02, similarity_threshold = 0.5;
 };
@@ -63,6 +70,33 @@ json edges_json(const std::vector<dependency_edge>& edges) {
   return a;
 }
 
+// cpp-httplib as the API client's transport: one POST per call, connect/read/write timeouts.
+http_post_fn httplib_transport() {
+#if CROSSBATCH_PARDEC_HTTPLIB
+  return [](const std::string& url, const std::string& body, const std::map<std::string, std::string>& headers,
+            double timeout) -> http_reply {
+    const auto scheme_end = url.find("://");
+    const auto path_start = url.find('/', scheme_end == std::string::npos ? 0 : scheme_end + 3);
+    const std::string origin = url.substr(0, path_start), path = path_start == std::string::npos ? "/" : url.substr(path_start);
+    httplib::Client client(origin);
+    if (!client.is_valid()) return {0, "", "cannot make a client for " + origin + " (https needs OpenSSL support)"};
+    const auto secs = static_cast<time_t>(timeout);
+    const auto usecs = static_cast<time_t>((timeout - double(secs)) * 1e6);
+    client.set_connection_timeout(secs, usecs);
+    client.set_read_timeout(secs, usecs);
+    client.set_write_timeout(secs, usecs);
+    httplib::Headers h;
+    for (const auto& [k, v] : headers)
+      if (k != "Content-Type") h.emplace(k, v);
+    const auto res = client.Post(path, h, body, "application/json");
+    if (!res) return {0, "", httplib::to_string(res.error())};
+    return {res->status, res->body, ""};
+  };
+#else
+  throw value_error("--use-api: built without cpp-httplib (apt install libcpp-httplib-dev and reconfigure)");
+#endif
+}
+
 // The headline metric of a style for the by-size table.
 std::string headline(answer_style s) {
   switch (s) {
@@ -80,9 +114,26 @@ int run(const options& o, context<D>& ctx, const char* device_name) {
             "--strategies: unknown strategy '" + s + "' (known: all_in_one, sequential, batch, collab_llm, "
             "collab_bert, collab_hidden, finetuned)");
   require(!o.data.empty(), "--data: the data set file is required");
-  const auto model = decoder_model<T, D>::load(o.model);
-  local_generator<T, D> gen(ctx, model, text::tokenizer::from_file(o.model + "/tokenizer.json"),
-                            text::chat_template::from_tokenizer_config(o.model));
+  std::optional<decoder_model<T, D>> model;
+  std::optional<local_generator<T, D>> local;
+  std::optional<api_generator> api;
+  if (o.use_api) {
+    for (const auto& s : strategies)
+      require(s != "collab_hidden" && s != "finetuned",
+              "--use-api: " + s + " needs the model's hidden states or head (local inference only)");
+    api_config cfg;
+    cfg.base = o.api_base;
+    cfg.model = o.api_model;
+    cfg.api_key = api_key_from_env(o.api_key_env);
+    cfg.timeout_seconds = o.api_timeout;
+    cfg.max_retries = o.api_retries;
+    api.emplace(cfg, httplib_transport());
+  } else {
+    model.emplace(decoder_model<T, D>::load(o.model));
+    local.emplace(ctx, *model, text::tokenizer::from_file(o.model + "/tokenizer.json"),
+                  text::chat_template::from_tokenizer_config(o.model));
+  }
+  chat_generator& gen = o.use_api ? static_cast<chat_generator&>(*api) : static_cast<chat_generator&>(*local);
 
   std::optional<bert_questions<float>> bert, embedder;
   context<cpu> host = cpu_context(o.threads);
@@ -116,7 +167,7 @@ int run(const options& o, context<D>& ctx, const char* device_name) {
   for (const auto& s : strategies) {
     if (s == "collab_hidden") {
       require(!o.collab_hidden_checkpoint.empty(), "collab_hidden needs --collab-hidden-checkpoint");
-      auto ck = load_checkpoint(o.collab_hidden_checkpoint, &model.config);
+      auto ck = load_checkpoint(o.collab_hidden_checkpoint, &model->config);
       require(ck.mixer.has_value(), o.collab_hidden_checkpoint + ": a " + ck.method + " checkpoint has no mixer");
       if (!o.collab_hidden_mix_method.empty())
         require(mixer_kind_from_name(o.collab_hidden_mix_method) == ck.mixer->config.kind,
@@ -125,14 +176,14 @@ int run(const options& o, context<D>& ctx, const char* device_name) {
       hidden_mixing<T, D> m;
       m.mixer.emplace(ck.mixer->template cast<T, D>());
       m.mix_layer = o.collab_hidden_mix_layer != 1000 ? o.collab_hidden_mix_layer : ck.mix_layer;
-      resolve_mix_layer(m.mix_layer, model.config.num_layers);
+      resolve_mix_layer(m.mix_layer, model->config.num_layers);
       m.projection = ck.projection;
       if (ck.has_head()) m.lm_head = device_head(ck.lm_head);
       collab_hidden = std::move(m);
     }
     if (s == "finetuned") {
       require(!o.baseline_checkpoint.empty(), "finetuned needs --baseline-checkpoint");
-      auto ck = load_checkpoint(o.baseline_checkpoint, &model.config);
+      auto ck = load_checkpoint(o.baseline_checkpoint, &model->config);
       require(ck.has_head(), o.baseline_checkpoint + ": no trained LM head");
       hidden_mixing<T, D> m;
       m.lm_head = device_head(ck.lm_head);
@@ -149,7 +200,8 @@ int run(const options& o, context<D>& ctx, const char* device_name) {
   sopt.selection.cost_weight = o.cost_weight;
   sopt.bert_attention_threshold = o.bert_attention_threshold;
 
-  json config = {{"model", o.model}, {"dataset", o.dataset}, {"data", o.data}, {"split", o.split},
+  json config = {{"model", o.use_api ? o.api_model : o.model}, {"use_api", o.use_api},
+                 {"api_base", o.use_api ? o.api_base : ""}, {"dataset", o.dataset}, {"data", o.data}, {"split", o.split},
                  {"context_count", o.context_count}, {"min_questions", o.min_questions},
                  {"max_questions", o.max_questions}, {"max_new_tokens", o.max_new_tokens}, {"seed", o.seed},
                  {"strategies", strategies}, {"no_llm_deps", o.no_llm_deps}, {"max_dependencies", o.max_dependencies},
@@ -162,7 +214,8 @@ int run(const options& o, context<D>& ctx, const char* device_name) {
   std::size_t total_q = 0;
   for (const auto& g : groups) total_q += g.questions.size();
   std::cerr << "compare_strategies: " << groups.size() << " groups (" << total_q << " questions) from " << o.data
-            << ", model " << o.model << " on " << device_name << ", strategies " << o.strategies << "\n";
+            << ", model " << (o.use_api ? o.api_model + " at " + o.api_base : o.model) << " on "
+            << (o.use_api ? "the API" : device_name) << ", strategies " << o.strategies << "\n";
 
   std::map<std::string, strategy_totals> totals;
   std::map<std::string, std::map<std::size_t, strategy_totals>> by_size;
@@ -186,8 +239,8 @@ int run(const options& o, context<D>& ctx, const char* device_name) {
       else if (s == "collab_llm") r = run_collab_llm(gen, g, sopt);
       else if (s == "collab_bert")
         r = run_collab_bert(gen, g, [&](const std::vector<std::string>& q) { return bert->attention_scores(host, q); }, sopt);
-      else if (s == "collab_hidden") r = run_mixed(gen, g, *collab_hidden, s, sopt);
-      else r = run_mixed(gen, g, *finetuned, s, sopt);
+      else if (s == "collab_hidden") r = run_mixed(*local, g, *collab_hidden, s, sopt);
+      else r = run_mixed(*local, g, *finetuned, s, sopt);
       std::vector<metric_values> per;
       json answers = json::object(), metrics = json::object(), raw = json::object();
       for (std::size_t k = 0; k < g.questions.size(); ++k) {
@@ -303,6 +356,12 @@ int main(int argc, char** argv) {
   app.add_option("--dtype", o.dtype, "float32, float16 or bfloat16");
   app.add_option("--threads", o.threads, "CPU threads (0: all cores)");
   app.add_flag("--quiet", o.quiet, "no progress line");
+  app.add_flag("--use-api", o.use_api, "generate through an OpenAI-compatible server instead of the local model");
+  app.add_option("--api-base", o.api_base, "the server's base URL, up to and including /v1");
+  app.add_option("--api-model", o.api_model, "model id sent to the server");
+  app.add_option("--api-key-env", o.api_key_env, "environment variable holding the API key (unset: no key)");
+  app.add_option("--api-timeout", o.api_timeout, "seconds per request (connect, read, write)")->check(CLI::Range(0.1, 100000.0));
+  app.add_option("--api-retries", o.api_retries, "retries of a failed request (no reply, 429, 5xx), back-off 1 s doubling")->check(CLI::Range(0, 100));
   CLI11_PARSE(app, argc, argv);
   try {
     return examples::run_on_device(o.device, o.dtype, o.threads, [&]<class T, class D>(context<D>& ctx, const char* name) {

@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "crossbatch/core/npy.hpp"
+#include "crossbatch/pardec/api_generator.hpp"
 #include "crossbatch/pardec/bert_questions.hpp"
 #include "crossbatch/pardec/scoring.hpp"
 #include "crossbatch/pardec/strategies.hpp"
@@ -240,6 +241,39 @@ BOOST_AUTO_TEST_CASE(collab_hidden_and_finetuned) {
   hidden_mixing<float, cpu> head;
   head.lm_head = tiny().model.output_embedding().clone();
   BOOST_TEST(run_mixed(gen, g, head, "finetuned", opt).replies == plain.replies);
+}
+
+BOOST_AUTO_TEST_CASE(api_mode_equals_local_inference) {
+  // A fake OpenAI-compatible transport answering with the local engine, one conversation per
+  // request: the API client's request/reply path gives the local answers for every strategy.
+  auto local = make_generator();
+  auto server = make_generator();
+  int requests = 0;
+  const http_post_fn transport = [&](const std::string&, const std::string& body,
+                                     const std::map<std::string, std::string>&, double) {
+    ++requests;
+    const auto j = nlohmann::json::parse(body);
+    conversation c;
+    for (const auto& m : j["messages"]) c.push_back({m["role"], m["content"]});
+    const auto r = server.generate({c}, j["max_tokens"].get<int>());
+    return http_reply{200, nlohmann::json{{"choices", {{{"message", {{"role", "assistant"}, {"content", r.replies[0]}}}}}},
+                                          {"usage", {{"prompt_tokens", r.prompt_tokens}, {"completion_tokens", r.generated_tokens}}}}
+                               .dump(), ""};
+  };
+  api_config cfg;
+  cfg.base = "http://127.0.0.1:1/v1";
+  cfg.model = "tiny";
+  api_generator api(cfg, transport);
+  const auto opt = small_options();
+  for (const auto& g : {single_context_group(), multi_context_group()}) {
+    BOOST_TEST(run_batch(api, g, opt).replies == run_batch(local, g, opt).replies);
+    BOOST_TEST(run_all_in_one(api, g, opt).replies == run_all_in_one(local, g, opt).replies);
+    BOOST_TEST(run_sequential(api, g, opt).replies == run_sequential(local, g, opt).replies);
+    const auto a = run_collab_llm(api, g, opt), l = run_collab_llm(local, g, opt);
+    BOOST_TEST(a.replies == l.replies);
+    BOOST_TEST(a.prompt_tokens == l.prompt_tokens);
+  }
+  BOOST_TEST(requests > 10);
 }
 
 // ---- BERT side: attention probabilities, pair scores, sentence embeddings ----
