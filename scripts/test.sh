@@ -10,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/get_default_model.sh  # the default-model quality tests read it
+bash scripts/get_model.sh qwen2.5-coder-0.5b-instruct --tokenizer-only  # the Qwen tokenizer test (the 2.4 GB model test skips without the full model)
 
 jobs=$(nproc)
 run_preset() {
