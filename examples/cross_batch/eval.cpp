@@ -42,7 +42,7 @@ int main(int argc, char** argv) {
   std::uint64_t seed = 0;
   std::vector<std::string> checkpoints;
   bool run_comparison = false, also_untrained = false, quiet = false;
-  app.add_option("--model_name", model_dir,
+  app.add_option("--model_name,--model", model_dir,
                  "model directory (config.json, tokenizer.json, npy weights)");
   app.add_option(
          "--data", data,

@@ -96,7 +96,7 @@ int main(int argc, char** argv) {
         init_mix = 0.05f;
   std::uint64_t seed = 0;
   bool quiet = false;
-  app.add_option("--model_name", model_dir, "model directory");
+  app.add_option("--model_name,--model", model_dir, "model directory");
   app.add_option("--train_data", train_data, "SQuAD-format training file")->required();
   app.add_option("--eval_data", eval_data, "held-out SQuAD-format file (losses every epoch)");
   app.add_option(
