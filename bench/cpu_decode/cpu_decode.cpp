@@ -2,11 +2,14 @@
 // prompts, then time fixed-length greedy decode. Prints one JSON object per batch size on stdout
 // (bench/cpu_decode/run.sh puts it next to PyTorch eager on the same shapes).
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <iostream>
 
 #include "crossbatch/generate/generate.hpp"
+#include "crossbatch/generate/score.hpp"
 #include "crossbatch/model/random_weights.hpp"
 
 using namespace crossbatch;
@@ -46,17 +49,40 @@ int main(int argc, char** argv) {
     opt.max_new_tokens = new_tokens;
     opt.stop_at_eos = false;
     std::vector<double> decode, prefill;
+    generation_result last;
     generate(ctx, model, prompts, greedy{}, [&] {
       auto o = opt;
       o.max_new_tokens = 4;
       return o;
     }());  // warm-up
     for (int r = 0; r < repeats; ++r) {
-      const auto res = generate(ctx, model, prompts, greedy{}, opt);
+      auto res = generate(ctx, model, prompts, greedy{}, opt);
       decode.push_back(res.decode_seconds);
       prefill.push_back(res.prefill_seconds);
       std::cerr << "batch " << b << " repeat " << r + 1 << "/" << repeats << ": "
                 << (b * (new_tokens - 1)) / res.decode_seconds << " tok/s\n";
+      last = std::move(res);
+    }
+    // The check: every greedy token of sequence 0 is the argmax (within float32 tolerance) of the
+    // logits one causal pass over prompt + generated tokens gives (the uncached reference path).
+    {
+      std::vector<int> seq = prompts[0];
+      seq.insert(seq.end(), last.tokens[0].begin(), last.tokens[0].end() - 1);
+      const auto ref = teacher_forced_logits(ctx, model, seq, "bench_cpu_decode check");
+      const index_t V = model.config.vocab_size;
+      for (std::size_t k = 0; k < last.tokens[0].size(); ++k) {
+        const float* row = ref.data() + (index_t(prompt) - 1 + index_t(k)) * V;
+        const float best = *std::max_element(row, row + V), got = row[last.tokens[0][k]];
+        const float tol = dtype_traits<float>::atol + dtype_traits<float>::rtol * std::abs(best);
+        if (!(got >= best - tol)) {
+          std::cerr << "bench_cpu_decode: CHECK FAILED at batch " << b << ", new token " << k
+                    << ": decoded id " << last.tokens[0][k] << " has reference logit " << got
+                    << ", the reference maximum is " << best << "\n";
+          return 1;
+        }
+      }
+      std::cerr << "batch " << b << ": check passed (" << last.tokens[0].size()
+                << " greedy tokens = argmax of the uncached reference logits)\n";
     }
     std::sort(decode.begin(), decode.end());
     std::sort(prefill.begin(), prefill.end());

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "crossbatch/core/transfer.hpp"
@@ -11,20 +12,22 @@
 
 namespace crossbatch {
 
-// log p(ids[t+1] | ids[0..t]) for t = 0 .. T-2, computed in float.
+// Logits (T, V) on the host for every position of ids, from one causal pass: the reference a
+// KV-cached decode of the same tokens must agree with.
 template <class T, class D>
-std::vector<double> next_token_logprobs(const context<D>& ctx, const decoder_model<T, D>& model,
-                                        const std::vector<int>& ids) {
+tensor<T> teacher_forced_logits(const context<D>& ctx, const decoder_model<T, D>& model,
+                                const std::vector<int>& ids,
+                                const char* who = "teacher_forced_logits") {
   const auto& c = model.config;
   const index_t t = static_cast<index_t>(ids.size()), C = c.hidden_size, V = c.vocab_size;
-  require(t >= 2, "next_token_logprobs: need at least two tokens");
-  require(t <= c.max_positions, "next_token_logprobs: " + std::to_string(t) +
+  require(t >= 1, std::string(who) + ": no tokens");
+  require(t <= c.max_positions, std::string(who) + ": " + std::to_string(t) +
                                     " tokens exceed the model's context of " +
                                     std::to_string(c.max_positions) + " positions");
   tensor<std::int32_t> hid({t}), hpos({t});
   for (index_t i = 0; i < t; ++i) {
     require(ids[i] >= 0 && ids[i] < V,
-            "next_token_logprobs: token id " + std::to_string(ids[i]) + " outside the vocabulary");
+            std::string(who) + ": token id " + std::to_string(ids[i]) + " outside the vocabulary");
     hid(i) = ids[i];
     hpos(i) = static_cast<std::int32_t>(i);
   }
@@ -36,7 +39,16 @@ std::vector<double> next_token_logprobs(const context<D>& ctx, const decoder_mod
   model.run_layers(ctx, x.view(), dpos.view(), cache, 0, causal{}, 0, c.num_layers, ws);
   model.final_norm(ctx, h.view(), x.view().reshape({t, C}));
   model.logits(ctx, logits.view(), h.view());
-  const auto host = to_host(logits);
+  return to_host(logits);
+}
+
+// log p(ids[t+1] | ids[0..t]) for t = 0 .. T-2, computed in float.
+template <class T, class D>
+std::vector<double> next_token_logprobs(const context<D>& ctx, const decoder_model<T, D>& model,
+                                        const std::vector<int>& ids) {
+  require(ids.size() >= 2, "next_token_logprobs: need at least two tokens");
+  const auto host = teacher_forced_logits(ctx, model, ids, "next_token_logprobs");
+  const index_t t = static_cast<index_t>(ids.size()), V = model.config.vocab_size;
   std::vector<double> out;
   for (index_t i = 0; i + 1 < t; ++i) {
     const T* row = host.data() + i * V;
