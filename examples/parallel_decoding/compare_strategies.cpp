@@ -33,11 +33,12 @@ using json = nlohmann::json;
 
 namespace {
 
-const std::vector<std::string> known_strategies = {"all_in_one", "sequential", "batch", "collab_llm",
-                                                   "collab_bert", "collab_hidden", "finetuned"};
+const std::vector<std::string> known_strategies = {
+    "all_in_one", "sequential", "batch", "collab_llm", "collab_bert", "collab_hidden", "finetuned"};
 
 struct options {
-  std::string dataset = "squad", data, model = "models/smollm2-135m-instruct", strategies = "all_in_one,sequential,batch,collab_llm";
+  std::string dataset = "squad", data, model = "models/smollm2-135m-instruct",
+              strategies = "all_in_one,sequential,batch,collab_llm";
   std::string json_out, split = "validation", cmb_subset = "CMB-Clin", bert_model, embedding_model;
   std::string collab_hidden_checkpoint, collab_hidden_mix_method, baseline_checkpoint;
   std::string device = "cpu", dtype = "float32";
@@ -45,11 +46,13 @@ struct options {
   int collab_hidden_mix_layer = 1000;  // 1000: the checkpoint's
   std::uint64_t seed = 13;
   bool no_llm_deps = false, quality_hard_only = false, quiet = false, use_api = false;
-  std::string api_base = "https://openrouter.ai/api/v1", api_model, api_key_env = "OPENROUTER_API_KEY";
+  std::string api_base = "https://openrouter.ai/api/v1", api_model,
+              api_key_env = "OPENROUTER_API_KEY";
   double api_timeout = 120;
   int api_retries = 3;
   int max_dependencies = 3, dependency_max_new_tokens = 512;
-  double min_confidence = 0.45, cost_weight = 0.0, bert_attention_threshold = 0.02, similarity_threshold = 0.5;
+  double min_confidence = 0.45, cost_weight = 0.0, bert_attention_threshold = 0.02,
+         similarity_threshold = 0.5;
 };
 
 std::vector<std::string> split_list(const std::string& s) {
@@ -66,20 +69,25 @@ std::vector<std::string> split_list(const std::string& s) {
 json edges_json(const std::vector<dependency_edge>& edges) {
   json a = json::array();
   for (const auto& e : edges)
-    a.push_back({{"from", question_label(e.parent)}, {"to", question_label(e.child)}, {"confidence", e.confidence}, {"reason", e.reason}});
+    a.push_back({{"from", question_label(e.parent)},
+                 {"to", question_label(e.child)},
+                 {"confidence", e.confidence},
+                 {"reason", e.reason}});
   return a;
 }
 
 // cpp-httplib as the API client's transport: one POST per call, connect/read/write timeouts.
 http_post_fn httplib_transport() {
 #if CROSSBATCH_PARDEC_HTTPLIB
-  return [](const std::string& url, const std::string& body, const std::map<std::string, std::string>& headers,
-            double timeout) -> http_reply {
+  return [](const std::string& url, const std::string& body,
+            const std::map<std::string, std::string>& headers, double timeout) -> http_reply {
     const auto scheme_end = url.find("://");
     const auto path_start = url.find('/', scheme_end == std::string::npos ? 0 : scheme_end + 3);
-    const std::string origin = url.substr(0, path_start), path = path_start == std::string::npos ? "/" : url.substr(path_start);
+    const std::string origin = url.substr(0, path_start),
+                      path = path_start == std::string::npos ? "/" : url.substr(path_start);
     httplib::Client client(origin);
-    if (!client.is_valid()) return {0, "", "cannot make a client for " + origin + " (https needs OpenSSL support)"};
+    if (!client.is_valid())
+      return {0, "", "cannot make a client for " + origin + " (https needs OpenSSL support)"};
     const auto secs = static_cast<time_t>(timeout);
     const auto usecs = static_cast<time_t>((timeout - double(secs)) * 1e6);
     client.set_connection_timeout(secs, usecs);
@@ -93,16 +101,20 @@ http_post_fn httplib_transport() {
     return {res->status, res->body, ""};
   };
 #else
-  throw value_error("--use-api: built without cpp-httplib (apt install libcpp-httplib-dev and reconfigure)");
+  throw value_error(
+      "--use-api: built without cpp-httplib (apt install libcpp-httplib-dev and reconfigure)");
 #endif
 }
 
 // The headline metric of a style for the by-size table.
 std::string headline(answer_style s) {
   switch (s) {
-    case answer_style::multiple_choice: return "acc";
-    case answer_style::long_form: return "rougeL";
-    default: return "strict_acc";
+    case answer_style::multiple_choice:
+      return "acc";
+    case answer_style::long_form:
+      return "rougeL";
+    default:
+      return "strict_acc";
   }
 }
 
@@ -110,8 +122,10 @@ template <class T, class D>
 int run(const options& o, context<D>& ctx, const char* device_name) {
   const auto strategies = split_list(o.strategies);
   for (const auto& s : strategies)
-    require(std::find(known_strategies.begin(), known_strategies.end(), s) != known_strategies.end(),
-            "--strategies: unknown strategy '" + s + "' (known: all_in_one, sequential, batch, collab_llm, "
+    require(
+        std::find(known_strategies.begin(), known_strategies.end(), s) != known_strategies.end(),
+        "--strategies: unknown strategy '" + s +
+            "' (known: all_in_one, sequential, batch, collab_llm, "
             "collab_bert, collab_hidden, finetuned)");
   require(!o.data.empty(), "--data: the data set file is required");
   std::optional<decoder_model<T, D>> model;
@@ -119,8 +133,9 @@ int run(const options& o, context<D>& ctx, const char* device_name) {
   std::optional<api_generator> api;
   if (o.use_api) {
     for (const auto& s : strategies)
-      require(s != "collab_hidden" && s != "finetuned",
-              "--use-api: " + s + " needs the model's hidden states or head (local inference only)");
+      require(
+          s != "collab_hidden" && s != "finetuned",
+          "--use-api: " + s + " needs the model's hidden states or head (local inference only)");
     api_config cfg;
     cfg.base = o.api_base;
     cfg.model = o.api_model;
@@ -133,13 +148,16 @@ int run(const options& o, context<D>& ctx, const char* device_name) {
     local.emplace(ctx, *model, text::tokenizer::from_file(o.model + "/tokenizer.json"),
                   text::chat_template::from_tokenizer_config(o.model));
   }
-  chat_generator& gen = o.use_api ? static_cast<chat_generator&>(*api) : static_cast<chat_generator&>(*local);
+  chat_generator& gen =
+      o.use_api ? static_cast<chat_generator&>(*api) : static_cast<chat_generator&>(*local);
 
   std::optional<bert_questions<float>> bert, embedder;
   context<cpu> host = cpu_context(o.threads);
-  const bool wants_bert = std::find(strategies.begin(), strategies.end(), "collab_bert") != strategies.end();
+  const bool wants_bert =
+      std::find(strategies.begin(), strategies.end(), "collab_bert") != strategies.end();
   if (wants_bert) {
-    require(!o.bert_model.empty(), "collab_bert needs --bert-model-name (a converted BERT directory)");
+    require(!o.bert_model.empty(),
+            "collab_bert needs --bert-model-name (a converted BERT directory)");
     bert.emplace(bert_questions<float>::load(o.bert_model));
   }
   dataset_request req;
@@ -150,7 +168,8 @@ int run(const options& o, context<D>& ctx, const char* device_name) {
   req.quality_hard_only = o.quality_hard_only;
   req.similarity_threshold = o.similarity_threshold;
   if (o.dataset == "triviaqa_sim") {
-    require(!o.embedding_model.empty(), "triviaqa_sim needs --embedding-model (a converted all-MiniLM-L6-v2)");
+    require(!o.embedding_model.empty(),
+            "triviaqa_sim needs --embedding-model (a converted all-MiniLM-L6-v2)");
     embedder.emplace(bert_questions<float>::load(o.embedding_model));
     req.embed = [&](const std::vector<std::string>& t) { return embedder->embed(host, t); };
   }
@@ -166,13 +185,15 @@ int run(const options& o, context<D>& ctx, const char* device_name) {
   };
   for (const auto& s : strategies) {
     if (s == "collab_hidden") {
-      require(!o.collab_hidden_checkpoint.empty(), "collab_hidden needs --collab-hidden-checkpoint");
+      require(!o.collab_hidden_checkpoint.empty(),
+              "collab_hidden needs --collab-hidden-checkpoint");
       auto ck = load_checkpoint(o.collab_hidden_checkpoint, &model->config);
-      require(ck.mixer.has_value(), o.collab_hidden_checkpoint + ": a " + ck.method + " checkpoint has no mixer");
+      require(ck.mixer.has_value(),
+              o.collab_hidden_checkpoint + ": a " + ck.method + " checkpoint has no mixer");
       if (!o.collab_hidden_mix_method.empty())
         require(mixer_kind_from_name(o.collab_hidden_mix_method) == ck.mixer->config.kind,
-                "--collab-hidden-mix-method " + o.collab_hidden_mix_method + " differs from the checkpoint's " +
-                    to_string(ck.mixer->config.kind));
+                "--collab-hidden-mix-method " + o.collab_hidden_mix_method +
+                    " differs from the checkpoint's " + to_string(ck.mixer->config.kind));
       hidden_mixing<T, D> m;
       m.mixer.emplace(ck.mixer->template cast<T, D>());
       m.mix_layer = o.collab_hidden_mix_layer != 1000 ? o.collab_hidden_mix_layer : ck.mix_layer;
@@ -200,21 +221,36 @@ int run(const options& o, context<D>& ctx, const char* device_name) {
   sopt.selection.cost_weight = o.cost_weight;
   sopt.bert_attention_threshold = o.bert_attention_threshold;
 
-  json config = {{"model", o.use_api ? o.api_model : o.model}, {"use_api", o.use_api},
-                 {"api_base", o.use_api ? o.api_base : ""}, {"dataset", o.dataset}, {"data", o.data}, {"split", o.split},
-                 {"context_count", o.context_count}, {"min_questions", o.min_questions},
-                 {"max_questions", o.max_questions}, {"max_new_tokens", o.max_new_tokens}, {"seed", o.seed},
-                 {"strategies", strategies}, {"no_llm_deps", o.no_llm_deps}, {"max_dependencies", o.max_dependencies},
+  json config = {{"model", o.use_api ? o.api_model : o.model},
+                 {"use_api", o.use_api},
+                 {"api_base", o.use_api ? o.api_base : ""},
+                 {"dataset", o.dataset},
+                 {"data", o.data},
+                 {"split", o.split},
+                 {"context_count", o.context_count},
+                 {"min_questions", o.min_questions},
+                 {"max_questions", o.max_questions},
+                 {"max_new_tokens", o.max_new_tokens},
+                 {"seed", o.seed},
+                 {"strategies", strategies},
+                 {"no_llm_deps", o.no_llm_deps},
+                 {"max_dependencies", o.max_dependencies},
                  {"dependency_max_new_tokens", o.dependency_max_new_tokens},
-                 {"min_confidence", o.min_confidence}, {"cost_weight", o.cost_weight},
-                 {"bert_model", o.bert_model}, {"bert_attention_threshold", o.bert_attention_threshold},
-                 {"collab_hidden_checkpoint", o.collab_hidden_checkpoint}, {"baseline_checkpoint", o.baseline_checkpoint},
-                 {"device", device_name}, {"dtype", dtype_traits<T>::name}, {"groups", groups.size()},
+                 {"min_confidence", o.min_confidence},
+                 {"cost_weight", o.cost_weight},
+                 {"bert_model", o.bert_model},
+                 {"bert_attention_threshold", o.bert_attention_threshold},
+                 {"collab_hidden_checkpoint", o.collab_hidden_checkpoint},
+                 {"baseline_checkpoint", o.baseline_checkpoint},
+                 {"device", device_name},
+                 {"dtype", dtype_traits<T>::name},
+                 {"groups", groups.size()},
                  {"decoding", "greedy"}};
   std::size_t total_q = 0;
   for (const auto& g : groups) total_q += g.questions.size();
-  std::cerr << "compare_strategies: " << groups.size() << " groups (" << total_q << " questions) from " << o.data
-            << ", model " << (o.use_api ? o.api_model + " at " + o.api_base : o.model) << " on "
+  std::cerr << "compare_strategies: " << groups.size() << " groups (" << total_q
+            << " questions) from " << o.data << ", model "
+            << (o.use_api ? o.api_model + " at " + o.api_base : o.model) << " on "
             << (o.use_api ? "the API" : device_name) << ", strategies " << o.strategies << "\n";
 
   std::map<std::string, strategy_totals> totals;
@@ -224,23 +260,36 @@ int run(const options& o, context<D>& ctx, const char* device_name) {
   for (std::size_t gi = 0; gi < groups.size(); ++gi) {
     const auto& g = groups[gi];
     sopt.prompt = {g.style, o.dataset == "squad"};
-    json entry = {{"id", g.id}, {"context", g.context}, {"questions_text", json::array()},
-                  {"gold_answers", json::array()}, {"strategies", json::object()}};
+    json entry = {{"id", g.id},
+                  {"context", g.context},
+                  {"questions_text", json::array()},
+                  {"gold_answers", json::array()},
+                  {"strategies", json::object()}};
     for (std::size_t k = 0; k < g.questions.size(); ++k) {
       entry["questions_text"].push_back(question_text(g.questions[k]));
       entry["gold_answers"].push_back(g.questions[k].answers);
-      if (!g.questions[k].context.empty()) entry["question_contexts"][question_label(k)] = g.questions[k].context;
+      if (!g.questions[k].context.empty())
+        entry["question_contexts"][question_label(k)] = g.questions[k].context;
     }
     for (const auto& s : strategies) {
       strategy_run r;
-      if (s == "batch") r = run_batch(gen, g, sopt);
-      else if (s == "all_in_one") r = run_all_in_one(gen, g, sopt);
-      else if (s == "sequential") r = run_sequential(gen, g, sopt);
-      else if (s == "collab_llm") r = run_collab_llm(gen, g, sopt);
+      if (s == "batch")
+        r = run_batch(gen, g, sopt);
+      else if (s == "all_in_one")
+        r = run_all_in_one(gen, g, sopt);
+      else if (s == "sequential")
+        r = run_sequential(gen, g, sopt);
+      else if (s == "collab_llm")
+        r = run_collab_llm(gen, g, sopt);
       else if (s == "collab_bert")
-        r = run_collab_bert(gen, g, [&](const std::vector<std::string>& q) { return bert->attention_scores(host, q); }, sopt);
-      else if (s == "collab_hidden") r = run_mixed(*local, g, *collab_hidden, s, sopt);
-      else r = run_mixed(*local, g, *finetuned, s, sopt);
+        r = run_collab_bert(
+            gen, g,
+            [&](const std::vector<std::string>& q) { return bert->attention_scores(host, q); },
+            sopt);
+      else if (s == "collab_hidden")
+        r = run_mixed(*local, g, *collab_hidden, s, sopt);
+      else
+        r = run_mixed(*local, g, *finetuned, s, sopt);
       std::vector<metric_values> per;
       json answers = json::object(), metrics = json::object(), raw = json::object();
       for (std::size_t k = 0; k < g.questions.size(); ++k) {
@@ -251,14 +300,19 @@ int run(const options& o, context<D>& ctx, const char* device_name) {
       strategy_totals one;
       one.add_group(per, r.prompt_tokens, r.generated_tokens, r.latency, r.batches);
       for (const auto& [m, _] : one.metric_sum) metrics[m] = one.metric(m);
-      json sj = {{"answers", answers}, {"raw_replies", raw}, {"metrics", metrics},
-                 {"prompt_tokens", r.prompt_tokens}, {"generated_tokens", r.generated_tokens},
-                 {"latency", r.latency}, {"batches", r.batches}};
+      json sj = {{"answers", answers},
+                 {"raw_replies", raw},
+                 {"metrics", metrics},
+                 {"prompt_tokens", r.prompt_tokens},
+                 {"generated_tokens", r.generated_tokens},
+                 {"latency", r.latency},
+                 {"batches", r.batches}};
       if (r.dag_edges) sj["dag_edges"] = edges_json(*r.dag_edges);
       if (!r.note.empty()) sj["note"] = r.note;
       entry["strategies"][s] = sj;
       totals[s].add_group(per, r.prompt_tokens, r.generated_tokens, r.latency, r.batches);
-      by_size[s][g.questions.size()].add_group(per, r.prompt_tokens, r.generated_tokens, r.latency, r.batches);
+      by_size[s][g.questions.size()].add_group(per, r.prompt_tokens, r.generated_tokens, r.latency,
+                                               r.batches);
     }
     contexts.push_back(std::move(entry));
     if (!o.quiet) bar.update(gi + 1);
@@ -267,11 +321,18 @@ int run(const options& o, context<D>& ctx, const char* device_name) {
   // Summary table.
   const answer_style style = groups.front().style;
   std::vector<std::string> cols;
-  if (style == answer_style::multiple_choice) cols = {"acc"};
-  else if (style == answer_style::long_form) cols = {"bleu4", "rouge1", "rouge2", "rougeL"};
-  else cols = {"strict_acc", "f1", "lenient_acc"};
+  if (style == answer_style::multiple_choice)
+    cols = {"acc"};
+  else if (style == answer_style::long_form)
+    cols = {"bleu4", "rouge1", "rouge2", "rougeL"};
+  else
+    cols = {"strict_acc", "f1", "lenient_acc"};
   std::printf("\n| Strategy |");
-  for (const auto& c : cols) std::printf(" %s |", c == "strict_acc" ? "EM" : c == "lenient_acc" ? "Lenient" : c == "f1" ? "F1" : c.c_str());
+  for (const auto& c : cols)
+    std::printf(" %s |", c == "strict_acc"    ? "EM"
+                         : c == "lenient_acc" ? "Lenient"
+                         : c == "f1"          ? "F1"
+                                              : c.c_str());
   std::printf(" prompt tok | gen tok | latency s | batches |\n|---|");
   for (std::size_t i = 0; i < cols.size(); ++i) std::printf("---|");
   std::printf("---|---|---|---|\n");
@@ -282,8 +343,9 @@ int run(const options& o, context<D>& ctx, const char* device_name) {
     summary[s] = j;
     std::printf("| %s |", s.c_str());
     for (const auto& c : cols) std::printf(" %.3f |", t.metric(c));
-    std::printf(" %.1f | %.1f | %.3f | %.2f |\n", double(j["avg_prompt_tokens"]), double(j["avg_generated_tokens"]),
-                double(j["avg_latency"]), double(j["avg_batches"]));
+    std::printf(" %.1f | %.1f | %.3f | %.2f |\n", double(j["avg_prompt_tokens"]),
+                double(j["avg_generated_tokens"]), double(j["avg_latency"]),
+                double(j["avg_batches"]));
   }
   // Accuracy by group size.
   std::set<std::size_t> sizes;
@@ -314,7 +376,10 @@ int run(const options& o, context<D>& ctx, const char* device_name) {
       if (!f) throw io_error(p + ": write failed");
     };
     write("config.json", config);
-    write("full_results.json", {{"config", config}, {"contexts", contexts}, {"summary", summary}, {"by_group_size", size_json}});
+    write("full_results.json", {{"config", config},
+                                {"contexts", contexts},
+                                {"summary", summary},
+                                {"by_group_size", size_json}});
     std::cerr << "wrote " << o.json_out << "/config.json and full_results.json\n";
   }
   return 0;
@@ -325,48 +390,74 @@ int run(const options& o, context<D>& ctx, const char* device_name) {
 int main(int argc, char** argv) {
   options o;
   CLI::App app("Parallel decoding strategies over groups of related questions");
-  app.add_option("--dataset", o.dataset, "squad, hotpot, quac, drop, quality, cmb, triviaqa, triviaqa_sim");
+  app.add_option("--dataset", o.dataset,
+                 "squad, hotpot, quac, drop, quality, cmb, triviaqa, triviaqa_sim");
   app.add_option("--data", o.data, "the data set file, in its original format")->required();
-  app.add_option("--model-name", o.model, "model directory (config.json, tokenizer.json, npy weights)");
-  app.add_option("--context-count", o.context_count, "groups to evaluate (0: all)")->check(CLI::Range(0, 1000000));
-  app.add_option("--min-questions", o.min_questions, "questions per group at least")->check(CLI::Range(1, 1000));
-  app.add_option("--max-questions", o.max_questions, "questions per group at most")->check(CLI::Range(1, 1000));
-  app.add_option("--max-new-tokens", o.max_new_tokens, "tokens per answer (all_in_one: x questions)")->check(CLI::Range(1, 100000));
-  app.add_option("--strategies", o.strategies, "comma-separated: all_in_one, sequential, batch, collab_llm, collab_bert, collab_hidden, finetuned");
+  app.add_option("--model-name,--model", o.model,
+                 "model directory (config.json, tokenizer.json, npy weights)");
+  app.add_option("--context-count", o.context_count, "groups to evaluate (0: all)")
+      ->check(CLI::Range(0, 1000000));
+  app.add_option("--min-questions", o.min_questions, "questions per group at least")
+      ->check(CLI::Range(1, 1000));
+  app.add_option("--max-questions", o.max_questions, "questions per group at most")
+      ->check(CLI::Range(1, 1000));
+  app.add_option("--max-new-tokens", o.max_new_tokens,
+                 "tokens per answer (all_in_one: x questions)")
+      ->check(CLI::Range(1, 100000));
+  app.add_option("--strategies", o.strategies,
+                 "comma-separated: all_in_one, sequential, batch, collab_llm, collab_bert, "
+                 "collab_hidden, finetuned");
   app.add_option("--json-out", o.json_out, "results folder (config.json, full_results.json)");
   app.add_option("--seed", o.seed, "grouping / shuffling seed");
   app.add_option("--split", o.split, "recorded in the config (the file given is the split)");
-  app.add_flag("--no-llm-deps", o.no_llm_deps, "collab_llm: heuristic dependencies instead of the model's");
-  app.add_option("--max-dependencies", o.max_dependencies, "edges per question at most")->check(CLI::Range(0, 1000));
+  app.add_flag("--no-llm-deps", o.no_llm_deps,
+               "collab_llm: heuristic dependencies instead of the model's");
+  app.add_option("--max-dependencies", o.max_dependencies, "edges per question at most")
+      ->check(CLI::Range(0, 1000));
   app.add_option("--dependency-max-new-tokens", o.dependency_max_new_tokens,
-                 "collab_llm: tokens of the dependency request (the reference: 512)")->check(CLI::Range(1, 100000));
+                 "collab_llm: tokens of the dependency request (the reference: 512)")
+      ->check(CLI::Range(1, 100000));
   app.add_option("--min-confidence", o.min_confidence, "drop edges below this confidence");
   app.add_option("--cost-weight", o.cost_weight, "score = confidence - weight x token cost");
   app.add_option("--bert-model-name", o.bert_model, "converted BERT directory for collab_bert");
-  app.add_option("--bert-attention-threshold", o.bert_attention_threshold, "collab_bert edge threshold");
-  app.add_option("--collab-hidden-checkpoint", o.collab_hidden_checkpoint, "cross-batch mixer checkpoint directory");
-  app.add_option("--collab-hidden-mix-method", o.collab_hidden_mix_method, "attention or mixer (checked against the checkpoint)");
-  app.add_option("--collab-hidden-mix-layer", o.collab_hidden_mix_layer, "hidden_states index to mix (-1 last; default: the checkpoint's)");
-  app.add_option("--baseline-checkpoint", o.baseline_checkpoint, "trained LM head checkpoint for finetuned");
+  app.add_option("--bert-attention-threshold", o.bert_attention_threshold,
+                 "collab_bert edge threshold");
+  app.add_option("--collab-hidden-checkpoint", o.collab_hidden_checkpoint,
+                 "cross-batch mixer checkpoint directory");
+  app.add_option("--collab-hidden-mix-method", o.collab_hidden_mix_method,
+                 "attention or mixer (checked against the checkpoint)");
+  app.add_option("--collab-hidden-mix-layer", o.collab_hidden_mix_layer,
+                 "hidden_states index to mix (-1 last; default: the checkpoint's)");
+  app.add_option("--baseline-checkpoint", o.baseline_checkpoint,
+                 "trained LM head checkpoint for finetuned");
   app.add_option("--cmb-subset", o.cmb_subset, "CMB-Clin, random, subdomain or context");
-  app.add_flag("--quality-hard-only", o.quality_hard_only, "QuALITY: only questions marked difficult");
-  app.add_option("--similarity-threshold", o.similarity_threshold, "triviaqa_sim: cosine threshold");
-  app.add_option("--embedding-model", o.embedding_model, "triviaqa_sim: converted sentence-embedding BERT");
+  app.add_flag("--quality-hard-only", o.quality_hard_only,
+               "QuALITY: only questions marked difficult");
+  app.add_option("--similarity-threshold", o.similarity_threshold,
+                 "triviaqa_sim: cosine threshold");
+  app.add_option("--embedding-model", o.embedding_model,
+                 "triviaqa_sim: converted sentence-embedding BERT");
   app.add_option("--device", o.device, "auto, cpu or cuda");
   app.add_option("--dtype", o.dtype, "float32, float16 or bfloat16");
   app.add_option("--threads", o.threads, "CPU threads (0: all cores)");
   app.add_flag("--quiet", o.quiet, "no progress line");
-  app.add_flag("--use-api", o.use_api, "generate through an OpenAI-compatible server instead of the local model");
+  app.add_flag("--use-api", o.use_api,
+               "generate through an OpenAI-compatible server instead of the local model");
   app.add_option("--api-base", o.api_base, "the server's base URL, up to and including /v1");
   app.add_option("--api-model", o.api_model, "model id sent to the server");
-  app.add_option("--api-key-env", o.api_key_env, "environment variable holding the API key (unset: no key)");
-  app.add_option("--api-timeout", o.api_timeout, "seconds per request (connect, read, write)")->check(CLI::Range(0.1, 100000.0));
-  app.add_option("--api-retries", o.api_retries, "retries of a failed request (no reply, 429, 5xx), back-off 1 s doubling")->check(CLI::Range(0, 100));
+  app.add_option("--api-key-env", o.api_key_env,
+                 "environment variable holding the API key (unset: no key)");
+  app.add_option("--api-timeout", o.api_timeout, "seconds per request (connect, read, write)")
+      ->check(CLI::Range(0.1, 100000.0));
+  app.add_option("--api-retries", o.api_retries,
+                 "retries of a failed request (no reply, 429, 5xx), back-off 1 s doubling")
+      ->check(CLI::Range(0, 100));
   CLI11_PARSE(app, argc, argv);
   try {
-    return examples::run_on_device(o.device, o.dtype, o.threads, [&]<class T, class D>(context<D>& ctx, const char* name) {
-      return run<T, D>(o, ctx, name);
-    });
+    return examples::run_on_device(o.device, o.dtype, o.threads,
+                                   [&]<class T, class D>(context<D>& ctx, const char* name) {
+                                     return run<T, D>(o, ctx, name);
+                                   });
   } catch (const std::exception& e) {
     std::cerr << "compare_strategies: error: " << e.what() << "\n";
     return 1;
