@@ -2,6 +2,9 @@
 // trained weights (the golden tests cover agreement with transformers).
 #pragma once
 
+#include <filesystem>
+
+#include "crossbatch/model/decoder.hpp"
 #include "crossbatch/model/random_weights.hpp"
 #include "support.hpp"
 
@@ -40,5 +43,23 @@ inline std::string tiny_model_dir(const std::string& family, std::uint64_t seed 
   crossbatch::write_random_model(dir, tiny_config(family), seed, 2.0f);
   return dir;
 }
+
+// An after/before pair of one family (the LDA tests): same config, different random weights, in
+// scratch directories removed with the pair.
+struct model_pair {
+  std::string after_dir, before_dir;
+  crossbatch::decoder_model<float> after, before;
+  model_pair(const std::string& family, std::uint64_t after_seed, std::uint64_t before_seed)
+      : after_dir(tiny_model_dir(family, after_seed)),
+        before_dir(tiny_model_dir(family, before_seed)),
+        after(crossbatch::decoder_model<float>::load(after_dir)),
+        before(crossbatch::decoder_model<float>::load(before_dir)) {}
+  model_pair(const model_pair&) = delete;
+  model_pair& operator=(const model_pair&) = delete;
+  ~model_pair() {
+    std::filesystem::remove_all(after_dir);
+    std::filesystem::remove_all(before_dir);
+  }
+};
 
 }  // namespace cbtest

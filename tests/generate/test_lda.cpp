@@ -21,18 +21,8 @@ const std::vector<std::string> families = {"gpt2", "llama", "qwen2"};
 context<cpu> ctx;
 
 // An after/before pair of one family: same config, different random weights.
-struct pair_fixture {
-  std::string after_dir, before_dir;
-  decoder_model<float> after, before;
-  explicit pair_fixture(const std::string& family)
-      : after_dir(cbtest::tiny_model_dir(family, 11)),
-        before_dir(cbtest::tiny_model_dir(family, 12)),
-        after(decoder_model<float>::load(after_dir)),
-        before(decoder_model<float>::load(before_dir)) {}
-  ~pair_fixture() {
-    std::filesystem::remove_all(after_dir);
-    std::filesystem::remove_all(before_dir);
-  }
+struct pair_fixture : cbtest::model_pair {
+  explicit pair_fixture(const std::string& family) : model_pair(family, 11, 12) {}
 };
 
 // Prompts of different lengths (left padding to 9).

@@ -23,18 +23,9 @@ namespace {
 const std::vector<std::string> families = {"gpt2", "llama", "qwen2"};
 context<cpu> ctx;
 
-struct pair_fixture {
-  std::string after_dir, before_dir;
-  decoder_model<float> after, before;
-  explicit pair_fixture(const std::string& family)
-      : after_dir(cbtest::tiny_model_dir(family, 21)),
-        before_dir(cbtest::tiny_model_dir(family, 22)),
-        after(decoder_model<float>::load(after_dir)),
-        before(decoder_model<float>::load(before_dir)) {}
-  ~pair_fixture() {
-    std::filesystem::remove_all(after_dir);
-    std::filesystem::remove_all(before_dir);
-  }
+// An after/before pair of one family: same config, different random weights.
+struct pair_fixture : cbtest::model_pair {
+  explicit pair_fixture(const std::string& family) : model_pair(family, 21, 22) {}
 };
 
 // The request run alone: generate() / lda_generate() with batch 1 and its seed.
