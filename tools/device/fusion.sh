@@ -13,7 +13,11 @@
 #   $OUT/fusion/fusion.log   everything printed
 #   $OUT/fusion/fusion.json  {"test", "validation", "choice", "bench", "meta"}
 # examples/paraphrase_fusion/make_results.py turns fusion.json into RESULTS.md.
+#   bash tools/device/fusion.sh quick   only the gpu test and the bench (no model needed), the bench
+#                                       also at 64 questions and on the Qwen2.5-0.5B shape.
 set -uo pipefail
+quick=0
+[ "${1:-}" = quick ] && quick=1
 cd "$(dirname "$0")/../.."
 out=${OUT:-build/device_fusion}/fusion
 mkdir -p "$out"
@@ -24,7 +28,7 @@ say() { echo "[fusion $((SECONDS - start)) s] $*"; }
 status=0
 
 # The model.
-if [ ! -f models/smollm2-135m-instruct/config.json ] || [ ! -f models/smollm2-135m-instruct/model.embed_tokens.weight.npy ]; then
+if ((quick == 0)) && [ ! -f models/smollm2-135m-instruct/config.json ] || [ ! -f models/smollm2-135m-instruct/model.embed_tokens.weight.npy ]; then
   if [ -f tools/device/prepare_model.sh ]; then
     . tools/device/prepare_model.sh
   else
@@ -32,7 +36,7 @@ if [ ! -f models/smollm2-135m-instruct/config.json ] || [ ! -f models/smollm2-13
     python3 tools/convert.py .devmodel/SmolLM2-135M-Instruct.Q4_1.gguf models/smollm2-135m-instruct --dtype float32 --force
   fi
 fi
-[ -f models/smollm2-135m-instruct/config.json ] || { say "no converted model"; exit 1; }
+((quick)) || [ -f models/smollm2-135m-instruct/config.json ] || { say "no converted model"; exit 1; }
 say "model ready"
 
 # PCRE2 (the crossbatch target needs it), as in tools/device_check.sh.
@@ -81,12 +85,16 @@ say "gpu test: exit $gpu_test"
 bench=$build/bench/paraphrase/bench_paraphrase
 if [ -x "$bench" ]; then
   timeout 120 "$bench" --json "$work/bench.json" || status=1
+  if ((quick)); then
+    timeout 120 "$bench" --batch 64 --reps 3 --json "$work/bench_b64.json" || status=1
+    timeout 120 "$bench" --shape qwen2.5-0.5b --reps 3 --json "$work/bench_qwen.json" || status=1
+  fi
 fi
 say "bench done"
 
 # The experiment (examples/paraphrase_fusion/run_experiment.sh: validation variants, then test).
 pf=$build/examples/paraphrase_fusion/paraphrase_fusion
-if [ -x "$pf" ]; then
+if ((quick == 0)) && [ -x "$pf" ]; then
   timeout 300 bash examples/paraphrase_fusion/run_experiment.sh "$pf" "$work/experiment.json" \
     --model models/smollm2-135m-instruct --device cuda --dtype float32 --batch_size 8 \
     --max_rows 2048 || status=1
@@ -100,6 +108,9 @@ def load(p):
     return json.load(open(p)) if os.path.exists(p) else None
 out = load(os.path.join(work, "experiment.json")) or {}
 out["bench"] = load(os.path.join(work, "bench.json"))
+for extra in ("bench_b64", "bench_qwen"):
+    if load(os.path.join(work, extra + ".json")) is not None:
+        out[extra] = load(os.path.join(work, extra + ".json"))
 out["meta"] = {"gpu_test_exit": gpu_test, "device": os.popen(
     "nvidia-smi --query-gpu=name --format=csv,noheader").read().strip()}
 json.dump(out, open(dst, "w"))
