@@ -18,7 +18,9 @@
 #include "../cross_batch/common.hpp"  // cbx::progress (the progress line with rate and ETA)
 #include "crossbatch/pardec/api_generator.hpp"
 #include "crossbatch/pardec/bert_questions.hpp"
+#include "crossbatch/pardec/call_log.hpp"
 #include "crossbatch/pardec/dataset.hpp"
+#include "crossbatch/pardec/llm_judge.hpp"
 #include "crossbatch/pardec/scoring.hpp"
 #include "crossbatch/pardec/strategies.hpp"
 #include "crossbatch/train/checkpoint.hpp"
@@ -50,6 +52,11 @@ struct options {
               api_key_env = "OPENROUTER_API_KEY";
   double api_timeout = 120;
   int api_retries = 3;
+  // --judge: the LLM judge of long-form answers, through the API client.
+  bool judge = false;
+  std::string judge_api_base, judge_model, judge_api_key_env = "OPENROUTER_API_KEY";
+  int judge_max_new_tokens = 128;
+  std::string dump_calls;  // --dump-calls FILE: every generation call, for bench/pardec
   int max_dependencies = 3, dependency_max_new_tokens = 512;
   double min_confidence = 0.45, cost_weight = 0.0, bert_attention_threshold = 0.02,
          similarity_threshold = 0.5;
@@ -151,6 +158,20 @@ int run(const options& o, context<D>& ctx, const char* device_name) {
   chat_generator& gen =
       o.use_api ? static_cast<chat_generator&>(*api) : static_cast<chat_generator&>(*local);
 
+  std::optional<api_generator> judge;
+  if (o.judge) {
+    api_config cfg;
+    cfg.base = o.judge_api_base.empty() ? o.api_base : o.judge_api_base;
+    cfg.model = o.judge_model;
+    require(!cfg.model.empty(), "--judge needs --judge-model");
+    cfg.api_key = api_key_from_env(o.judge_api_key_env);
+    cfg.timeout_seconds = o.api_timeout;
+    cfg.max_retries = o.api_retries;
+    judge.emplace(cfg, httplib_transport());
+  }
+  require(o.dump_calls.empty() || !o.use_api,
+          "--dump-calls: local inference only (the dump holds the local tokenizer's ids)");
+
   std::optional<bert_questions<float>> bert, embedder;
   context<cpu> host = cpu_context(o.threads);
   const bool wants_bert =
@@ -175,6 +196,9 @@ int run(const options& o, context<D>& ctx, const char* device_name) {
   }
   const auto groups = read_dataset(req);
   require(!groups.empty(), o.data + ": no group has at least --min-questions questions");
+  require(!o.judge || groups.front().style == answer_style::long_form,
+          "--judge: the LLM judge rates long-form answers (CMB-Clin style); " + o.dataset +
+              " has " + style_name(groups.front().style) + " answers");
 
   // collab_hidden / finetuned: checkpoints as examples/cross_batch's trainer writes them.
   std::optional<hidden_mixing<T, D>> collab_hidden, finetuned;
@@ -245,7 +269,9 @@ int run(const options& o, context<D>& ctx, const char* device_name) {
                  {"device", device_name},
                  {"dtype", dtype_traits<T>::name},
                  {"groups", groups.size()},
-                 {"decoding", "greedy"}};
+                 {"decoding", "greedy"},
+                 {"threads", o.threads},
+                 {"judge_model", o.judge ? o.judge_model : ""}};
   std::size_t total_q = 0;
   for (const auto& g : groups) total_q += g.questions.size();
   std::cerr << "compare_strategies: " << groups.size() << " groups (" << total_q
@@ -254,6 +280,9 @@ int run(const options& o, context<D>& ctx, const char* device_name) {
             << (o.use_api ? "the API" : device_name) << ", strategies " << o.strategies << "\n";
 
   std::map<std::string, strategy_totals> totals;
+  std::map<std::string, judge_totals> judged;
+  recording_generator recorder(gen);
+  json dump_groups = json::array();
   std::map<std::string, std::map<std::size_t, strategy_totals>> by_size;
   json contexts = json::array();
   cbx::progress bar("groups", groups.size(), "groups");
@@ -271,19 +300,22 @@ int run(const options& o, context<D>& ctx, const char* device_name) {
       if (!g.questions[k].context.empty())
         entry["question_contexts"][question_label(k)] = g.questions[k].context;
     }
+    json dump_entry = {{"id", g.id}, {"questions", g.questions.size()}, {"strategies", json::object()}};
     for (const auto& s : strategies) {
       strategy_run r;
+      recorder.clear();
+      chat_generator& sgen = o.dump_calls.empty() ? gen : recorder;
       if (s == "batch")
-        r = run_batch(gen, g, sopt);
+        r = run_batch(sgen, g, sopt);
       else if (s == "all_in_one")
-        r = run_all_in_one(gen, g, sopt);
+        r = run_all_in_one(sgen, g, sopt);
       else if (s == "sequential")
-        r = run_sequential(gen, g, sopt);
+        r = run_sequential(sgen, g, sopt);
       else if (s == "collab_llm")
-        r = run_collab_llm(gen, g, sopt);
+        r = run_collab_llm(sgen, g, sopt);
       else if (s == "collab_bert")
         r = run_collab_bert(
-            gen, g,
+            sgen, g,
             [&](const std::vector<std::string>& q) { return bert->attention_scores(host, q); },
             sopt);
       else if (s == "collab_hidden")
@@ -309,12 +341,32 @@ int run(const options& o, context<D>& ctx, const char* device_name) {
                  {"batches", r.batches}};
       if (r.dag_edges) sj["dag_edges"] = edges_json(*r.dag_edges);
       if (!r.note.empty()) sj["note"] = r.note;
+      if (!o.dump_calls.empty())
+        dump_entry["strategies"][s] = {{"latency", r.latency}, {"calls", to_json(recorder.calls())}};
+      if (judge) {
+        std::vector<std::string> qs, refs, ans, replies;
+        for (std::size_t k = 0; k < g.questions.size(); ++k) {
+          qs.push_back(question_text(g.questions[k]));
+          refs.push_back(g.questions[k].answers.at(0));
+          ans.push_back(r.answers[k].text);
+        }
+        const auto scores =
+            judge_answers(*judge, g.context, qs, refs, ans, o.judge_max_new_tokens, &replies);
+        json jj = json::object();
+        for (std::size_t k = 0; k < scores.size(); ++k) {
+          jj[question_label(k)] = to_json(scores[k]);
+          jj[question_label(k)]["reply"] = replies[k];
+          judged[s].add(scores[k]);
+        }
+        sj["judge"] = jj;
+      }
       entry["strategies"][s] = sj;
       totals[s].add_group(per, r.prompt_tokens, r.generated_tokens, r.latency, r.batches);
       by_size[s][g.questions.size()].add_group(per, r.prompt_tokens, r.generated_tokens, r.latency,
                                                r.batches);
     }
     contexts.push_back(std::move(entry));
+    if (!o.dump_calls.empty()) dump_groups.push_back(std::move(dump_entry));
     if (!o.quiet) bar.update(gi + 1);
   }
 
@@ -339,7 +391,8 @@ int run(const options& o, context<D>& ctx, const char* device_name) {
   json summary = json::object();
   for (const auto& s : strategies) {
     const auto& t = totals[s];
-    const json j = t.to_json();
+    json j = t.to_json();
+    if (judge) j["judge"] = judged[s].to_json();
     summary[s] = j;
     std::printf("| %s |", s.c_str());
     for (const auto& c : cols) std::printf(" %.3f |", t.metric(c));
@@ -365,6 +418,40 @@ int run(const options& o, context<D>& ctx, const char* device_name) {
       std::printf(" %.3f (%ld) |", t.metric(h), t.questions);
     }
     std::printf("\n");
+  }
+  if (judge) {
+    std::printf("\nLLM judge (%s), mean 1-5 over the scored answers (scored / answers):\n| Strategy |",
+                o.judge_model.c_str());
+    for (const auto& c : judge_criteria()) std::printf(" %s |", c.c_str());
+    std::printf("\n|---|---|---|---|---|\n");
+    for (const auto& s : strategies) {
+      const json j = judged[s].to_json();
+      std::printf("| %s |", s.c_str());
+      for (const auto& c : judge_criteria())
+        if (j[c].is_null())
+          std::printf(" - (0/%ld) |", long(j["answers"]));
+        else
+          std::printf(" %.2f (%ld/%ld) |", double(j[c]), long(j[c + "_scored"]), long(j["answers"]));
+      std::printf("\n");
+    }
+  }
+  if (!o.dump_calls.empty()) {
+    namespace fs = std::filesystem;
+    const fs::path p(o.dump_calls);
+    if (p.has_parent_path()) fs::create_directories(p.parent_path());
+    std::ofstream f(p);
+    f << json{{"engine", "crossbatch"},
+              {"model", o.model},
+              {"device", device_name},
+              {"dtype", dtype_traits<T>::name},
+              {"threads", o.threads},
+              {"stop_ids", local->stop_ids()},
+              {"pad_id", local->stop_ids().front()},
+              {"groups", dump_groups}}
+             .dump()
+      << "\n";
+    if (!f) throw io_error(o.dump_calls + ": write failed");
+    std::cerr << "wrote the generation calls to " << o.dump_calls << "\n";
   }
   if (!o.json_out.empty()) {
     namespace fs = std::filesystem;
@@ -452,6 +539,19 @@ int main(int argc, char** argv) {
   app.add_option("--api-retries", o.api_retries,
                  "retries of a failed request (no reply, 429, 5xx), back-off 1 s doubling")
       ->check(CLI::Range(0, 100));
+  app.add_flag("--judge", o.judge,
+               "rate long-form answers with an LLM judge through the API client (fluency, "
+               "relevance, completeness, proficiency, 1-5)");
+  app.add_option("--judge-api-base", o.judge_api_base,
+                 "the judge server's base URL, up to and including /v1 (default: --api-base)");
+  app.add_option("--judge-model,--eval-model", o.judge_model, "the judge's model id");
+  app.add_option("--judge-api-key-env", o.judge_api_key_env,
+                 "environment variable holding the judge's API key (unset: no key)");
+  app.add_option("--judge-max-new-tokens", o.judge_max_new_tokens, "tokens of each judge reply")
+      ->check(CLI::Range(1, 100000));
+  app.add_option("--dump-calls", o.dump_calls,
+                 "write every generation call (conversations, prompt ids, generated ids) to this "
+                 "JSON file, for bench/pardec's transformers replay");
   CLI11_PARSE(app, argc, argv);
   try {
     return examples::run_on_device(o.device, o.dtype, o.threads,

@@ -26,6 +26,9 @@ struct generated_batch {
   std::vector<std::string> replies;  // one per conversation, without the end-of-turn token
   long prompt_tokens = 0, generated_tokens = 0;
   double seconds = 0;
+  // Local inference only (empty through the API): the templated prompt ids and the generated ids
+  // (with the stop token where the row stopped at one), per conversation.
+  std::vector<std::vector<int>> prompt_ids, token_ids;
 };
 
 class chat_generator {
@@ -59,6 +62,9 @@ class local_generator : public chat_generator {
 
   const text::tokenizer& tokenizer() const { return m_tok; }
   const decoder_model<T, D>& model() const { return m_model; }
+  // The tokens that end a reply (end-of-turn names found in the vocabulary, then the EOS ids); the
+  // first one pads finished rows.
+  const std::vector<int>& stop_ids() const { return m_stop; }
 
   std::vector<int> prompt_ids(const conversation& c) const {
     const auto ids = m_tok.encode(m_tmpl.render(c, true), {.add_special_tokens = false});
@@ -113,7 +119,9 @@ class local_generator : public chat_generator {
       out.replies.push_back(m_tok.decode(v, true));
       out.prompt_tokens += long(prompts[s].size());
       out.generated_tokens += long(r.tokens[s].size());
+      out.token_ids.push_back(r.tokens[s]);
     }
+    out.prompt_ids = std::move(prompts);
     out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return out;
   }
