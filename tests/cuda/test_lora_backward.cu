@@ -1,0 +1,283 @@
+// The CUDA ops of training through the frozen decoder (train/cuda/backward_ops.cuh) against the
+// CPU reference (train/backward/ops.hpp), for activations T = float and bfloat16 with float32
+// gradients and adapters: linear forward / input gradient, LoRA forward and backward (with and
+// without dropout: the same counter-based mask), RMSNorm / LayerNorm forward and backward (dx and
+// dw, db), RoPE and its inverse, attention forward (out, log-sum-exp) and backward (dq, dk, dv)
+// with GQA, causal + key padding (left and right) and strided q/k/v views, activations, SwiGLU,
+// embedding lookup / scatter-add (repeated ids, bad ids), residual add and copies. The CPU runs in
+// float on the same (bf16-rounded) inputs; tolerances come from dtype_traits<T>.
+#define BOOST_TEST_MODULE cuda_lora_backward
+#include "gpu_main.hpp"
+// gpu_main.hpp first: it configures Boost.Test for everything below.
+
+#include <cmath>
+#include <random>
+
+#include "compare.hpp"
+#include "crossbatch/cuda.hpp"
+#include "crossbatch/train/backward/ops.hpp"
+#include "crossbatch/train/cuda/backward_ops.cuh"
+#include "support.hpp"
+
+using namespace crossbatch;
+using namespace cbgpu;
+
+namespace {
+
+using act_types = boost::mpl::list<float, bfloat16>;
+
+// A host float tensor and its device copy in T (the host holds the T-rounded values).
+template <class T>
+struct both {
+  tensor<float> host;
+  tensor<T, gpu> dev;
+};
+template <class T>
+both<T> make(shape_t s, unsigned seed, float lo = -1.f, float hi = 1.f) {
+  auto f = cbtest::random_tensor<float>(s, seed, lo, hi);
+  tensor<T> t(s);
+  for (index_t i = 0; i < t.size(); ++i) {
+    t.data()[i] = T(f.data()[i]);
+    f.data()[i] = float(t.data()[i]);
+  }
+  return {std::move(f), up(t)};
+}
+template <class T>
+tensor<float> down_f(const tensor<T, gpu>& d) {
+  const auto h = down(d);
+  tensor<float> f(h.shape());
+  for (index_t i = 0; i < h.size(); ++i) f.data()[i] = float(h.data()[i]);
+  return f;
+}
+tensor<std::int32_t, gpu> up_ints(const std::vector<std::int32_t>& v) {
+  tensor<std::int32_t> h({index_t(v.size())});
+  std::copy(v.begin(), v.end(), h.data());
+  return up(h);
+}
+
+// Elementwise |got - want| <= atol * max|want| + rtol |want| with T's tolerances.
+template <class T>
+void check(const tensor<float>& got, const tensor<float>& want, const std::string& what) {
+  BOOST_REQUIRE(got.shape() == want.shape());
+  double scale = 0;
+  for (index_t i = 0; i < want.size(); ++i)
+    if (std::isfinite(want.data()[i])) scale = std::max(scale, double(std::fabs(want.data()[i])));
+  const auto st = cbtest::compare(got, want, dtype_traits<T>::atol * std::max(scale, 1e-3),
+                                  dtype_traits<T>::rtol);
+  BOOST_TEST(st.ok(), what << " (" << dtype_traits<T>::name << "): " << st.summary());
+}
+
+const context<cpu> host{};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(linear_forward_and_input_gradient, T, act_types) {
+  const index_t n = 13, in = 40, out = 24;
+  auto x = make<T>({n, in}, 1), w = make<T>({out, in}, 2), b = make<T>({out}, 3);
+  tensor<T, gpu> y({n, out});
+  linear_forward(gctx(), y.view(), c(x.dev), c(w.dev), c(b.dev));
+  tensor<float> yr({n, out});
+  linear_forward(host, yr.view(), x.host, w.host, b.host);
+  check<T>(down_f(y), yr, "linear_forward");
+
+  for (bool acc : {false, true}) {
+    auto dy = make<float>({n, out}, 4);
+    auto dx = make<float>({n, in}, 5);
+    linear_backward_input(gctx(), dx.dev.view(), c(dy.dev), c(w.dev), acc);
+    linear_backward_input(host, dx.host.view(), dy.host, w.host, acc);
+    check<T>(down_f(dx.dev), dx.host, acc ? "linear_backward_input +=" : "linear_backward_input");
+  }
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(lora_forward_and_backward, T, act_types) {
+  const index_t n = 11, in = 40, r = 4, out = 24;
+  const float scale = 2.0f;
+  for (float p : {0.0f, 0.3f}) {
+    // x: columns [5, 45) of an (n, 50) buffer; y: columns [3, 27) of an (n, 30) buffer.
+    auto xb = make<T>({n, 50}, 10), yb = make<T>({n, 30}, 11);
+    auto a = make<float>({r, in}, 12), bm = make<float>({out, r}, 13);
+    auto xv = [](auto& t) { return t.view().narrow(1, 5, 40); };
+    auto yv = [](auto& t) { return t.view().narrow(1, 3, 24); };
+    tensor<float, gpu> xd({n, in}), u({n, r});
+    tensor<float> xdr({n, in}), ur({n, r});
+    lora_forward(gctx(), yv(yb.dev), c(xv(xb.dev)), c(a.dev), c(bm.dev), scale, p, 9, 3, xd.view(),
+                 u.view());
+    lora_forward(host, yv(yb.host), c(xv(xb.host)), a.host, bm.host, scale, p, 9, 3, xdr.view(),
+                 ur.view());
+    const std::string tag = " p " + std::to_string(p);
+    check<T>(down_f(yb.dev), yb.host, "lora_forward y" + tag);
+    check<T>(down_f(xd), xdr, "lora_forward xd" + tag);
+    check<T>(down_f(u), ur, "lora_forward u" + tag);
+
+    auto dy = make<float>({n, out}, 14), da = make<float>({r, in}, 15),
+         db = make<float>({out, r}, 16), dx = make<float>({n, in}, 17);
+    tensor<float, gpu> du({n, r}), dxd({n, in});
+    tensor<float> dur({n, r}), dxdr({n, in});
+    lora_backward(gctx(), da.dev.view(), db.dev.view(), dx.dev.view(), c(dy.dev), c(xd), c(u),
+                  c(a.dev), c(bm.dev), scale, p, 9, 3, du.view(), dxd.view());
+    lora_backward(host, da.host.view(), db.host.view(), dx.host.view(), dy.host, xdr, ur, a.host,
+                  bm.host, scale, p, 9, 3, dur.view(), dxdr.view());
+    check<T>(down_f(da.dev), da.host, "lora_backward dA" + tag);
+    check<T>(down_f(db.dev), db.host, "lora_backward dB" + tag);
+    check<T>(down_f(dx.dev), dx.host, "lora_backward dx" + tag);
+  }
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(norms_forward_and_backward, T, act_types) {
+  const index_t n = 9, cdim = 48;
+  for (norm_kind kind : {norm_kind::rms, norm_kind::layer}) {
+    const std::string tag = kind == norm_kind::rms ? " rms" : " layer";
+    auto x = make<float>({n, cdim}, 20, -2.f, 2.f);
+    auto w = make<T>({cdim}, 21, 0.5f, 1.5f), b = make<T>({cdim}, 22, -0.3f, 0.3f);
+    tensor<T, gpu> out({n, cdim});
+    norm_forward(gctx(), kind, out.view(), c(x.dev), c(w.dev), c(b.dev), 1e-5f);
+    tensor<float> outr({n, cdim});
+    norm_forward(host, kind, outr.view(), x.host, w.host, b.host, 1e-5f);
+    check<T>(down_f(out), outr, "norm_forward" + tag);
+
+    auto dy = make<float>({n, cdim}, 23), dx = make<float>({n, cdim}, 24),
+         dw = make<float>({cdim}, 25), db = make<float>({cdim}, 26);
+    norm_backward(gctx(), kind, dx.dev.view(), c(dy.dev), c(x.dev), c(w.dev), 1e-5f, dw.dev.view(),
+                  db.dev.view());
+    norm_backward(host, kind, dx.host.view(), dy.host, x.host, w.host, 1e-5f, dw.host.view(),
+                  db.host.view());
+    check<T>(down_f(dx.dev), dx.host, "norm_backward dx" + tag);
+    check<T>(down_f(dw.dev), dw.host, "norm_backward dw" + tag);
+    check<T>(down_f(db.dev), db.host, "norm_backward db" + tag);
+  }
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(rope_and_its_inverse, T, act_types) {
+  const index_t n = 7, h = 3, d = 8, width = 40;
+  const std::vector<std::int32_t> pos = {0, 5, 2, 17, 3, 100, 1};
+  tensor<std::int32_t> hpos({n});
+  std::copy(pos.begin(), pos.end(), hpos.data());
+  const auto dpos = up_ints(pos);
+  auto freq = make<float>({d / 2}, 30, 0.01f, 1.0f);
+  // x: (n, h, d) at column offset 4 of an (n, width) buffer
+  auto buf = make<T>({n, width}, 31);
+  auto xv = [&](auto& t) { return decltype(t.view())(t.data() + 4, {n, h, d}, {width, d, 1}); };
+  rope_forward(gctx(), xv(buf.dev), c(dpos.view()), c(freq.dev));
+  rope_forward(host, xv(buf.host), hpos, freq.host);
+  check<T>(down_f(buf.dev), buf.host, "rope_forward");
+
+  auto g = make<float>({n, width}, 32);
+  rope_backward(gctx(), xv(g.dev), c(dpos.view()), c(freq.dev));
+  rope_backward(host, xv(g.host), hpos, freq.host);
+  check<T>(down_f(g.dev), g.host, "rope_backward");
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(attention_forward_and_backward, T, act_types) {
+  const index_t b = 2, t = 9, h = 4, hkv = 2, d = 16, width = (h + 2 * hkv) * d;
+  const float scale = 0.25f;
+  // row 0: right padding (last two invalid); row 1: left padding (first two invalid, so its first
+  // queries see no key) and one hole.
+  std::vector<std::int32_t> valid = {1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 0, 1, 1, 1};
+  tensor<std::int32_t> hvalid({b * t});
+  std::copy(valid.begin(), valid.end(), hvalid.data());
+  const auto dvalid = up_ints(valid);
+  auto qkv = make<T>({b * t, width}, 40, -1.5f, 1.5f);
+  auto part = [&](auto& buf, index_t off, index_t heads) {
+    return decltype(buf.view())(buf.data() + off, {b, t, heads, d}, {t * width, width, d, 1});
+  };
+  tensor<T, gpu> out({b, t, h, d});
+  tensor<float, gpu> lse({b, h, t});
+  tensor<float> outr({b, t, h, d}), lser({b, h, t});
+  attention_forward_train(gctx(), out.view(), lse.view(), c(part(qkv.dev, 0, h)),
+                          c(part(qkv.dev, h * d, hkv)), c(part(qkv.dev, (h + hkv) * d, hkv)),
+                          c(dvalid.view()), scale);
+  attention_forward_train(host, outr.view(), lser.view(), c(part(qkv.host, 0, h)),
+                          c(part(qkv.host, h * d, hkv)), c(part(qkv.host, (h + hkv) * d, hkv)),
+                          hvalid, scale);
+  check<T>(down_f(out), outr, "attention_forward_train out");
+  check<T>(down_f(lse), lser, "attention_forward_train lse");
+  bool saw_empty = false;
+  for (index_t i = 0; i < lser.size(); ++i) saw_empty |= std::isinf(lser.data()[i]);
+  BOOST_TEST(saw_empty, "the test covers queries that see no key");
+
+  auto dout = make<float>({b, t, h, d}, 41);
+  auto dqkv = make<float>({b * t, width}, 42);  // dq, dk, dv are written (=) into its blocks
+  attention_backward(gctx(), part(dqkv.dev, 0, h), part(dqkv.dev, h * d, hkv),
+                     part(dqkv.dev, (h + hkv) * d, hkv), c(dout.dev), c(out), c(part(qkv.dev, 0, h)),
+                     c(part(qkv.dev, h * d, hkv)), c(part(qkv.dev, (h + hkv) * d, hkv)), c(lse),
+                     c(dvalid.view()), scale);
+  attention_backward(host, part(dqkv.host, 0, h), part(dqkv.host, h * d, hkv),
+                     part(dqkv.host, (h + hkv) * d, hkv), dout.host, outr,
+                     c(part(qkv.host, 0, h)), c(part(qkv.host, h * d, hkv)),
+                     c(part(qkv.host, (h + hkv) * d, hkv)), lser, hvalid, scale);
+  check<T>(down_f(dqkv.dev), dqkv.host, "attention_backward dq, dk, dv");
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(activations_forward_and_backward, T, act_types) {
+  const index_t n = 6, f = 20;
+  for (activation a : {activation::gelu_tanh, activation::gelu_erf, activation::silu}) {
+    const std::string tag = " act " + std::to_string(int(a));
+    auto x = make<T>({n, f}, 50, -3.f, 3.f);
+    tensor<T, gpu> y({n, f});
+    tensor<float> yr({n, f});
+    activation_forward(gctx(), a, y.view(), c(x.dev));
+    activation_forward(host, a, yr.view(), x.host);
+    check<T>(down_f(y), yr, "activation_forward" + tag);
+    auto dy = make<float>({n, f}, 51);
+    tensor<float, gpu> dx({n, f});
+    tensor<float> dxr({n, f});
+    activation_backward(gctx(), a, dx.view(), c(dy.dev), c(x.dev));
+    activation_backward(host, a, dxr.view(), dy.host, x.host);
+    check<T>(down_f(dx), dxr, "activation_backward" + tag);
+
+    auto gu = make<T>({n, 2 * f}, 52, -3.f, 3.f);
+    gated_activation_forward(gctx(), a, y.view(), c(gu.dev));
+    gated_activation_forward(host, a, yr.view(), gu.host);
+    check<T>(down_f(y), yr, "gated_activation_forward" + tag);
+    tensor<float, gpu> dgu({n, 2 * f});
+    tensor<float> dgur({n, 2 * f});
+    gated_activation_backward(gctx(), a, dgu.view(), c(dy.dev), c(gu.dev));
+    gated_activation_backward(host, a, dgur.view(), dy.host, gu.host);
+    check<T>(down_f(dgu), dgur, "gated_activation_backward" + tag);
+  }
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(embedding_residual_and_copies, T, act_types) {
+  const index_t v = 17, cdim = 24;
+  const std::vector<std::int32_t> ids = {3, 0, 16, 3, 3, 9};
+  const index_t n = index_t(ids.size());
+  tensor<std::int32_t> hids({n});
+  std::copy(ids.begin(), ids.end(), hids.data());
+  const auto dids = up_ints(ids);
+  auto table = make<T>({v, cdim}, 60);
+  for (bool acc : {false, true}) {
+    auto x = make<float>({n, cdim}, 61);
+    embedding_forward(gctx(), x.dev.view(), c(dids.view()), c(table.dev), acc);
+    embedding_forward(host, x.host.view(), hids, table.host, acc);
+    check<T>(down_f(x.dev), x.host, acc ? "embedding_forward +=" : "embedding_forward");
+  }
+  auto dx = make<float>({n, cdim}, 62), dt = make<float>({v, cdim}, 63);
+  embedding_backward(gctx(), dt.dev.view(), c(dx.dev), c(dids.view()));
+  embedding_backward(host, dt.host.view(), dx.host, hids);
+  check<T>(down_f(dt.dev), dt.host, "embedding_backward (repeated ids)");
+  const auto bad = up_ints({1, 17});
+  tensor<float, gpu> x2({2, cdim});
+  BOOST_CHECK_THROW(embedding_forward(gctx(), x2.view(), c(bad.view()), c(table.dev)), value_error);
+  BOOST_CHECK_THROW(embedding_backward(gctx(), dt.dev.view(), c(x2), c(bad.view())), value_error);
+
+  auto r = make<float>({n, cdim}, 64);
+  auto y = make<T>({n, cdim}, 65);
+  residual_add(gctx(), r.dev.view(), c(y.dev));
+  residual_add(host, r.host.view(), y.host);
+  check<T>(down_f(r.dev), r.host, "residual_add");
+  tensor<T, gpu> yt({n, cdim});
+  copy_rows(gctx(), yt.view(), c(r.dev));
+  check<T>(down_f(yt), r.host, "copy_rows float -> T");
+}
+
+BOOST_AUTO_TEST_CASE(mixed_products_refuse_bad_shapes) {
+  tensor<bfloat16, gpu> x({4, 8}), w({5, 7});
+  tensor<float, gpu> y({4, 5});
+  BOOST_CHECK_THROW(linear_forward(gctx(), y.view(), c(x), c(w)), shape_error);
+  tensor<float, gpu> lse({1, 2, 3});
+  tensor<bfloat16, gpu> q({1, 3, 3, 4}), k({1, 3, 2, 4}), out({1, 3, 3, 4});
+  tensor<std::int32_t, gpu> valid({3});
+  BOOST_CHECK_THROW(attention_forward_train(gctx(), out.view(), lse.view(), c(q), c(k), c(k),
+                                            c(valid), 1.0f),
+                    shape_error);  // 3 query heads over 2 kv heads
+}
