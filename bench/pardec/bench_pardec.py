@@ -86,6 +86,8 @@ def main():
     ap.add_argument("--dependency-max-new-tokens", type=int, default=64)
     ap.add_argument("--strategies", default=STRATEGIES)
     ap.add_argument("--bf16", action="store_true", help="also time bfloat16 on CUDA (reported, not checked)")
+    ap.add_argument("--budget-s", type=float, default=0,
+                    help="skip the bfloat16 runs when the float32 ones took more than 60%% of this (0: no limit)")
     ap.add_argument("--work", help="folder for the data and the dumps (default: a temporary one)")
     ap.add_argument("--json-out")
     a = ap.parse_args()
@@ -115,8 +117,14 @@ def main():
                          "torch": torch.__version__, "decoding": "greedy"},
               "runs": {}}
     dumps = {}
+    t_start = time.perf_counter()
     for device, dtype in runs:
         key = "%s_%s" % (device, dtype)
+        if dtype != "float32" and a.budget_s and time.perf_counter() - t_start > 0.6 * a.budget_s:
+            log("skipping %s: the float32 runs took %.0f s of the %.0f s budget" % (
+                key, time.perf_counter() - t_start, a.budget_s))
+            result["skipped"] = result.get("skipped", []) + [key]
+            continue
         dumps[key] = run_ours(a, data, device, dtype, work)
         model = hf.load_model(a.model, device, dtype)
         hf.generate_call(model, dumps[key]["groups"][0]["strategies"][a.strategies.split(",")[0]]["calls"][0]

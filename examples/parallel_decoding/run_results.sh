@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates examples/parallel_decoding/RESULTS.md and accuracy_vs_latency.png: synthetic
+# Regenerates the CPU block of examples/parallel_decoding/RESULTS.md and accuracy_vs_latency_cpu.png: synthetic
 # SQuAD-format groups of 1..5 questions (tools/make_pardec_data.py), every local strategy that
 # needs no checkpoint on the default model, on the CPU, greedy.
 #   examples/parallel_decoding/run_results.sh
@@ -26,6 +26,6 @@ start=$(date +%s)
   --seed 13 --threads "$THREADS" --json-out "$OUT/run" | tee "$OUT/table.txt"
 secs=$(( $(date +%s) - start ))
 python3 examples/parallel_decoding/make_results.py "$OUT/run" --md examples/parallel_decoding/RESULTS.md \
-  --plot examples/parallel_decoding/accuracy_vs_latency.png \
+  --plot examples/parallel_decoding/accuracy_vs_latency_cpu.png \
   --note "Size: $PER_SIZE groups per group size 1..5 ($((PER_SIZE * 15)) questions), max_new_tokens $MAX_NEW_TOKENS, collab_llm dependency request $DEP_TOKENS tokens (the reference: 512), $THREADS CPU thread(s) on a shared 2-core machine: the run took $secs s. A small run: each cell of the by-size table holds a handful of questions, so differences of a few points are noise."
 echo "wrote examples/parallel_decoding/RESULTS.md ($secs s)"

@@ -1,66 +1,133 @@
 #!/usr/bin/env bash
-# Parallel decoding (issue 12) on the device machine: builds compare_strategies for CUDA (sm_90a),
-# runs all_in_one, sequential, batch and collab_llm on 10 synthetic SQuAD-format groups of 1..5
-# questions on the GPU (float32 and bfloat16) and on the CPU (float32, the reference run), and
-# writes $OUT/pardec/log.txt and $OUT/pardec/result.json: per run the summary table, and how many
-# replies of the GPU runs equal the CPU's (greedy; float32 kernels round differently, so a few may
-# diverge: reported, not failed). Needs the default model: the GGUF pieces in .devmodel/ and the
-# gguf wheel in .whl/ (tools/device/prepare_model.sh converts it). Under 6 minutes.
+# Parallel decoding (issue 12) on the device machine (H200), from the repo root, in under 6 minutes:
+#  1. builds compare_strategies for CUDA (sm_90a) and converts the default model
+#     (tools/device/prepare_model.sh: the GGUF pieces in .devmodel/ and the gguf wheel in .whl/);
+#  2. the bench (bench/pardec/bench_pardec.py): questions/s of all_in_one, sequential, batch and
+#     collab_llm on groups of 5 questions, ours vs transformers replaying the same calls, CPU and
+#     CUDA float32 (+ CUDA bfloat16 when time allows), with the teacher-forced float32 agreement
+#     check (exit 1 of the bench = a float32 token that is not transformers' greedy choice);
+#  3. the RESULTS.md run on CUDA float32: the four strategies x SQuAD-format stories (groups of 1..5),
+#     HotpotQA-style multi-context groups (2..4) and QuALITY-style multiple choice (3..5) x 3 data
+#     seeds (decoding is greedy, so the seed draws the stories and the question order).
+# Writes $OUT/pardec/log.txt and $OUT/pardec/result.json ({bench, results: {dataset: {seed:
+# {config, summary, by_group_size, samples}}}, stages}). Turn it into RESULTS.md with
+#   examples/parallel_decoding/make_results.py --device-json result.json \
+#     --md examples/parallel_decoding/RESULTS.md --plot examples/parallel_decoding/accuracy_vs_latency.png
+# Local smoke test without a GPU: PARDEC_DEVICE=cpu PARDEC_SCALE=toy BIN=build/h-pardec tools/device/pardec.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${OUT:-build/device_out}/pardec
 mkdir -p "$out"
 log=$out/log.txt
 : >"$log"
-. tools/device/prepare_model.sh >>"$log" 2>&1
-extra=()
-if ! pkg-config --exists libpcre2-8 2>/dev/null && [ -d .devdeps/root ]; then
-  root=$PWD/.devdeps/root
-  mkdir -p /tmp/devdeps-pc
-  for f in "$root"/usr/lib/x86_64-linux-gnu/pkgconfig/*.pc; do
-    sed "s|^prefix=.*|prefix=$root/usr|" "$f" >/tmp/devdeps-pc/"$(basename "$f")"
-  done
-  export PKG_CONFIG_PATH=/tmp/devdeps-pc:${PKG_CONFIG_PATH:-}
-  export LD_LIBRARY_PATH=$root/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
-  extra=(-DCROSSBATCH_PCRE2_INCLUDE="$root/usr/include" -DCROSSBATCH_PCRE2_LIB="$root/usr/lib/x86_64-linux-gnu/libpcre2-8.so")
+start=$SECONDS
+say() { echo "[pardec $((SECONDS - start)) s] $*" | tee -a "$log" >&2; }
+device=${PARDEC_DEVICE:-cuda}
+scale=${PARDEC_SCALE:-full}
+work=build/device-pardec
+mkdir -p "$work"
+stages="{}"
+stage() {  # stage NAME CMD...: runs CMD, logs its status and seconds
+  local name=$1 t0=$SECONDS rc
+  shift
+  say "== $name"
+  "$@" >>"$log" 2>&1
+  rc=$?
+  say "$name: exit $rc, $((SECONDS - t0)) s"
+  stages=$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); d[sys.argv[2]]={'exit':int(sys.argv[3]),'seconds':int(sys.argv[4])}; print(json.dumps(d))" \
+    "$stages" "$name" "$rc" "$((SECONDS - t0))")
+  return $rc
+}
+
+[ -f models/smollm2-135m-instruct/config.json ] || . tools/device/prepare_model.sh >>"$log" 2>&1
+if [ -n "${BIN:-}" ]; then
+  build=$BIN
+else
+  extra=()
+  if ! pkg-config --exists libpcre2-8 2>/dev/null && [ -d .devdeps/root ]; then
+    root=$PWD/.devdeps/root
+    mkdir -p /tmp/devdeps-pc
+    for f in "$root"/usr/lib/x86_64-linux-gnu/pkgconfig/*.pc; do
+      sed "s|^prefix=.*|prefix=$root/usr|" "$f" >/tmp/devdeps-pc/"$(basename "$f")"
+    done
+    export PKG_CONFIG_PATH=/tmp/devdeps-pc:${PKG_CONFIG_PATH:-}
+    export LD_LIBRARY_PATH=$root/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
+    extra=(-DCROSSBATCH_PCRE2_INCLUDE="$root/usr/include" -DCROSSBATCH_PCRE2_LIB="$root/usr/lib/x86_64-linux-gnu/libpcre2-8.so")
+  fi
+  build=build/device-pardec-build
+  nvidia-smi --query-gpu=name,driver_version --format=csv,noheader >>"$log" 2>&1
+  stage configure cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCROSSBATCH_CUDA=ON \
+    -DCROSSBATCH_BUILD_TESTS=OFF -DCMAKE_CUDA_ARCHITECTURES=90a-real "${extra[@]}" || exit 1
+  stage build cmake --build "$build" --target compare_strategies -j "$(nproc)" || exit 1
 fi
-build=build/device-pardec
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader >>"$log" 2>&1
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCROSSBATCH_CUDA=ON -DCROSSBATCH_BUILD_TESTS=OFF \
-  -DCMAKE_CUDA_ARCHITECTURES=90a-real "${extra[@]}" >>"$log" 2>&1 || { echo "configure failed" >>"$log"; exit 1; }
-cmake --build "$build" --target compare_strategies -j "$(nproc)" >>"$log" 2>&1 || { echo "build failed" >>"$log"; exit 1; }
-[ -f models/smollm2-135m-instruct/config.json ] || { echo "no default model (ship .devmodel/ and .whl/)" >>"$log"; exit 1; }
-python3 tools/make_pardec_data.py --out-dir "$build/data" --per-size 2 --stories 4 >>"$log" 2>&1
 bin=$build/examples/parallel_decoding/compare_strategies
-args=(--dataset squad --data "$build/data/squad_groups.json" --context-count 0 --min-questions 1 --max-questions 5
-  --max-new-tokens 32 --dependency-max-new-tokens 96 --strategies all_in_one,sequential,batch,collab_llm --quiet)
-for run in "cpu float32" "cuda float32" "cuda bfloat16"; do
-  set -- $run
-  echo "== $1 $2" >>"$log"
-  timeout 150 "$bin" "${args[@]}" --device "$1" --dtype "$2" --json-out "$build/run_$1_$2" >>"$log" 2>&1 ||
-    echo "run $1 $2 failed (exit $?)" >>"$log"
+[ -f models/smollm2-135m-instruct/config.json ] || { say "no default model (ship .devmodel/ and .whl/)"; exit 1; }
+
+# 2. The bench.
+if [ "$scale" = toy ]; then bench_groups=1 bench_tokens=8 bench_dep=16; else bench_groups=2 bench_tokens=32 bench_dep=64; fi
+devices=cpu
+[ "$device" = cuda ] && devices=cpu,cuda
+bf16=()
+[ "$device" = cuda ] && bf16=(--bf16)
+stage bench timeout 170 python3 bench/pardec/bench_pardec.py --binary "$bin" --devices "$devices" --threads "$(nproc)" --budget-s 150 \
+  --groups "$bench_groups" --max-new-tokens "$bench_tokens" --dependency-max-new-tokens "$bench_dep" "${bf16[@]}" \
+  --work "$work/bench" --json-out "$work/bench.json"
+bench_status=$?
+sed -n '/^Questions\/s/,$p' "$log" | tail -n 30 >&2
+
+# 3. The RESULTS.md run. Sizes: groups per data set and seed.
+if [ "$scale" = toy ]; then per_size=1 stories=3 hotpot_groups=2 quality_groups=2 tokens=8 dep=16 seeds="0"
+else per_size=4 stories=24 hotpot_groups=8 quality_groups=8 tokens=32 dep=96 seeds="0 1 2"; fi
+strategies=all_in_one,sequential,batch,collab_llm
+for seed in $seeds; do
+  for ds in squad hotpot quality; do
+    left=$((340 - (SECONDS - start)))
+    if [ "$left" -lt 20 ]; then say "skipping $ds seed $seed: time budget spent"; continue; fi
+    data=$work/data_$seed
+    [ -f "$data/squad_groups.json" ] ||
+      python3 tools/make_pardec_data.py --out-dir "$data" --seed "$seed" --per-size "$per_size" --stories "$stories" >>"$log" 2>&1
+    case $ds in
+      squad) args=(--dataset squad --data "$data/squad_groups.json" --context-count 0 --min-questions 1 --max-questions 5) ;;
+      hotpot) args=(--dataset hotpot --data "$data/hotpot.json" --context-count "$hotpot_groups" --min-questions 2 --max-questions 4) ;;
+      quality) args=(--dataset quality --data "$data/quality.jsonl" --context-count "$quality_groups" --min-questions 3 --max-questions 5) ;;
+    esac
+    stage "run_${ds}_$seed" timeout "$left" "$bin" "${args[@]}" --model-name models/smollm2-135m-instruct \
+      --max-new-tokens "$tokens" --dependency-max-new-tokens "$dep" --strategies "$strategies" --seed $((13 + seed)) \
+      --device "$device" --dtype float32 --quiet --json-out "$work/run_${ds}_$seed"
+  done
 done
-python3 - "$build" "$out/result.json" >>"$log" 2>&1 <<'PY'
+
+python3 - "$work" "$out/result.json" "$stages" "$bench_status" >>"$log" 2>&1 <<'PY'
 import json, pathlib, sys
-build, dest = pathlib.Path(sys.argv[1]), sys.argv[2]
-runs = {}
-for name in ("cpu_float32", "cuda_float32", "cuda_bfloat16"):
-    p = build / ("run_" + name) / "full_results.json"
-    if p.exists():
-        runs[name] = json.loads(p.read_text())
-out = {"summary": {k: v["summary"] for k, v in runs.items()}, "agreement_with_cpu": {}}
-ref = runs.get("cpu_float32")
-for name, r in runs.items():
-    if ref is None or name == "cpu_float32":
-        continue
-    same = total = 0
-    for a, b in zip(r["contexts"], ref["contexts"]):
-        for s, v in a["strategies"].items():
-            for k, text in v["raw_replies"].items():
-                total += 1
-                same += text == b["strategies"][s]["raw_replies"][k]
-    out["agreement_with_cpu"][name] = {"equal_replies": same, "replies": total}
+work, dest, stages, bench_status = pathlib.Path(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4])
+out = {"stages": stages, "bench_exit": bench_status, "results": {}}
+b = work / "bench.json"
+out["bench"] = json.loads(b.read_text()) if b.exists() else None
+for p in sorted(work.glob("run_*_*/full_results.json")):
+    ds, seed = p.parent.name.split("_")[1:]
+    r = json.loads(p.read_text())
+    c0 = r["contexts"][0]
+    samples = {s: {"question": c0["questions_text"][0], "gold": c0["gold_answers"][0],
+                   "reply": v["raw_replies"]["Q1"], "note": v.get("note", "")} for s, v in c0["strategies"].items()}
+    notes = {}
+    for c in r["contexts"]:
+        for s, v in c["strategies"].items():
+            if v.get("note"):
+                notes.setdefault(s, {}).setdefault(v["note"].split(" (")[0], 0)
+                notes[s][v["note"].split(" (")[0]] += 1
+    tagged = {}
+    for c in r["contexts"]:
+        for s, v in c["strategies"].items():
+            t = tagged.setdefault(s, [0, 0])
+            for reply in v["raw_replies"].values():
+                t[0] += "<answer>" in reply
+                t[1] += 1
+    out["results"].setdefault(ds, {})[seed] = {"config": r["config"], "summary": r["summary"],
+                                               "by_group_size": r["by_group_size"], "samples": samples,
+                                               "notes": notes, "replies_with_tag": tagged}
 pathlib.Path(dest).write_text(json.dumps(out, indent=1) + "\n")
-print(json.dumps(out["agreement_with_cpu"]))
+print("result.json: bench %s, %d result runs" % ("present" if out["bench"] else "missing",
+                                                 sum(len(v) for v in out["results"].values())))
 PY
-echo "done" >>"$log"
+say "done (bench exit $bench_status)"
+[ "$bench_status" = 0 ]
