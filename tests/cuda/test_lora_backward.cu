@@ -4,8 +4,12 @@
 // without dropout: the same counter-based mask), RMSNorm / LayerNorm forward and backward (dx and
 // dw, db), RoPE and its inverse, attention forward (out, log-sum-exp) and backward (dq, dk, dv)
 // with GQA, causal + key padding (left and right) and strided q/k/v views, activations, SwiGLU,
-// embedding lookup / scatter-add (repeated ids, bad ids), residual add and copies. The CPU runs in
-// float on the same (bf16-rounded) inputs; tolerances come from dtype_traits<T>.
+// embedding lookup / scatter-add (repeated ids, bad ids), residual add and copies. Then whole
+// tiny models of the llama, qwen2 and gpt2 families: lora_decoder<T, float, cuda> (generic
+// lm_loss and lm_loss_mixed) = lora_decoder<float> on the CPU in loss, adapter and head gradients
+// and the embedding-input gradient, with dropout and non-zero B; and one AdamW step of adapters +
+// head from the same gradients. The CPU runs in float on the same (bf16-rounded where T is)
+// inputs; tolerances come from dtype_traits<T>.
 #define BOOST_TEST_MODULE cuda_lora_backward
 #include "gpu_main.hpp"
 // gpu_main.hpp first: it configures Boost.Test for everything below.
@@ -15,9 +19,13 @@
 
 #include "compare.hpp"
 #include "crossbatch/cuda.hpp"
+#include "crossbatch/train/backward/decoder_backward.hpp"
 #include "crossbatch/train/backward/ops.hpp"
 #include "crossbatch/train/cuda/backward_ops.cuh"
+#include "crossbatch/train/cuda/lm_loss.cuh"
+#include "crossbatch/train/optimizer.hpp"
 #include "support.hpp"
+#include "tiny_models.hpp"
 
 using namespace crossbatch;
 using namespace cbgpu;
@@ -266,8 +274,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(embedding_residual_and_copies, T, act_types) {
   residual_add(host, r.host.view(), y.host);
   check<T>(down_f(r.dev), r.host, "residual_add");
   tensor<T, gpu> yt({n, cdim});
-  copy_rows(gctx(), yt.view(), c(r.dev));
-  check<T>(down_f(yt), r.host, "copy_rows float -> T");
+  convert_rows(gctx(), yt.view(), c(r.dev));
+  check<T>(down_f(yt), r.host, "convert_rows float -> T");
 }
 
 BOOST_AUTO_TEST_CASE(mixed_products_refuse_bad_shapes) {
@@ -280,4 +288,122 @@ BOOST_AUTO_TEST_CASE(mixed_products_refuse_bad_shapes) {
   BOOST_CHECK_THROW(attention_forward_train(gctx(), out.view(), lse.view(), c(q), c(k), c(k),
                                             c(valid), 1.0f),
                     shape_error);  // 3 query heads over 2 kv heads
+}
+
+namespace {
+
+token_batch tiny_batch(int vocab) {
+  std::mt19937 gen(11);
+  std::vector<std::vector<std::int32_t>> rows;
+  for (int len : {7, 4, 9}) {
+    rows.emplace_back();
+    for (int i = 0; i < len; ++i) rows.back().push_back(std::int32_t(gen() % vocab));
+  }
+  return make_token_batch(rows, 0);
+}
+
+template <class T>
+tensor<float> as_float(const tensor<T, gpu>& t) {
+  return down_f(t);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(whole_model_and_adamw_match_the_cpu, T, act_types) {
+  for (const std::string fam : {"llama", "qwen2", "gpt2"}) {
+    const std::string what = fam + " " + dtype_traits<T>::name;
+    const auto dir = cbtest::tiny_model_dir(fam, 8);
+    const auto mc = decoder_model<float>::load(dir);
+    const auto mg = decoder_model<T, gpu>::load(dir);
+    std::filesystem::remove_all(dir);
+    const auto& cfg = mc.config;
+    const lora_config lc{.rank = 4, .alpha = 8, .dropout = 0.1f, .seed = 3};
+    auto adc = lora_adapters<float>::create(cfg, lc);
+    auto adg = lora_adapters<float, gpu>::create(cfg, lc);
+    unsigned seed = 100;
+    adc.for_each([&](int l, lora_slot sl, lora_module<float>& m) {
+      const auto a = m.a.clone();
+      const auto b = cbtest::random_tensor<float>(m.b.shape(), seed++, -0.4f, 0.4f);
+      adg.set(l, sl, a, b);
+      adc.set(l, sl, a, b);
+    });
+    lora_decoder<float> dc(mc, &adc);
+    lora_decoder<T, float, gpu> dg(mg, &adg);
+    const auto batch = tiny_batch(cfg.vocab_size);
+    const index_t n = batch.tokens(), C = cfg.hidden_size;
+    tensor<float> head({cfg.vocab_size, C});
+    {
+      const auto fh = dc.frozen_head();
+      for (index_t i = 0; i < head.size(); ++i) head.data()[i] = fh.data[i] * 0.9f;
+    }
+    // CPU: embed -> layers -> lm_loss -> backward, keeping the input gradient
+    auto hgc = full<float>(head.shape(), 0.0f);
+    tensor<float> xc({n, C}), dxc({n, C});
+    lora_activations<float> sc;
+    dc.embed(host, batch, xc.view());
+    dc.forward(host, batch, 0, cfg.num_layers, xc.view(), sc, true);
+    const auto rc = dc.lm_loss(host, xc.view(), head.view(), batch.targets, hgc.view(), dxc.view());
+    dc.backward(host, dxc.view(), 0, cfg.num_layers, sc);
+
+    // CUDA, the same steps with lm_loss_mixed
+    auto headg = up(head);
+    auto hgg = up(full<float>(head.shape(), 0.0f));
+    tensor<float, gpu> xg({n, C}), dxg({n, C});
+    lora_activations<float, gpu> sg;
+    dg.embed(gctx(), batch, xg.view());
+    dg.forward(gctx(), batch, 0, cfg.num_layers, xg.view(), sg, true);
+    const auto rg = lm_loss_mixed(gctx(), mg, c(xg), c(headg), batch.targets, hgg.view(), dxg.view());
+    dg.backward(gctx(), dxg.view(), 0, cfg.num_layers, sg);
+    BOOST_TEST(rg.tokens == rc.tokens);
+    BOOST_TEST(cbtest::within(rg.mean(), rc.mean(), dtype_traits<T>::atol, dtype_traits<T>::rtol),
+               what << ": loss " << rg.mean() << " vs CPU " << rc.mean());
+    check<T>(as_float(hgg), hgc, what + ": head gradient");
+    check<T>(as_float(dxg), dxc, what + ": embedding-input gradient");
+    adc.for_each([&](int l, lora_slot sl, lora_module<float>& m) {
+      const auto* g = adg.find(l, sl);
+      const std::string name = what + " layer " + std::to_string(l) + " " + lora_module_name(cfg, sl);
+      check<T>(as_float(g->da), m.da, name + " dA");
+      check<T>(as_float(g->db), m.db, name + " dB");
+    });
+
+    // the generic one-call step on the GPU (its lm_loss) gives the same loss and gradients
+    {
+      auto ad2 = lora_adapters<float, gpu>::create(cfg, lc);
+      adc.for_each([&](int l, lora_slot sl, lora_module<float>& m) {
+        ad2.set(l, sl, m.a, to_host(adg.find(l, sl)->b));
+      });
+      lora_decoder<T, float, gpu> d2(mg, &ad2);
+      auto hg2 = up(full<float>(head.shape(), 0.0f));
+      const auto r2 = d2.loss_and_backward(gctx(), batch, c(headg), hg2.view());
+      BOOST_TEST(cbtest::within(r2.mean(), rc.mean(), dtype_traits<T>::atol, dtype_traits<T>::rtol),
+                 what << ": loss_and_backward " << r2.mean() << " vs CPU " << rc.mean());
+      check<T>(as_float(hg2), hgc, what + ": loss_and_backward head gradient");
+      adc.for_each([&](int l, lora_slot sl, lora_module<float>& m) {
+        check<T>(as_float(ad2.find(l, sl)->da), m.da, what + ": loss_and_backward dA");
+      });
+    }
+
+    // one AdamW step (clipping on) from the CPU's gradients on both devices
+    adamw_options o;
+    o.max_grad_norm = 0.5f;
+    adamw<float> oc(o);
+    adamw<float, gpu> og(o);
+    adc.add_to(oc);
+    oc.add(head, hgc);
+    adg.for_each([&](int l, lora_slot sl, lora_module<float, gpu>& m) {
+      const auto* h = adc.find(l, sl);
+      m.da = up(h->da);
+      m.db = up(h->db);
+    });
+    hgg = up(hgc);
+    adg.add_to(og);
+    og.add(headg, hgg);
+    const double nc = oc.step(host, 1e-2f), ng = og.step(gctx(), 1e-2f);
+    BOOST_TEST(cbtest::within(ng, nc, 1e-5, 1e-5), what << ": gradient norm " << ng << " vs " << nc);
+    check<float>(as_float(headg), head, what + ": head after AdamW");
+    adc.for_each([&](int l, lora_slot sl, lora_module<float>& m) {
+      check<float>(as_float(adg.find(l, sl)->a), m.a, what + ": A after AdamW");
+      check<float>(as_float(adg.find(l, sl)->b), m.b, what + ": B after AdamW");
+    });
+  }
 }

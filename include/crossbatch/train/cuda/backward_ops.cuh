@@ -536,13 +536,14 @@ void residual_add(const context<cuda>& ctx, tensor_view<X, cuda> x, tensor_view<
          row_stride(y, "y"), x.shape[0], x.shape[1]);
 }
 
-// dst (N, C) = src (N, C), converting the element type.
+// dst (N, C) = src (N, C) converted to dst's element type (row-strided views). Same-type copies
+// also go through mix/cuda/ops.cuh's copy_rows.
 template <class DS, class SR>
-void copy_rows(const context<cuda>& ctx, tensor_view<DS, cuda> dst, tensor_view<SR, cuda> src) {
+void convert_rows(const context<cuda>& ctx, tensor_view<DS, cuda> dst, tensor_view<SR, cuda> src) {
   using namespace cuda_detail;
   require<shape_error>(dst.shape == src.shape && dst.rank() == 2,
-                       "copy_rows: " + to_string(dst.shape) + " vs " + to_string(src.shape));
-  launch(ctx, "copy_rows", convert_kernel<cuda_t<DS>, kt<SR>>,
+                       "convert_rows: " + to_string(dst.shape) + " vs " + to_string(src.shape));
+  launch(ctx, "convert_rows", convert_kernel<cuda_t<DS>, kt<SR>>,
          dim3(ew_blocks(dst.size())), dim3(256), 0, dev(dst.data), row_stride(dst, "dst"),
          dev(src.data), row_stride(src, "src"), dst.shape[0], dst.shape[1], 1.0f);
 }
