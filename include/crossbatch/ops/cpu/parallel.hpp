@@ -1,0 +1,169 @@
+// parallel_chunks: the CPU decode kernels' fork/join, made for machines whose cores are shared.
+// The caller and up to threads - 1 helper threads claim chunks of the work from one atomic counter,
+// so the caller never waits for a helper that has not started (a preempted helper simply gets no
+// chunks); it waits only for chunks a helper has claimed and not finished. Helpers spin briefly for
+// the next call (decode calls come microseconds apart), then sleep on a futex (std::atomic::wait),
+// so an idle or preempted thread burns no time slice. This replaces OpenMP's parallel for in the
+// GEMV path: libgomp's barriers spin for ~300k iterations, which under oversubscription makes each
+// of a step's ~120 barriers cost a scheduler time slice (bench/NOTES.md: 686 ms instead of 25 ms a
+// step on a shared 2-core machine).
+//
+// The helpers form one process-wide pool, started lazily and grown to the largest thread count
+// asked for; a call made while another thread's call is running runs on the calling thread alone.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#endif
+
+#include "crossbatch/core/tensor.hpp"
+
+namespace crossbatch::cpu_detail {
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(_M_X64)
+  _mm_pause();
+#endif
+}
+
+class worker_pool {
+ public:
+  // How long a waiting thread spins before it sleeps.
+  static constexpr auto spin_time = std::chrono::microseconds(50);
+
+  static worker_pool& instance() {
+    static worker_pool pool;
+    return pool;
+  }
+
+  // Runs chunk(c) for every c in [0, chunks) on the caller and up to threads - 1 helpers.
+  // chunk must not throw.
+  template <class F>
+  void run(int threads, index_t chunks, const F& chunk) {
+    const int helpers = std::min<index_t>(threads, chunks) - 1;
+    std::unique_lock busy(m_busy, std::try_to_lock);
+    if (helpers <= 0 || !busy.owns_lock()) {  // serial: one thread, or the pool is in use
+      for (index_t c = 0; c < chunks; ++c) chunk(c);
+      return;
+    }
+    grow(helpers);
+    std::uint32_t gen;
+    {
+      std::lock_guard lk(m_job);
+      gen = ++m_gen;
+      m_fn = [](const void* f, index_t c) { (*static_cast<const F*>(f))(c); };
+      m_arg = &chunk;
+      m_chunks = chunks;
+      m_helpers = helpers;
+      m_left.store(std::int32_t(chunks));
+      m_claim.store(std::uint64_t(gen) << 32);
+      m_posted.store(gen);
+    }
+    m_posted.notify_all();
+    work(gen, chunks, m_fn, m_arg);
+    // Wait for the chunks helpers claimed: spin, then sleep until the last one is finished.
+    const auto until = std::chrono::steady_clock::now() + spin_time;
+    for (std::int32_t left; (left = m_left.load(std::memory_order_acquire)) != 0;) {
+      if (std::chrono::steady_clock::now() < until)
+        cpu_relax();
+      else
+        m_left.wait(left, std::memory_order_acquire);
+    }
+  }
+
+  ~worker_pool() {
+    {
+      std::lock_guard lk(m_job);
+      m_stop = true;
+      m_posted.store(++m_gen);
+    }
+    m_posted.notify_all();
+    for (auto& t : m_threads) t.join();
+  }
+
+ private:
+  using chunk_fn = void (*)(const void*, index_t);
+
+  worker_pool() = default;
+
+  void grow(int helpers) {
+    while (int(m_threads.size()) < helpers) {
+      const int id = int(m_threads.size());
+      m_threads.emplace_back([this, id] { helper_loop(id); });
+    }
+  }
+
+  // Claims chunks of job `gen` until none is left; a claim of a finished job's counter fails
+  // because the counter carries its job's generation in the high 32 bits.
+  void work(std::uint32_t gen, index_t chunks, chunk_fn fn, const void* arg) {
+    std::uint64_t v = m_claim.load();
+    for (;;) {
+      if (std::uint32_t(v >> 32) != gen || index_t(v & 0xffffffffu) >= chunks) return;
+      if (!m_claim.compare_exchange_weak(v, v + 1)) continue;
+      fn(arg, index_t(v & 0xffffffffu));
+      if (m_left.fetch_sub(1, std::memory_order_acq_rel) == 1) m_left.notify_all();
+      v = m_claim.load();
+    }
+  }
+
+  void helper_loop(int id) {
+    std::uint32_t seen = m_posted.load();
+    for (;;) {
+      const auto until = std::chrono::steady_clock::now() + spin_time;
+      std::uint32_t now;
+      while ((now = m_posted.load()) == seen) {
+        if (std::chrono::steady_clock::now() < until)
+          cpu_relax();
+        else
+          m_posted.wait(seen);
+      }
+      seen = now;
+      std::uint32_t gen;
+      index_t chunks;
+      chunk_fn fn;
+      const void* arg;
+      {
+        std::lock_guard lk(m_job);  // a consistent snapshot of the newest job
+        if (m_stop) return;
+        if (id >= m_helpers) continue;
+        gen = m_gen, chunks = m_chunks, fn = m_fn, arg = m_arg;
+      }
+      seen = gen;
+      work(gen, chunks, fn, arg);
+    }
+  }
+
+  std::mutex m_busy;  // held by the thread whose call is running
+  std::mutex m_job;   // guards the job description below
+  std::uint32_t m_gen = 0;
+  chunk_fn m_fn = nullptr;
+  const void* m_arg = nullptr;
+  index_t m_chunks = 0;
+  int m_helpers = 0;
+  bool m_stop = false;
+  std::atomic<std::uint32_t> m_posted{0};  // the newest generation, for helpers to wait on
+  std::atomic<std::uint64_t> m_claim{0};   // generation << 32 | next chunk
+  std::atomic<std::int32_t> m_left{0};     // chunks of the current job not yet finished
+  std::vector<std::thread> m_threads;
+};
+
+// chunk(c) for c in [0, chunks), on up to `threads` threads (the caller included).
+template <class F>
+void parallel_chunks(int threads, index_t chunks, const F& chunk) {
+  if (threads <= 1 || chunks <= 1) {
+    for (index_t c = 0; c < chunks; ++c) chunk(c);
+    return;
+  }
+  worker_pool::instance().run(threads, chunks, chunk);
+}
+
+}  // namespace crossbatch::cpu_detail
