@@ -1,5 +1,5 @@
 // Decode throughput of the CUDA backend on random-weight models of real shapes (GPT-2 124M,
-// SmolLM2-135M, Qwen2.5-0.5B) in bfloat16: prompt 128, 128 new tokens, greedy, batch 1/8/64,
+// SmolLM2-135M, Qwen2.5-0.5B) in bfloat16: prompt 128, 128 new tokens, greedy, batch 1/8/16/32/64,
 // through the graph driver (graph_generate: the step in one CUDA graph; the fused decode step where
 // the batch allows, else the plain layers) and, for comparison, the unfused step, the step
 // launched eagerly, each with and without programmatic dependent launch. Also measures the
@@ -11,9 +11,13 @@
 // are compared with the first mode's for information (random weights leave tiny margins).
 // --tune adds fused+pdl variants (fused_decode_options), e.g. "w8b8;w16b2;w16b8-attn;w16b8-argmax"
 // (the defaults are w16b8): w = GEMV warps-per-SM target, b = GEMV blocks-per-SM cap, -attn =
-// rope_kv + the attention op instead of the one-kernel attention, -argmax = the sampler kernel.
+// rope_kv + the attention op instead of the one-kernel attention, -argmax = the sampler kernel,
+// t<N> = tensor-core GEMV from batch N on (default t9), -cc = CUDA-core GEMV only (batch <= 16),
+// m<N> = the fused step up to batch N only (m8: the step before the tensor-core GEMV).
+// Each row names the route its batch takes (fused_decode_route: plain layers, fused on the
+// CUDA-core GEMV, fused on the tensor-core GEMV).
 // Prints a table and writes JSON lines to --json.
-//   bench_decode [--shapes a,b] [--batches 1,8,64] [--prompt 128] [--new 128] [--reps 3] [--json f]
+//   bench_decode [--shapes a,b] [--batches 1,8,16,32,64] [--prompt 128] [--new 128] [--reps 3] [--json f]
 //                [--modes fused+pdl,fused,graph+pdl,graph,eager] [--tune variants]
 #include <algorithm>
 #include <chrono>
@@ -78,6 +82,8 @@ bool parse_variant(const std::string& v, fused_decode_options& o) {
         o.fused_attention = false;
       else if (word == "argmax")
         o.fold_argmax = false;
+      else if (word == "cc")
+        o.tensor_cores = false;
       else
         return false;
       i += 1 + word.size();
@@ -94,6 +100,10 @@ bool parse_variant(const std::string& v, fused_decode_options& o) {
       o.gemv_warps_per_sm = n;
     else if (k == 'b')
       o.gemv_blocks_per_sm = n;
+    else if (k == 't')
+      o.tensor_core_min_batch = n;
+    else if (k == 'm')
+      o.max_batch = n;
     else
       return false;
     i += 1 + used;
@@ -156,7 +166,7 @@ double median(std::vector<double> v) {
 
 int main(int argc, char** argv) {
   std::vector<std::string> shapes = {"gpt2-124m", "smollm2-135m", "qwen2.5-0.5b"};
-  std::vector<int> batches = {1, 8, 64};
+  std::vector<int> batches = {1, 8, 16, 32, 64};
   int prompt = 128, fresh = 128, reps = 3;
   std::string json_path;
   std::vector<std::string> modes = {"fused+pdl", "fused", "graph+pdl", "graph",
@@ -202,7 +212,7 @@ int main(int argc, char** argv) {
             .dump()
      << "\n";
   std::printf("%-14s %5s %-10s %10s %10s %9s %9s\n", "shape", "batch", "mode", "tok/s", "dec tok/s",
-              "ms/step", "roofline");
+              "ms/step", "roofline");  // then the check, the tokens and the route
   context<gpu> ctx;
   bool failed = false;        // a mode whose logits left the tolerance (or that threw)
   const int check_steps = 4;  // teacher-forced steps of the logits check
@@ -288,11 +298,12 @@ int main(int argc, char** argv) {
                                 b * bench::kv_bytes_per_step(c, 2, prompt + fresh / 2.0)) /
                                bw;
         const double roof = floor_s / step;
+        const std::string route = fused_decode_route(model, b, fused);
         std::printf(
             "%-14s %5d %-10s %10.0f %10.0f %9.3f %8.1f%%  logits %s (%.1e)  tokens = %s: "
-            "%d/%d\n",
+            "%d/%d  [%s]\n",
             name.c_str(), b, mode.c_str(), tps, dtps, step * 1e3, 100 * roof, pass ? "ok" : "FAIL",
-            err, first_mode.c_str(), same, b);
+            err, first_mode.c_str(), same, b, route.c_str());
         std::fflush(stdout);
         js << json({{"kind", "decode"},
                     {"shape", name},
@@ -309,6 +320,7 @@ int main(int argc, char** argv) {
                     {"floor_ms_per_step", floor_s * 1e3},
                     {"check", pass ? "pass" : "fail"},
                     {"max_logit_err", err},
+                    {"route", route},
                     {"same_tokens_as", first_mode},
                     {"same_sequences", same}})
                   .dump()

@@ -1,26 +1,32 @@
 // The fused CUDA decode step (generate/cuda/fused_decode.cuh) against the plain path
 // (decoder_model::run_layers + final_norm + logits with the CUDA ops) at real shapes: GPT-2 124M,
-// SmolLM2-135M and Qwen2.5-0.5B with random weights, in float32 and bfloat16, at batch 1, 8 and 64,
-// over four decode steps. Per case: a random left-padded prompt batch (16-40 tokens) is prefilled
+// SmolLM2-135M and Qwen2.5-0.5B with random weights, in float32 and bfloat16, at batch 1, 8, 9, 16,
+// (bfloat16: 32) and 64, over four decode steps. Per case: a random left-padded prompt batch (16-40 tokens) is prefilled
 // once with run_layers and its KV cache copied, so both paths start from identical caches; every
 // step feeds both paths the argmax of the plain path's logits (the same ids), and the logits and
 // the residual stream x of every step, and at the end the KV cache each path wrote, must agree
 // within a tolerance derived from the dtype (path_tolerance). NaN is a failure (compare.hpp).
 //
 // What path A (the fast path) is, step by step:
-//   batch <= 8 (fused_decode_supported): fused_decode_step
+//   fused_decode_supported (batch <= 8 on the CUDA-core GEMV; bfloat16 batch 9-64 on the
+//   tensor-core GEMV, float32 batch 9-16 on the CUDA-core GEMV of 16 rows): fused_decode_step
 //     step 0     eager
 //     step 1     eager, ctx.slot_shift -> device int (start = prompt end, *shift = 1), rope_kv +
 //                the attention op instead of the one-kernel attention (fused_attention = false)
 //     steps 2-3  one CUDA graph of embed + fused_decode_step, captured once with the device slot
 //                shift and programmatic dependent launch, replayed with *shift = 2, 3; the greedy
 //                argmax folded into the LM head must equal the argmax of the logits it wrote
-//   batch 64 (no fused step today; the graph decoders run run_layers there):
+//   otherwise (float32 batch 64; the graph decoders run run_layers there):
 //     steps 0-1  run_layers + final_norm + logits, eager, with the device slot shift
 //     steps 2-3  the same captured as one CUDA graph (device slot shift, PDL), replayed
 //     float32 also: rows 0 and 63 recomputed by the CPU decoder_model<float, cpu> from the same
 //     weights and ids (prefill and every step), against the CUDA plain path.
 // Path B is always run_layers + final_norm + logits, eager, slot index from the host, no PDL.
+// Two cases run the switches of fused_decode_options that the default does not take at these
+// batches (the CUDA-core GEMV at bfloat16 batch 16, the tensor-core GEMV at bfloat16 batch 8).
+// batch_invariance_* runs greedy generation through the graph driver (the fused step with the
+// folded argmax) with one prompt repeated across the batch tiles of the tensor-core GEMV: the
+// copies must get identical tokens.
 // The last test perturbs one weight of a copy of the model used only by path A and checks that
 // the comparison reports it (so a wrong fast path cannot pass).
 #define BOOST_TEST_MODULE cuda_fused_decode
@@ -48,6 +54,7 @@
 #include "crossbatch/attention/cuda/attention.cuh"
 #include "crossbatch/core/rng.hpp"
 #include "crossbatch/generate/cuda/fused_decode.cuh"
+#include "crossbatch/generate/cuda/graph_driver.cuh"
 #include "crossbatch/generate/cuda/step_graph.cuh"
 #include "crossbatch/model/decoder.hpp"
 #include "crossbatch/ops/cuda/activation.cuh"
@@ -366,6 +373,7 @@ struct case_options {
   int steps = 4;
   unsigned seed = 1;
   const decoder_model<float>* cpu_reference = nullptr;  // float32: rows 0 and B-1 on the CPU too
+  fused_decode_options fused;  // the fast path's options (step 1 also turns fused_attention off)
   // Called after path B's step, before path A's, with path B's final-normed hidden rows (B, C).
   std::function<void(int step, const std::vector<float>& h)> before_fast;
 };
@@ -424,8 +432,9 @@ case_result run_case(const decoder_model<T, gpu>& ref, const decoder_model<T, gp
   const index_t C = cfg.hidden_size, V = cfg.vocab_size;
   const auto tol = tolerance_for<T>(cfg);
   case_result r;
-  const bool fused = fused_decode_supported(fast, B);
-  r.route = fused ? "fused_decode_step" : "run_layers (device slot shift, CUDA graph)";
+  const bool fused = fused_decode_supported(fast, B, o.fused);
+  r.route = fused ? std::string("fused_decode_step: ") + fused_decode_route(fast, B, o.fused)
+                  : "run_layers (device slot shift, CUDA graph)";
 
   // A left-padded prompt batch: lengths 16-40, ids uniform over the vocabulary; padding slots
   // hold id 0 at position 0 (the generators' layout).
@@ -523,10 +532,10 @@ case_result run_case(const decoder_model<T, gpu>& ref, const decoder_model<T, gp
         };
         if (s == 0) {
           variant = "eager";
-          step(slot, nullptr, {});
+          step(slot, nullptr, o.fused);
         } else if (s == 1) {
           variant = "eager, device slot shift, rope_kv + attention op";
-          fused_decode_options opt;
+          fused_decode_options opt = o.fused;
           opt.fused_attention = false;
           ctx.slot_shift = d_shift.data();
           step(P, nullptr, opt);
@@ -537,7 +546,8 @@ case_result run_case(const decoder_model<T, gpu>& ref, const decoder_model<T, gp
                      "cudaMemsetAsync");
           ctx.slot_shift = d_shift.data();
           ctx.pdl = true;
-          if (!graph.ready()) graph.capture(ctx.stream, [&] { step(P, d_best.data(), {}); });
+          if (!graph.ready())
+            graph.capture(ctx.stream, [&] { step(P, d_best.data(), o.fused); });
           graph.launch(ctx.stream);
         }
       } else {
@@ -610,10 +620,11 @@ template <class T>
 void check_shape(const std::string& shape) {
   const auto model = random_decoder<T>(shape_config(shape), 1);
   std::optional<decoder_model<float>> host;
-  for (int batch : {1, 8, 64}) {
-    if (batch <= 8)
-      BOOST_TEST(fused_decode_supported(model, batch),
-                 shape << ": the fused step must apply at batch " << batch);
+  constexpr bool f32 = std::is_same_v<T, float>;
+  for (int batch : {1, 8, 9, 16, 32, 64}) {
+    if (f32 && batch == 32) continue;  // float32 above 16 is run_layers, covered at 64
+    BOOST_TEST(fused_decode_supported(model, batch) == (!f32 || batch <= 16),
+               shape << ": where the fused step applies at batch " << batch);
     case_options o;
     o.name = shape + " " + dtype_traits<T>::name + " batch " + std::to_string(batch);
     o.batch = batch;
@@ -662,6 +673,69 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(smollm2_135m_fused_vs_plain, T, path_dtypes) {
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(qwen2_5_0_5b_fused_vs_plain, T, path_dtypes) {
   check_shape<T>("qwen2.5-0.5b");
+}
+
+// The GEMV switches the defaults do not take at these batches: the CUDA-core GEMV of 16 rows in
+// bfloat16 (tensor_cores off), and the tensor-core GEMV at batch 8 (tensor_core_min_batch 1).
+BOOST_AUTO_TEST_CASE(gemv_switches_match_the_plain_path) {
+  const auto model = random_decoder<bfloat16>(shape_config("smollm2-135m"), 1);
+  case_options o;
+  o.name = "smollm2-135m bfloat16 batch 16, CUDA-core GEMV";
+  o.batch = 16;
+  o.seed = 2016;
+  o.fused.tensor_cores = false;
+  BOOST_TEST(fused_decode_supported(model, 16, o.fused));
+  BOOST_TEST(!fused_decode_supported(model, 17, o.fused));
+  expect_agreement(run_case(model, model, o), o.name);
+  o = case_options{};
+  o.name = "smollm2-135m bfloat16 batch 8, tensor-core GEMV";
+  o.batch = 8;
+  o.seed = 2008;
+  o.fused.tensor_core_min_batch = 1;
+  expect_agreement(run_case(model, model, o), o.name);
+  fused_decode_options old;
+  old.max_batch = 8;
+  BOOST_TEST(!fused_decode_supported(model, 9, old));
+  BOOST_TEST(fused_decode_supported(model, 8, old));
+}
+
+// Greedy generation through the graph driver (the fused step, argmax folded into the LM head) with
+// one prompt at rows `copies` of a batch of `batch` random prompts of random lengths: the copies
+// must get identical tokens, whichever batch tile and fragment lane they land in.
+template <class T>
+void check_batch_invariance(int batch, const std::vector<int>& copies) {
+  const auto model = random_decoder<T>(shape_config("smollm2-135m"), 3);
+  BOOST_TEST_REQUIRE(fused_decode_supported(model, batch));
+  std::mt19937 gen(500u + unsigned(batch));
+  std::uniform_int_distribution<int> len(8, 40), tok(0, model.config.vocab_size - 1);
+  std::vector<std::vector<int>> prompts(static_cast<std::size_t>(batch));
+  for (auto& p : prompts) {
+    p.resize(std::size_t(len(gen)));
+    for (auto& t : p) t = tok(gen);
+  }
+  for (int r : copies) prompts[std::size_t(r)] = prompts[std::size_t(copies[0])];
+  generation_options opt;
+  opt.max_new_tokens = 12;
+  opt.stop_at_eos = false;
+  const auto res = graph_generate(gctx(), model, prompts, sampling_params{}, opt);
+  BOOST_TEST_REQUIRE(res.tokens.size() == std::size_t(batch));
+  const auto& want = res.tokens[std::size_t(copies[0])];
+  BOOST_TEST(want.size() == std::size_t(opt.max_new_tokens));
+  for (int r : copies)
+    BOOST_TEST(res.tokens[std::size_t(r)] == want, "batch " << batch << ": row " << r
+                                                            << " differs from row " << copies[0]);
+  // The other rows are different prompts: not all of them may repeat the copies' tokens.
+  int same = 0;
+  for (int r = 0; r < batch; ++r) same += res.tokens[std::size_t(r)] == want;
+  BOOST_TEST(same < batch);
+}
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(batch_invariance_of_the_fused_step, T, path_dtypes) {
+  check_batch_invariance<T>(16, {0, 7, 8, 13, 15});
+  if constexpr (!std::is_same_v<T, float>) {
+    check_batch_invariance<T>(32, {1, 8, 30});
+    check_batch_invariance<T>(64, {0, 9, 31, 40, 63});
+  }
 }
 
 // A test that can fail: path A runs a copy of the model with one final-norm weight raised, which

@@ -22,6 +22,13 @@ struct fused_decode_options {
   // the split-KV attention op).
   bool fused_attention = true;
   int fused_attention_max_len = 1024;
+  // Largest batch the fused step takes (above it: the plain layers). 8 gives the step of before
+  // the tensor-core GEMV.
+  int max_batch = 64;
+  // 16-bit weights: the GEMVs run on tensor cores (mma.sync) from this many rows on, up to batch
+  // 64; false (or float32): the CUDA-core GEMV, batch <= 16.
+  bool tensor_cores = true;
+  int tensor_core_min_batch = 9;
 };
 
 // The generic device has no fused step: the session runs decoder_block layer by layer.

@@ -1,5 +1,5 @@
-// The decode step (one token per sequence, up to 8 sequences) of a decoder_model<T, cuda> in five
-// kernels per layer instead of thirteen: the CUDA fast path of batch_session::step without hooks
+// The decode step (one token per sequence; up to 64 sequences with 16-bit weights, 16 in float32)
+// of a decoder_model<T, cuda> in five kernels per layer instead of thirteen: the CUDA fast path of batch_session::step without hooks
 // (generate/fast_path.hpp). Same arithmetic and rounding points as decoder_model::run_layers with
 // the CUDA ops, summed in another order (tests/cuda/test_fused_decode.cu bounds the logits
 // difference at real model shapes):
@@ -10,7 +10,11 @@
 //   act   = act(gate) * up, or act(h)  GEMV on norm2(x), gated pairs of rows in one warp
 //   x    += act W_down^T + b           GEMV, residual epilogue
 // and the final norm fused into the LM head GEMV (with the greedy argmax folded in when asked).
-// Decode at batch <= 8 is bound by latency more than by bytes: every kernel fetches what no earlier
+// The GEMVs run on CUDA cores up to batch 8 (fused_gemv_kernel, x rows unpacked per weight chunk)
+// and on tensor cores above (generate/cuda/fused_gemv_tc.cuh: every weight read once per step for
+// all rows, so a batch-16 step streams the same bytes as a batch-1 step); float32, or
+// fused_decode_options::tensor_cores off, keeps the CUDA-core GEMV up to batch 16.
+// Decode at small batches is bound by latency more than by bytes: every kernel fetches what no earlier
 // kernel of the step writes (weights; KV slots of earlier steps) before its grid-dependency wait,
 // so under programmatic dependent launch those loads overlap the preceding kernel. Long caches and
 // shapes outside the attention kernel's limits use rope_kv + the attention op; shapes outside the
@@ -21,6 +25,8 @@
 #include <type_traits>
 
 #include "crossbatch/attention/cuda/attention.cuh"
+#include "crossbatch/generate/cuda/fused_gemv_common.cuh"
+#include "crossbatch/generate/cuda/fused_gemv_tc.cuh"
 #include "crossbatch/generate/fast_path.hpp"
 #include "crossbatch/model/decoder.hpp"
 #include "crossbatch/ops/cuda/common.cuh"
@@ -31,76 +37,17 @@ namespace crossbatch {
 
 namespace cuda_detail {
 
-enum class prologue { none, rms, layer };
-enum class epilogue { store, act, gated, residual, argmax };
-
-struct fused_gemv_args {
-  const void* x;  // (n, in), row stride xs
-  index_t xs;
-  const void* w;  // (o or 2o for gated, in), row stride ws
-  index_t ws;
-  const void* bias;  // (o or 2o) or null
-  void* out;         // (n, o), row stride os; the residual stream for epilogue::residual
-  index_t os;
-  const void* nw;  // norm weight / bias (in) for the prologue
-  const void* nb;
-  unsigned long long* best;  // (n) packed (logit, index) maxima for epilogue::argmax
-  float eps;
-  activation act;
-  int n, in, o, warps_per_row;
-};
-
-// The 16 / sizeof(T) elements of a 16-byte vector as floats.
-template <class T>
-__device__ __forceinline__ void unpack(const uint4& v, float* f) {
-  const unsigned w[4] = {v.x, v.y, v.z, v.w};
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      f[2 * i] = __uint_as_float(w[i] << 16);
-      f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-    }
-  } else if constexpr (std::is_same_v<T, __half>) {
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const float2 p = __half22float2(*reinterpret_cast<const __half2*>(&w[i]));
-      f[2 * i] = p.x;
-      f[2 * i + 1] = p.y;
-    }
-  } else {
-#pragma unroll
-    for (int i = 0; i < 4; ++i) f[i] = __uint_as_float(w[i]);
-  }
-}
-
-template <class T>
-__device__ __forceinline__ uint4 pack(const float* f) {
-  constexpr int vec = 16 / sizeof(T);
-  uint4 v;
-  T* e = reinterpret_cast<T*>(&v);
-#pragma unroll
-  for (int i = 0; i < vec; ++i) e[i] = from_f<T>(f[i]);
-  return v;
-}
-
-// Packed key for the greedy argmax: larger logit first, then the smaller index (CPU argmax's first
-// maximum); 0 means no candidate (NaN logits are skipped).
-__device__ __forceinline__ unsigned long long argmax_key(float v, int index) {
-  return (static_cast<unsigned long long>(float_key(v)) << 32) | static_cast<unsigned>(~index);
-}
-
-// Normalises rows [0, n) of x (n, in) into xn (n, in) in shared memory, as norm() does: warp t
-// handles row t (n <= 8 warps). Rows of up to 128 16-byte chunks are read once, every load in
-// flight together (one memory latency); longer rows are re-read from L1 for each pass.
+// Normalises row `row` of x (n, in) into xn (n, in) in shared memory, as norm() does, with one
+// warp. Rows of up to 128 16-byte chunks are read once, every load in flight together (one memory
+// latency); longer rows are re-read from L1 for each pass.
 template <class T, prologue P>
-__device__ __forceinline__ void norm_rows(T* xn, const fused_gemv_args& a) {
+__device__ __forceinline__ void norm_row(T* xn, int row, const fused_gemv_args& a) {
   constexpr int vec = 16 / sizeof(T), XC = 4;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nvec = a.in / vec;
-  if (warp >= a.n) return;
-  const uint4* xr = reinterpret_cast<const uint4*>(static_cast<const T*>(a.x) + warp * a.xs);
+  const int lane = threadIdx.x & 31, nvec = a.in / vec;
+  const uint4* xr = reinterpret_cast<const uint4*>(static_cast<const T*>(a.x) + row * a.xs);
   const uint4* nw = static_cast<const uint4*>(a.nw);
   const uint4* nb = static_cast<const uint4*>(a.nb);
-  uint4* dst = reinterpret_cast<uint4*>(xn + warp * a.in);
+  uint4* dst = reinterpret_cast<uint4*>(xn + row * a.in);
   auto normalise = [&](const uint4& xv, const uint4& gv, const uint4& bv, float mean, float inv) {
     float f[vec], g[vec], o[vec];
     unpack<T>(xv, f);
@@ -179,6 +126,12 @@ __device__ __forceinline__ void norm_rows(T* xn, const fused_gemv_args& a) {
   for (int c = lane; c < nvec; c += 32)
     dst[c] =
         normalise(xr[c], nw[c], P == prologue::layer ? nb[c] : make_uint4(0, 0, 0, 0), mean, inv);
+}
+
+// Rows [0, n) of x normalised into xn: warp w handles rows w, w + 8, ...
+template <class T, prologue P>
+__device__ __forceinline__ void norm_rows(T* xn, const fused_gemv_args& a) {
+  for (int row = int(threadIdx.x >> 5); row < a.n; row += 8) norm_row<T, P>(xn, row, a);
 }
 
 // 16-byte weight loads a lane keeps in flight per row (pairs for gated rows): 8 over the long
@@ -557,6 +510,10 @@ void fused_gemv_nt(const context<cuda>& ctx, const fused_gemv_args& a,
   const int rows_per_block = 8 / a.warps_per_row;
   const int groups = (a.o + rows_per_block - 1) / rows_per_block;
   const std::size_t smem = P == prologue::none ? 0 : std::size_t(NT) * a.in * sizeof(T);
+  if (smem > 48 * 1024)
+    cuda_check(cudaFuncSetAttribute(fused_gemv_kernel<T, NT, P, E>,
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)),
+               "cudaFuncSetAttribute (fused gemv)");
   // At most one wave of blocks: when the row groups need more, the blocks stride over them (one
   // prologue per block, the next group's loads in flight while a row is reduced) instead of
   // waiting for a second wave that starts behind the first one's whole latency chain.
@@ -570,8 +527,20 @@ void fused_gemv_nt(const context<cuda>& ctx, const fused_gemv_args& a,
          a);
 }
 
+// Whether the fused step's GEMVs run on tensor cores for this element type and batch.
+template <class T>
+bool gemv_on_tensor_cores(int batch, const fused_decode_options& opt) {
+  return sizeof(T) == 2 && opt.tensor_cores && batch >= opt.tensor_core_min_batch;
+}
+
 template <class T, prologue P, epilogue E>
 void fused_gemv(const context<cuda>& ctx, fused_gemv_args a, const fused_decode_options& opt) {
+  if constexpr (sizeof(T) == 2) {
+    if (gemv_on_tensor_cores<T>(a.n, opt)) {
+      fused_gemv_tc<T, P, E>(ctx, a, opt.gemv_blocks_per_sm, opt.gemv_warps_per_sm);
+      return;
+    }
+  }
   // Several warps per output row while a lane would otherwise need more than one pass of U loads
   // over its row (each pass is one memory latency after the previous) or the rows alone give fewer
   // warps than the target, as long as a lane keeps at least one 16-byte chunk.
@@ -587,21 +556,58 @@ void fused_gemv(const context<cuda>& ctx, fused_gemv_args a, const fused_decode_
     fused_gemv_nt<T, 2, P, E>(ctx, a, opt);
   else if (a.n <= 4)
     fused_gemv_nt<T, 4, P, E>(ctx, a, opt);
-  else
+  else if (a.n <= 8)
     fused_gemv_nt<T, 8, P, E>(ctx, a, opt);
+  else
+    fused_gemv_nt<T, 16, P, E>(ctx, a, opt);
+}
+
+// Largest dynamic shared memory a block of the current device may opt in to, less the GEMV
+// kernels' static arrays (at most 20 KB).
+inline std::size_t fused_gemv_smem_limit() {
+  static const std::size_t limit = [] {
+    int device = 0, bytes = 48 * 1024;
+    if (cudaGetDevice(&device) == cudaSuccess)
+      cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+    return std::size_t(std::max(bytes, 48 * 1024) - 20 * 1024);
+  }();
+  return limit;
 }
 
 }  // namespace cuda_detail
 
-// Whether fused_decode_step handles this model and batch.
+// Whether fused_decode_step handles this model and batch under these options: batch <= 8 always,
+// up to 64 with the tensor-core GEMV (16-bit weights), up to 16 with the CUDA-core one.
 template <class T>
-bool fused_decode_supported(const decoder_model<T, cuda>& m, int batch) {
+bool fused_decode_supported(const decoder_model<T, cuda>& m, int batch,
+                            const fused_decode_options& opt = {}) {
+  using namespace cuda_detail;
+  using C = cuda_t<T>;
   const auto& c = m.config;
   constexpr int vec = 16 / sizeof(T);
   const index_t qd = index_t(c.num_heads) * c.head_dim;
-  return c.is_decoder() && batch >= 1 && batch <= 8 && c.hidden_size % vec == 0 &&
-         c.intermediate_size % vec == 0 && qd % vec == 0 && c.head_dim % 2 == 0 &&
-         std::size_t(8) * c.hidden_size * sizeof(T) <= 48 * 1024;
+  if (!(c.is_decoder() && batch >= 1 && c.hidden_size % vec == 0 &&
+        c.intermediate_size % vec == 0 && qd % vec == 0 && c.head_dim % 2 == 0))
+    return false;
+  if (batch > 8 && batch > opt.max_batch) return false;
+  const bool tc = gemv_on_tensor_cores<C>(batch, opt);
+  if (batch > (tc ? 64 : 16)) return false;
+  // The norm prologue's rows in shared memory.
+  const int rows = batch <= 1 ? 1 : batch <= 2 ? 2 : batch <= 4 ? 4 : batch <= 8 ? 8 : 16;
+  const std::size_t smem =
+      tc ? tc_smem_bytes<C>(prologue::rms, batch, c.hidden_size)
+         : std::size_t(rows) * c.hidden_size * sizeof(T);
+  return smem <= (batch <= 8 && !tc ? 48 * 1024 : fused_gemv_smem_limit());
+}
+
+// What a decode step of this model and batch runs under these options, in words (benchmarks and
+// tests print it).
+template <class T>
+const char* fused_decode_route(const decoder_model<T, cuda>& m, int batch,
+                               const fused_decode_options& opt = {}) {
+  if (!opt.enabled || !fused_decode_supported(m, batch, opt)) return "plain layers";
+  return cuda_detail::gemv_on_tensor_cores<cuda_t<T>>(batch, opt) ? "fused, tensor-core GEMV"
+                                                                  : "fused, CUDA-core GEMV";
 }
 
 // Whether the one-kernel rope + KV write + attention handles this model and cache.
@@ -633,7 +639,7 @@ void fused_decode_step(const context<cuda>& ctx, const decoder_model<T, cuda>& m
   const index_t cdim = c.hidden_size, h = c.num_heads, hkv = c.num_kv_heads, dh = c.head_dim;
   const index_t width = (h + 2 * hkv) * dh, f = c.intermediate_size;
   require<value_error>(
-      fused_decode_supported(m, b) && b <= ws.tokens && start + 1 <= cache.capacity(),
+      fused_decode_supported(m, b, opt) && b <= ws.tokens && start + 1 <= cache.capacity(),
       "fused_decode_step: unsupported shape");
   const bool layer = c.kind == family::gpt2, gated = !layer;
   const bool one_kernel_attention = rope_attention_supported(m, cache.capacity(), opt);
@@ -741,7 +747,7 @@ bool fused_decode(const context<cuda>& ctx, const decoder_model<T, cuda>& m,
                   kv_cache<T, cuda>& cache, int start, const M& mask,
                   decoder_workspace<T, cuda>& ws, tensor_view<T, cuda> logits,
                   std::uint64_t* greedy_best, const fused_decode_options& opt) {
-  if (!opt.enabled || !fused_decode_supported(m, int(x.shape[0]))) return false;
+  if (!opt.enabled || !fused_decode_supported(m, int(x.shape[0]), opt)) return false;
   fused_decode_step(ctx, m, x, positions, cache, start, mask, ws, logits, greedy_best, opt);
   return true;
 }

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# The fused decode step at batch 1-64 (issue 15, GPU part; issue 10's batch-16 LDA target) on the
+# device machine, in under 6 minutes: builds tests/cuda/test_fused_decode.cu (nvcc, header-only
+# Boost.Test), bench_decode and bench_lda (CMake, sm_90a) in parallel, runs the test (fused step =
+# run_layers at the three real shapes, float32 / bfloat16, batch 1-64; batch invariance), then
+# bench_decode on the SmolLM2-135M and Qwen2.5-0.5B shapes (bf16, batch 1/8/16/32/64, modes
+# fused+pdl / fused / graph+pdl = unfused, plus the GEMV switches at batch 8 and 16), then bench_lda
+# at batch 16. Writes $OUT/decode/log.txt (everything, the tables last) and $OUT/decode/result.json
+# (exit codes, bench_decode's rows, bench_lda's JSON). Needs no model and no carried files beyond
+# .devdeps/ (PCRE2, for the CMake targets, when the machine lacks it).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+out=${OUT:-build/device_out}/decode
+mkdir -p "$out"
+log=$out/log.txt
+: >"$log"
+build=build/device-decode
+mkdir -p "$build/tests"
+t0=$(date +%s)
+stamp() { echo "[$(($(date +%s) - t0)) s] $*" >>"$log"; }
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >>"$log" 2>&1
+
+extra=()
+if ! pkg-config --exists libpcre2-8 2>/dev/null && [ -d .devdeps/root ]; then
+  root=$PWD/.devdeps/root
+  mkdir -p /tmp/devdeps-pc
+  for f in "$root"/usr/lib/x86_64-linux-gnu/pkgconfig/*.pc; do
+    sed "s|^prefix=.*|prefix=$root/usr|" "$f" >/tmp/devdeps-pc/"$(basename "$f")"
+  done
+  export PKG_CONFIG_PATH=/tmp/devdeps-pc:${PKG_CONFIG_PATH:-}
+  export LD_LIBRARY_PATH=$root/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
+  extra=(-DCROSSBATCH_PCRE2_INCLUDE="$root/usr/include" -DCROSSBATCH_PCRE2_LIB="$root/usr/lib/x86_64-linux-gnu/libpcre2-8.so")
+fi
+
+# Build: the test with nvcc (as tools/device_check.sh does), the benchmarks with CMake, at once.
+nvcc_flags=(-std=c++20 -O3 -DNDEBUG --expt-relaxed-constexpr -diag-suppress 20012
+  -gencode=arch=compute_90a,code=sm_90a -Iinclude -Itests -I/usr/include/eigen3
+  -DCROSSBATCH_BOOST_TEST_INCLUDED "-DCROSSBATCH_TEST_DATA=\"$PWD/tests/data\"" "-DCROSSBATCH_SOURCE_DIR=\"$PWD\"")
+stamp "build"
+(nvcc "${nvcc_flags[@]}" tests/cuda/test_fused_decode.cu -o "$build/tests/cuda_test_fused_decode" \
+  -lcublasLt -lcublas >"$build/build_test.log" 2>&1 || echo "BUILD FAILED: test_fused_decode" >>"$build/build_test.log") &
+{
+  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCROSSBATCH_CUDA=ON -DCROSSBATCH_BUILD_TESTS=OFF \
+    -DCMAKE_CUDA_ARCHITECTURES=90a-real "${extra[@]}" >"$build/configure.log" 2>&1 &&
+    cmake --build "$build" -j "$(nproc)" --target bench_decode bench_lda -- -k 0 >"$build/build_bench.log" 2>&1
+} || echo "BUILD FAILED: benchmarks" >>"$build/build_bench.log"
+wait
+cat "$build/build_test.log" "$build/build_bench.log" | grep -E "error|BUILD FAILED" | head -40 >>"$log"
+test_bin=$build/tests/cuda_test_fused_decode
+decode_bin=$build/bench/decode/bench_decode
+lda_bin=$build/bench/lda/bench_lda
+
+stamp "test_fused_decode"
+test_rc=127
+if [ -x "$test_bin" ]; then
+  timeout 170 "$test_bin" --log_level=test_suite --report_level=short --color_output=false >"$build/test.log" 2>&1
+  test_rc=$?
+  grep -E "error|fatal|failure|Test module|passed|skipped|path A =" "$build/test.log" | head -120 >>"$log"
+  echo "test_fused_decode: exit $test_rc" >>"$log"
+fi
+
+stamp "bench_decode"
+decode_rc=127
+rm -f "$build/decode.json" "$build/lda.json"
+if [ -x "$decode_bin" ]; then
+  timeout 130 "$decode_bin" --shapes smollm2-135m,qwen2.5-0.5b --batches 1,8,16,32,64 \
+    --modes fused+pdl,fused,graph+pdl --json "$build/decode.json" >"$build/decode.log" 2>&1
+  decode_rc=$?
+  # The GEMV switches: tensor cores at batch 8 (t1), CUDA cores at 16 (-cc), the step before (m8).
+  timeout 45 "$decode_bin" --shapes smollm2-135m,qwen2.5-0.5b --batches 8,16 --modes fused+pdl \
+    --tune "t1;w16b8-cc;m8" --json "$build/decode_tune.json" >>"$build/decode.log" 2>&1
+  tune_rc=$?
+  ((decode_rc == 0)) && decode_rc=$tune_rc
+  cat "$build/decode.log" >>"$log"
+  echo "bench_decode: exit $decode_rc" >>"$log"
+fi
+
+stamp "bench_lda"
+lda_rc=127
+if [ -x "$lda_bin" ]; then
+  timeout 75 "$lda_bin" --shape smollm2-135m --batch 16 --json "$build/lda.json" >"$build/lda.log" 2>&1
+  lda_rc=$?
+  cat "$build/lda.log" >>"$log"
+  echo "bench_lda: exit $lda_rc" >>"$log"
+fi
+stamp "done"
+
+python3 - "$build" "$out/result.json" "$test_rc" "$decode_rc" "$lda_rc" >>"$log" 2>&1 <<'PY'
+import json, pathlib, sys
+build, dest = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+def lines(p):
+    try:
+        return [json.loads(l) for l in open(p) if l.strip().startswith("{")]
+    except OSError:
+        return []
+rows = [r for r in lines(build / "decode.json") + lines(build / "decode_tune.json") if r.get("kind") == "decode"]
+try:
+    lda = json.loads((build / "lda.json").read_text())
+except (OSError, ValueError):
+    lda = None
+res = {"exit": {"test_fused_decode": int(sys.argv[3]), "bench_decode": int(sys.argv[4]),
+                "bench_lda": int(sys.argv[5])}, "decode": rows, "lda": lda}
+dest.write_text(json.dumps(res, indent=1) + "\n")
+print("== summary: ms per decode step (bf16, prompt 128, 128 new) ==")
+print("| shape | batch | mode | route | ms/step | tok/s | vs fused+pdl batch 1 | check |")
+print("|---|---|---|---|---|---|---|---|")
+base = {r["shape"]: r["ms_per_step"] for r in rows if r["batch"] == 1 and r["mode"] == "fused+pdl"}
+for r in rows:
+    b1 = base.get(r["shape"])
+    rel = f"{r['ms_per_step'] / b1:.2f}x" if b1 else ""
+    print(f"| {r['shape']} | {r['batch']} | {r['mode']} | {r.get('route', '')} | {r['ms_per_step']:.4f} "
+          f"| {r['tokens_per_s']:.0f} | {rel} | {r['check']} ({r['max_logit_err']:.1e}) |")
+if lda:
+    print(f"bench_lda batch {lda['batch']}: {lda['ratio']:.2f}x one prompt at a time (target >= 10x), "
+          f"LDA step {lda['lda_step_ms_batch']:.4f} ms vs {lda['lda_step_ms_1']:.4f} ms at batch 1, "
+          f"single-model step {lda['single_step_ms_batch']:.4f} / {lda['single_step_ms_1']:.4f} ms, "
+          f"route {lda.get('route_batch')}, check {lda['check']}")
+print("exit codes:", res["exit"])
+PY
+tail -n 60 "$log"
+((test_rc == 0 && decode_rc == 0 && lda_rc == 0))
