@@ -4,7 +4,7 @@
 # Boost.Test), bench_decode and bench_lda (CMake, sm_90a) in parallel, runs the test (fused step =
 # run_layers at the three real shapes, float32 / bfloat16, batch 1-64; batch invariance), then
 # bench_decode on the SmolLM2-135M and Qwen2.5-0.5B shapes (bf16, batch 1/8/16/32/64, modes
-# fused+pdl / fused / graph+pdl = unfused, plus the GEMV switches at batch 8 and 16), then bench_lda
+# fused+pdl / graph+pdl = unfused, plus the GEMV switches at batch 4, 8 and 16), then bench_lda
 # at batch 16. Writes $OUT/decode/log.txt (everything, the tables last) and $OUT/decode/result.json
 # (exit codes, bench_decode's rows, bench_lda's JSON). Needs no model and no carried files beyond
 # .devdeps/ (PCRE2, for the CMake targets, when the machine lacks it).
@@ -37,12 +37,12 @@ nvcc_flags=(-std=c++20 -O3 -DNDEBUG --expt-relaxed-constexpr -diag-suppress 2001
   -gencode=arch=compute_90a,code=sm_90a -Iinclude -Itests -I/usr/include/eigen3
   -DCROSSBATCH_BOOST_TEST_INCLUDED "-DCROSSBATCH_TEST_DATA=\"$PWD/tests/data\"" "-DCROSSBATCH_SOURCE_DIR=\"$PWD\"")
 stamp "build"
-(nvcc "${nvcc_flags[@]}" tests/cuda/test_fused_decode.cu -o "$build/tests/cuda_test_fused_decode" \
+(timeout 240 nvcc "${nvcc_flags[@]}" tests/cuda/test_fused_decode.cu -o "$build/tests/cuda_test_fused_decode" \
   -lcublasLt -lcublas >"$build/build_test.log" 2>&1 || echo "BUILD FAILED: test_fused_decode" >>"$build/build_test.log") &
 {
   cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCROSSBATCH_CUDA=ON -DCROSSBATCH_BUILD_TESTS=OFF \
     -DCMAKE_CUDA_ARCHITECTURES=90a-real "${extra[@]}" >"$build/configure.log" 2>&1 &&
-    cmake --build "$build" -j "$(nproc)" --target bench_decode bench_lda -- -k 0 >"$build/build_bench.log" 2>&1
+    timeout 240 cmake --build "$build" -j "$(nproc)" --target bench_decode bench_lda -- -k 0 >"$build/build_bench.log" 2>&1
 } || echo "BUILD FAILED: benchmarks" >>"$build/build_bench.log"
 wait
 cat "$build/build_test.log" "$build/build_bench.log" | grep -E "error|BUILD FAILED" | head -40 >>"$log"
@@ -53,7 +53,7 @@ lda_bin=$build/bench/lda/bench_lda
 stamp "test_fused_decode"
 test_rc=127
 if [ -x "$test_bin" ]; then
-  timeout 170 "$test_bin" --log_level=test_suite --report_level=short --color_output=false >"$build/test.log" 2>&1
+  timeout 130 "$test_bin" --log_level=test_suite --report_level=short --color_output=false >"$build/test.log" 2>&1
   test_rc=$?
   grep -E "error|fatal|failure|Test module|passed|skipped|path A =" "$build/test.log" | head -120 >>"$log"
   echo "test_fused_decode: exit $test_rc" >>"$log"
@@ -63,12 +63,13 @@ stamp "bench_decode"
 decode_rc=127
 rm -f "$build/decode.json" "$build/lda.json"
 if [ -x "$decode_bin" ]; then
-  timeout 130 "$decode_bin" --shapes smollm2-135m,qwen2.5-0.5b --batches 1,8,16,32,64 \
-    --modes fused+pdl,fused,graph+pdl --json "$build/decode.json" >"$build/decode.log" 2>&1
+  timeout 100 "$decode_bin" --shapes smollm2-135m,qwen2.5-0.5b --batches 1,8,16,32,64 \
+    --modes fused+pdl,graph+pdl --json "$build/decode.json" >"$build/decode.log" 2>&1
   decode_rc=$?
-  # The GEMV switches: tensor cores at batch 8 (t1), CUDA cores at 16 (-cc), the step before (m8).
-  timeout 45 "$decode_bin" --shapes smollm2-135m,qwen2.5-0.5b --batches 8,16 --modes fused+pdl \
-    --tune "t1;w16b8-cc;m8" --json "$build/decode_tune.json" >>"$build/decode.log" 2>&1
+  # The GEMV switches: tensor cores from batch 1 on (t1; the default starts at 9), CUDA cores only
+  # (-cc). At batch 16, m8 (the step before: plain layers) is the graph+pdl row above.
+  timeout 50 "$decode_bin" --shapes smollm2-135m,qwen2.5-0.5b --batches 4,8,16 --modes fused+pdl \
+    --tune "t1;w16b8-cc" --json "$build/decode_tune.json" >>"$build/decode.log" 2>&1
   tune_rc=$?
   ((decode_rc == 0)) && decode_rc=$tune_rc
   cat "$build/decode.log" >>"$log"
@@ -78,7 +79,7 @@ fi
 stamp "bench_lda"
 lda_rc=127
 if [ -x "$lda_bin" ]; then
-  timeout 75 "$lda_bin" --shape smollm2-135m --batch 16 --json "$build/lda.json" >"$build/lda.log" 2>&1
+  timeout 60 "$lda_bin" --shape smollm2-135m --batch 16 --json "$build/lda.json" >"$build/lda.log" 2>&1
   lda_rc=$?
   cat "$build/lda.log" >>"$log"
   echo "bench_lda: exit $lda_rc" >>"$log"
