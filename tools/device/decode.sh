@@ -84,9 +84,20 @@ if [ -x "$lda_bin" ]; then
   cat "$build/lda.log" >>"$log"
   echo "bench_lda: exit $lda_rc" >>"$log"
 fi
+# compute-sanitizer memcheck of the fused step at batch 16 and 64 (tensor-core GEMV, a few
+# steps), when the time allows (the whole script stays under 6 minutes).
+memcheck_rc=-1
+if [ -x "$decode_bin" ] && (($(date +%s) - t0 < 270)) && command -v compute-sanitizer >/dev/null; then
+  stamp "memcheck"
+  timeout 50 compute-sanitizer --tool memcheck --error-exitcode 9 "$decode_bin" --shapes smollm2-135m \
+    --batches 16,64 --modes fused --new 4 --reps 1 >"$build/memcheck.log" 2>&1
+  memcheck_rc=$?
+  grep -E "ERROR SUMMARY|Invalid|out of bounds|logits" "$build/memcheck.log" | head -20 >>"$log"
+  echo "memcheck bench_decode (batch 16, 64): exit $memcheck_rc (124: timed out, not a failure)" >>"$log"
+fi
 stamp "done"
 
-python3 - "$build" "$out/result.json" "$test_rc" "$decode_rc" "$lda_rc" >>"$log" 2>&1 <<'PY'
+python3 - "$build" "$out/result.json" "$test_rc" "$decode_rc" "$lda_rc" "$memcheck_rc" >>"$log" 2>&1 <<'PY'
 import json, pathlib, sys
 build, dest = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
 def lines(p):
@@ -100,7 +111,7 @@ try:
 except (OSError, ValueError):
     lda = None
 res = {"exit": {"test_fused_decode": int(sys.argv[3]), "bench_decode": int(sys.argv[4]),
-                "bench_lda": int(sys.argv[5])}, "decode": rows, "lda": lda}
+                "bench_lda": int(sys.argv[5]), "memcheck": int(sys.argv[6])}, "decode": rows, "lda": lda}
 dest.write_text(json.dumps(res, indent=1) + "\n")
 print("== summary: ms per decode step (bf16, prompt 128, 128 new) ==")
 print("| shape | batch | mode | route | ms/step | tok/s | vs fused+pdl batch 1 | check |")
@@ -119,4 +130,4 @@ if lda:
 print("exit codes:", res["exit"])
 PY
 tail -n 60 "$log"
-((test_rc == 0 && decode_rc == 0 && lda_rc == 0))
+((test_rc == 0 && decode_rc == 0 && lda_rc == 0 && (memcheck_rc == -1 || memcheck_rc == 0 || memcheck_rc == 124)))
