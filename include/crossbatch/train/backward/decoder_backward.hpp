@@ -82,6 +82,37 @@ inline token_batch make_token_batch(const std::vector<std::vector<std::int32_t>>
   return b;
 }
 
+// A CPU copy of a model with its weights converted to U (float64 gradient checks of a float32
+// checkpoint: decoder_model<double>::load has no float64 npy to read).
+template <class U, class T>
+decoder_model<U> cast_model(const decoder_model<T>& m) {
+  auto cast = [](const tensor<T>& t) {
+    if (t.empty()) return tensor<U>();
+    tensor<U> u(t.shape());
+    for (index_t i = 0; i < t.size(); ++i) u.data()[i] = static_cast<U>(static_cast<float>(t.data()[i]));
+    return u;
+  };
+  decoder_model<U> out;
+  out.config = m.config;
+  out.embed = cast(m.embed);
+  out.pos_embed = cast(m.pos_embed);
+  out.final_w = cast(m.final_w);
+  out.final_b = cast(m.final_b);
+  out.lm_head = cast(m.lm_head);
+  if (!m.inv_freq.empty()) out.inv_freq = m.inv_freq.clone();
+  for (const auto& L : m.layers) {
+    decoder_layer<U> c;
+    c.norm1_w = cast(L.norm1_w), c.norm1_b = cast(L.norm1_b);
+    c.qkv_w = cast(L.qkv_w), c.qkv_b = cast(L.qkv_b);
+    c.o_w = cast(L.o_w), c.o_b = cast(L.o_b);
+    c.norm2_w = cast(L.norm2_w), c.norm2_b = cast(L.norm2_b);
+    c.up_w = cast(L.up_w), c.up_b = cast(L.up_b);
+    c.down_w = cast(L.down_w), c.down_b = cast(L.down_b);
+    out.layers.push_back(std::move(c));
+  }
+  return out;
+}
+
 // What a training forward keeps for backward: each layer's input (N, C) and the dropout seed it
 // ran with.
 template <class G, class D = cpu>
@@ -122,6 +153,12 @@ class lora_decoder {
   }
 
   const decoder_model<T, D>& model() const { return m_model; }
+  // Every training pass draws a fresh dropout seed from (adapters' seed, pass count); this
+  // rewinds the count, so that a later pass repeats the masks of an earlier one (tests).
+  void reset_dropout(std::uint64_t calls = 0) {
+    m_calls = calls;
+    m_next_layer = -1;
+  }
   const model_config& config() const { return m_model.config; }
   lora_adapters<G, D>* adapters() const { return m_ad; }
 
@@ -152,7 +189,11 @@ class lora_decoder {
                tensor_view<G, D> x, lora_activations<G, D>& saved, bool training) {
     check_range(first, last, x, batch);
     bind(batch);
-    const std::uint64_t seed = training ? next_seed() : 0;
+    // One dropout seed per pass over the model: a call that continues where the previous
+    // training call stopped (forward(0, k) then forward(k, L)) keeps its seed.
+    if (training && (first == 0 || first != m_next_layer)) m_seed = next_seed();
+    if (training) m_next_layer = last;
+    const std::uint64_t seed = training ? m_seed : 0;
     if (training) {
       saved.inputs.resize(config().num_layers);
       saved.seeds.resize(config().num_layers);
@@ -384,7 +425,7 @@ class lora_decoder {
     lora_backward(ctx, m->da.view(), m->db.view(), dx, dy, cv(m_xd[int(s)].view()),
                   cv(m_u[int(s)].view()), m->a.view(), m->b.view(), m_ad->scale(),
                   m_ad->config.dropout, seed, lora_stream(l, int(s)), m_du.view(),
-                  m_dxd.view());
+                  cols(m_dxd, 0, m->a.dim(1)));
   }
 
   // Strided q (B, T, H, Dh), k, v (B, T, Hkv, Dh) views of a fused (N, width) buffer.
@@ -482,7 +523,8 @@ class lora_decoder {
 
   const decoder_model<T, D>& m_model;
   lora_adapters<G, D>* m_ad;
-  std::uint64_t m_calls = 0;
+  std::uint64_t m_calls = 0, m_seed = 0;
+  int m_next_layer = -1;
   bool m_bound = false;
   token_batch m_batch;
   tensor<std::int32_t, D> m_ids, m_valid, m_positions, m_rows, m_tgt;

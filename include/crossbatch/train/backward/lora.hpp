@@ -296,8 +296,8 @@ class lora_adapters {
     for (int l = 0; l < m.num_layers; ++l)
       for (lora_slot s : lora_slots(m, cfg.targets)) {
         const auto sh = lora_shape(m, s);
-        ad.set(l, s, w.load<G>(ad.tensor_name(l, s, "lora_A"), {cfg.rank, sh.in}),
-               w.load<G>(ad.tensor_name(l, s, "lora_B"), {sh.out, cfg.rank}));
+        ad.set(l, s, from_float(w.load<float>(ad.tensor_name(l, s, "lora_A"), {cfg.rank, sh.in})),
+               from_float(w.load<float>(ad.tensor_name(l, s, "lora_B"), {sh.out, cfg.rank})));
       }
     return ad;
   }
@@ -318,6 +318,11 @@ class lora_adapters {
   }
 
  private:
+  static tensor<G> from_float(const tensor<float>& f) {
+    tensor<G> g(f.shape());
+    for (index_t i = 0; i < f.size(); ++i) g.data()[i] = static_cast<G>(f.data()[i]);
+    return g;
+  }
   static tensor<float> as_float(const tensor<G, D>& t) {
     const auto h = to_host(t);
     tensor<float> f(h.shape());
