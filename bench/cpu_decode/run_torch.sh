@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the CPU decode benchmark and the PyTorch reference in one invocation and prints the table:
 # tokens/s of crossbatch vs PyTorch eager (plain KV-cache loop) and transformers generate.
-#   bench/cpu_decode/run.sh [build dir]     (needs torch + transformers: pip install torch transformers)
+#   bench/cpu_decode/run_torch.sh [build dir]     (needs torch + transformers: pip install torch transformers)
 # THREADS=N gives both sides N threads (default 0: all cores).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
