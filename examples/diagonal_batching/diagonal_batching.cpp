@@ -21,7 +21,7 @@
 #include "crossbatch/text/tokenizer.hpp"
 #include "run_on_device.hpp"
 #if CROSSBATCH_WITH_CUDA
-#include "crossbatch/recurrent/cuda/executors.cuh"
+#include "crossbatch/recurrent/cuda/generate.cuh"
 #endif
 
 using namespace crossbatch;
@@ -126,9 +126,10 @@ int speed(const options& o, int threads, const M& m, Seq&& sequential, Diag&& di
   return exact ? 0 : 1;
 }
 
-template <class T>
-int evaluate(const options& o, const context<cpu>& ctx, const armt_model<T>& m,
-             const text::tokenizer& tok) {
+// M: armt_model<T> (CPU) or cuda_armt<T>; armt_generate of the device runs it.
+template <class T, class D, class M>
+int evaluate(const options& o, const context<D>& ctx, const M& m, const text::tokenizer& tok,
+             const char* device) {
   std::vector<babilong::sample> samples;
   std::string task = o.task;
   if (!o.generate_task.empty()) {
@@ -143,7 +144,8 @@ int evaluate(const options& o, const context<cpu>& ctx, const armt_model<T>& m,
   std::vector<std::string> executors;
   if (o.executor == "both" || o.executor == "sequential") executors.push_back("sequential");
   if (o.executor == "both" || o.executor == "diagonal") executors.push_back("diagonal");
-  json out = {{"task", task}, {"samples", samples.size()}, {"results", json::array()}};
+  json out = {{"task", task}, {"samples", samples.size()}, {"device", device},
+              {"dtype", dtype_traits<T>::name}, {"results", json::array()}};
   for (const auto& ex : executors) {
     int correct = 0;
     long tokens = 0;
@@ -203,7 +205,7 @@ int main(int argc, char** argv) {
   app.add_option("--max-new-tokens", o.max_new_tokens, "babilong: answer length");
   app.add_option("--dtype", o.dtype, "float32 or bfloat16")
       ->check(CLI::IsMember({"float32", "bfloat16"}));
-  app.add_option("--device", o.device, "auto, cpu or cuda (babilong: cpu)")
+  app.add_option("--device", o.device, "auto, cpu or cuda")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   app.add_option("--threads", o.threads, "CPU threads (0: all cores)");
   app.add_option("--seed", o.seed, "input / generator seed");
@@ -223,14 +225,15 @@ int main(int argc, char** argv) {
         o.device, o.dtype, o.threads, [&]<class T, class D>(context<D>& ctx, const char*) -> int {
           if constexpr (!std::is_same_v<D, cpu>) {
 #if CROSSBATCH_WITH_CUDA
-            if (o.mode != "speed")
-              throw value_error("babilong runs on the CPU (ARMT generation is CPU-only); --device cpu");
             const auto m = cuda_armt<T>::load(o.model, o.armt);
-            const stacked_layers<T> stack(m.base);
-            return speed<T>(
-                o, 0, m, [&](const auto& s, const auto& opt) { return armt_sequential(ctx, m, s, opt); },
-                [&](const auto& s, const auto& opt) { return armt_diagonal(ctx, m, stack, s, opt); },
-                "cuda");
+            if (o.mode == "speed")
+              return speed<T>(
+                  o, 0, m,
+                  [&](const auto& s, const auto& opt) { return armt_sequential(ctx, m, s, opt); },
+                  [&](const auto& s, const auto& opt) { return armt_diagonal(ctx, m, s, opt); },
+                  "cuda");
+            const auto tok = text::tokenizer::from_file(o.model + "/tokenizer.json");
+            return evaluate<T>(o, ctx, m, tok, "cuda");
 #else
             throw value_error("built without CUDA");
 #endif
@@ -243,7 +246,7 @@ int main(int argc, char** argv) {
                   [&](const auto& s, const auto& opt) { return armt_diagonal(ctx, m, s, opt); },
                   "cpu");
             const auto tok = text::tokenizer::from_file(o.model + "/tokenizer.json");
-            return evaluate<T>(o, ctx, m, tok);
+            return evaluate<T>(o, ctx, m, tok, "cpu");
           }
         });
   } catch (const crossbatch::error& e) {
