@@ -116,8 +116,17 @@ def main():
                          "threads": torch.get_num_threads(), "strategies": a.strategies.split(","),
                          "torch": torch.__version__, "decoding": "greedy"},
               "runs": {}}
-    dumps = {}
+    # Exact agreement: teacher-forced transformers float32 logits on the best device present.
+    ref_device = "cuda" if "cuda" in devices else "cpu"
+    ref = hf.load_model(a.model, ref_device, "float32")
+    failed = False
     t_start = time.perf_counter()
+
+    def save():
+        result["passed"] = not failed
+        if a.json_out:
+            pathlib.Path(a.json_out).write_text(json.dumps(result, indent=1) + "\n")
+
     for device, dtype in runs:
         key = "%s_%s" % (device, dtype)
         if dtype != "float32" and a.budget_s and time.perf_counter() - t_start > 0.6 * a.budget_s:
@@ -125,29 +134,23 @@ def main():
                 key, time.perf_counter() - t_start, a.budget_s))
             result["skipped"] = result.get("skipped", []) + [key]
             continue
-        dumps[key] = run_ours(a, data, device, dtype, work)
-        model = hf.load_model(a.model, device, dtype)
-        hf.generate_call(model, dumps[key]["groups"][0]["strategies"][a.strategies.split(",")[0]]["calls"][0]
-                         ["prompt_ids"], 4, dumps[key]["stop_ids"], dumps[key]["pad_id"], device)  # warm-up
+        dump = run_ours(a, data, device, dtype, work)
+        model = ref if (device, dtype) == (ref_device, "float32") else hf.load_model(a.model, device, dtype)
+        first = dump["groups"][0]["strategies"][a.strategies.split(",")[0]]["calls"][0]
+        hf.generate_call(model, first["prompt_ids"], 4, dump["stop_ids"], dump["pad_id"], device)  # warm-up
         t0 = time.perf_counter()
-        replayed = hf.replay(model, dumps[key], device)
+        replayed = hf.replay(model, dump, device)
         log("transformers %s: %.1f s" % (key, time.perf_counter() - t0))
-        del model
-        result["runs"][key] = {"device": device, "dtype": dtype,
-                               "ours": rates(dumps[key]["groups"], lambda s: s["latency"]),
-                               "transformers": rates(replayed["groups"], lambda s: s["seconds"]),
-                               "free_running_agreement": agreement(replayed)}
-
-    # Exact agreement: teacher-forced transformers float32 logits on the best device present.
-    ref_device = "cuda" if "cuda" in devices else "cpu"
-    ref = hf.load_model(a.model, ref_device, "float32")
-    failed = False
-    for key, dump in dumps.items():
+        if model is not ref:
+            del model
         c = hf.teacher_forced_check(ref, dump, ref_device, dump["dtype"])
         c["reference"] = "transformers float32 on " + ref_device
-        result["runs"][key]["teacher_forced"] = c
-        if dump["dtype"] == "float32" and c["failures"]:
-            failed = True
+        failed = failed or (dtype == "float32" and c["failures"] > 0)
+        result["runs"][key] = {"device": device, "dtype": dtype,
+                               "ours": rates(dump["groups"], lambda s: s["latency"]),
+                               "transformers": rates(replayed["groups"], lambda s: s["seconds"]),
+                               "free_running_agreement": agreement(replayed), "teacher_forced": c}
+        save()
 
     strategies = a.strategies.split(",")
     print("\nQuestions/s on groups of 5 questions (%d timed groups, max_new_tokens %d, greedy), ours = "
@@ -175,9 +178,7 @@ def main():
         rows = sum(v["rows"] for v in r["free_running_agreement"].values())
         t = r["teacher_forced"]
         print("| %s | %d / %d | %d / %d | %.2e |" % (key, eq, rows, t["failures"], t["tokens"], t["max_gap"]))
-    result["passed"] = not failed
-    if a.json_out:
-        pathlib.Path(a.json_out).write_text(json.dumps(result, indent=1) + "\n")
+    save()
     if failed:
         print("\nFAILED: a float32 run generated tokens that are not transformers' greedy choice "
               "(see teacher_forced.worst in the JSON)")

@@ -134,7 +134,7 @@ def device_block(dev, plot):
     any_run = next(iter(next(iter(results.values())).values()))
     cfg = any_run["config"]
     seeds = sorted({s for r in results.values() for s in r}, key=int)
-    lines = ["## GPU run (tools/device/pardec.sh)", "",
+    lines = ["## %s run (tools/device/pardec.sh)" % ("GPU" if cfg["device"] != "cpu" else "Device (CPU)"), "",
              "Model `%s` on %s (%s), greedy decoding, max_new_tokens %d (all_in_one: x questions), collab_llm's "
              "dependency request %d tokens (the reference: 512). Decoding is deterministic: the %d seeds (%s) draw "
              "different synthetic stories (tools/make_pardec_data.py --seed) and question orders "
@@ -222,7 +222,8 @@ def findings(results):
                    "small whatever it answers; F1 and lenient (either normalised string contains the other, on "
                    "the whole reply when there is no tag) show whether the answer span is in the reply at all "
                    "— lenient rewards a long reply that quotes the passage, so it is an upper bound on what "
-                   "the model got right. Choice accuracy reads the first A-F letter of the reply (chance: 0.25)."
+                   "the model got right. Choice accuracy reads the first A-F letter of the reply (chance: 0.25). "
+                   "(all_in_one's one reply per group is counted once per question.)"
                    % (tagged, total, 100.0 * tagged / total))
     for ds, runs in results.items():
         first = next(iter(runs.values()))
