@@ -51,7 +51,8 @@ inline std::int64_t alignment_class(std::initializer_list<const void*> ptrs,
 // A plan (descriptors + algorithm) for `count` members of one problem; the member strides are
 // set on the layouts at every call (they do not change the algorithm).
 inline context<cuda>::matmul_plan make_batched_plan(cudaDataType_t type, cudaDataType_t out_type,
-                                                    bool bias, index_t n, index_t in, index_t o,
+                                                    const void* bias, std::int64_t sbias,
+                                                    index_t n, index_t in, index_t o,
                                                     index_t ldw, index_t ldx, index_t ldo,
                                                     int count) {
   context<cuda>::matmul_plan p;
@@ -62,11 +63,17 @@ inline context<cuda>::matmul_plan make_batched_plan(cudaDataType_t type, cudaDat
                "set TRANSA");
   cublas_check(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)),
                "set TRANSB");
-  if (bias) {
+  if (bias) {  // the pointer and the member stride are set again at every call
     const cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
     cublas_check(
         cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)),
         "set EPILOGUE");
+    cublas_check(
+        cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)),
+        "set BIAS_POINTER");
+    cublas_check(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_BATCH_STRIDE,
+                                                &sbias, sizeof(sbias)),
+                 "set BIAS_BATCH_STRIDE");
   }
   // Column-major view: out_g^T (o, n) = W_g (in, o)^T x_g^T (in, n).
   cublas_check(cublasLtMatrixLayoutCreate(&p.a, type, in, o, ldw), "layout A");
@@ -152,7 +159,8 @@ void pinned_batched_matmul(const context<cuda>& ctx, Out* out, index_t ldo, std:
   };
   auto* pinned = ctx.find_plan(key(0));
   if (!pinned) {
-    auto p = make_batched_plan(type, out_type, has_bias, n, in, o, ldw, ldx, ldo, pinned_heuristic_batch);
+    auto p = make_batched_plan(type, out_type, dev(bias), sbias, n, in, o, ldw, ldx, ldo,
+                               pinned_heuristic_batch);
     set_batch_strides(p, std::int64_t(o) * ldw, std::int64_t(n) * ldx, std::int64_t(n) * ldo);
     if (!no_split_algorithm(ctx, p, align, p.algo))
       throw device_error("pinned_batched_matmul: cuBLASLt found no algorithm without split-K for " +
@@ -162,7 +170,7 @@ void pinned_batched_matmul(const context<cuda>& ctx, Out* out, index_t ldo, std:
   }
   auto* plan = ctx.find_plan(key(count));
   if (!plan) {
-    auto p = make_batched_plan(type, out_type, has_bias, n, in, o, ldw, ldx, ldo, count);
+    auto p = make_batched_plan(type, out_type, dev(bias), sbias, n, in, o, ldw, ldx, ldo, count);
     set_batch_strides(p, sw, sx, so);
     p.algo = pinned->algo;
     cublasLtMatmulHeuristicResult_t check{};
