@@ -24,9 +24,9 @@
 // Path B is always run_layers + final_norm + logits, eager, slot index from the host, no PDL.
 // Two cases run the switches of fused_decode_options that the default does not take at these
 // batches (the CUDA-core GEMV at bfloat16 batch 16, the tensor-core GEMV at bfloat16 batch 8).
-// batch_invariance_* runs greedy generation through the graph driver (the fused step with the
-// folded argmax) with one prompt repeated across the batch tiles of the tensor-core GEMV: the
-// copies must get identical tokens.
+// batch_invariance_of_the_fused_step repeats one prompt across the batch tiles of the
+// tensor-core GEMV (and the 16 rows of the float32 CUDA-core GEMV): the copies' decode steps must
+// agree bit for bit.
 // The last test perturbs one weight of a copy of the model used only by path A and checks that
 // the comparison reports it (so a wrong fast path cannot pass).
 #define BOOST_TEST_MODULE cuda_fused_decode
@@ -54,7 +54,6 @@
 #include "crossbatch/attention/cuda/attention.cuh"
 #include "crossbatch/core/rng.hpp"
 #include "crossbatch/generate/cuda/fused_decode.cuh"
-#include "crossbatch/generate/cuda/graph_driver.cuh"
 #include "crossbatch/generate/cuda/step_graph.cuh"
 #include "crossbatch/model/decoder.hpp"
 #include "crossbatch/ops/cuda/activation.cuh"
@@ -699,35 +698,87 @@ BOOST_AUTO_TEST_CASE(gemv_switches_match_the_plain_path) {
   BOOST_TEST(fused_decode_supported(model, 8, old));
 }
 
-// Greedy generation through the graph driver (the fused step, argmax folded into the LM head) with
-// one prompt at rows `copies` of a batch of `batch` random prompts of random lengths: the copies
-// must get identical tokens, whichever batch tile and fragment lane they land in.
+// Batch invariance of the fused step: a batch of `batch` random prompts in which rows `copies`
+// hold the same prompt. After the prefill (run_layers), the KV cache of rows copies[1..] is
+// overwritten with row copies[0]'s (so the copies start from identical bits even where the
+// prefill's cuBLASLt GEMM sums rows of different tiles in different orders); then decode steps
+// of the fused step feed every copy the same id (the folded greedy argmax of copies[0]). Each
+// copy's logits, residual stream and folded argmax must equal copies[0]'s bit for bit, wherever
+// it sits in the tensor-core GEMV's batch tiles and fragment lanes; a row holding another prompt
+// must differ (the comparison can fail).
 template <class T>
 void check_batch_invariance(int batch, const std::vector<int>& copies) {
+  auto& ctx = gctx();
   const auto model = random_decoder<T>(shape_config("smollm2-135m"), 3);
+  const auto& cfg = model.config;
   BOOST_TEST_REQUIRE(fused_decode_supported(model, batch));
-  std::mt19937 gen(500u + unsigned(batch));
-  std::uniform_int_distribution<int> len(8, 40), tok(0, model.config.vocab_size - 1);
-  std::vector<std::vector<int>> prompts(static_cast<std::size_t>(batch));
-  for (auto& p : prompts) {
-    p.resize(std::size_t(len(gen)));
-    for (auto& t : p) t = tok(gen);
+  BOOST_TEST_MESSAGE("batch invariance, " << dtype_traits<T>::name << " batch " << batch << ": "
+                                          << fused_decode_route(model, batch));
+  const int B = batch, P = 24, steps = 4, layers = cfg.num_layers;
+  const index_t C = cfg.hidden_size, V = cfg.vocab_size, n = index_t(B) * P;
+  std::mt19937 gen(700u + unsigned(batch));
+  std::uniform_int_distribution<int> tok(0, int(V) - 1);
+  tensor<std::int32_t> ids({B, P}), pos({B, P}), pad({B});
+  for (int b = 0; b < B; ++b) {
+    pad(b) = 0;
+    for (int t = 0; t < P; ++t) ids(b, t) = tok(gen), pos(b, t) = t;
   }
-  for (int r : copies) prompts[std::size_t(r)] = prompts[std::size_t(copies[0])];
-  generation_options opt;
-  opt.max_new_tokens = 12;
-  opt.stop_at_eos = false;
-  const auto res = graph_generate(gctx(), model, prompts, sampling_params{}, opt);
-  BOOST_TEST_REQUIRE(res.tokens.size() == std::size_t(batch));
-  const auto& want = res.tokens[std::size_t(copies[0])];
-  BOOST_TEST(want.size() == std::size_t(opt.max_new_tokens));
   for (int r : copies)
-    BOOST_TEST(res.tokens[std::size_t(r)] == want, "batch " << batch << ": row " << r
-                                                            << " differs from row " << copies[0]);
-  // The other rows are different prompts: not all of them may repeat the copies' tokens.
-  int same = 0;
-  for (int r = 0; r < batch; ++r) same += res.tokens[std::size_t(r)] == want;
-  BOOST_TEST(same < batch);
+    for (int t = 0; t < P; ++t) ids(r, t) = ids(copies[0], t);
+  const auto d_pad = up(pad), d_ids = up(ids), d_pos = up(pos);
+  const mask_t mask(causal{}, left_padding{d_pad.data()});
+  auto cache = model.make_cache(B, P + steps);
+  decoder_workspace<T, gpu> ws_pre(cfg, n), ws(cfg, B);
+  tensor<T, gpu> x_pre({B, P, C}), x({B, C}), logits({B, V});
+  const tensor_view<const std::int32_t, gpu> flat_ids(d_ids.data(), {n}), flat_pos(d_pos.data(), {n});
+  model.embed_tokens(ctx, x_pre.view().reshape({n, C}), flat_ids, flat_pos);
+  model.run_layers(ctx, x_pre.view(), flat_pos, cache, 0, mask, 0, layers, ws_pre);
+  const index_t row_elems = cache.k.size() / (index_t(layers) * B);  // Hkv S D
+  for (int l = 0; l < layers; ++l)
+    for (std::size_t i = 1; i < copies.size(); ++i)
+      for (auto* t : {&cache.k, &cache.v}) {
+        T* base = t->data() + index_t(l) * B * row_elems;
+        cuda_check(cudaMemcpyAsync(base + copies[i] * row_elems, base + copies[0] * row_elems,
+                                   sizeof(T) * row_elems, cudaMemcpyDeviceToDevice, ctx.stream),
+                   "cudaMemcpyAsync");
+      }
+  tensor<std::int32_t, gpu> d_step_ids({B}), d_step_pos({B});
+  tensor<std::uint64_t, gpu> d_best({B});
+  std::vector<std::int32_t> next(static_cast<std::size_t>(B)), step_pos(static_cast<std::size_t>(B));
+  for (auto& id : next) id = tok(gen);
+  for (int r : copies) next[std::size_t(r)] = next[std::size_t(copies[0])];
+  int other = 0;
+  while (std::find(copies.begin(), copies.end(), other) != copies.end()) ++other;
+  for (int s = 0; s < steps; ++s) {
+    for (auto& p : step_pos) p = P + s;
+    upload_ints(d_step_ids, next);
+    upload_ints(d_step_pos, step_pos);
+    cuda_check(cudaMemsetAsync(d_best.data(), 0, sizeof(std::uint64_t) * B, ctx.stream),
+               "cudaMemsetAsync");
+    model.embed_tokens(ctx, x.view(), c(d_step_ids), c(d_step_pos));
+    fused_decode_step(ctx, model, x.view(), c(d_step_pos), cache, P + s, mask, ws, logits.view(),
+                      d_best.data());
+    ctx.synchronize();
+    const auto hl = down(logits), hx = down(x);
+    const auto hb = down(d_best);
+    auto same_row = [](const tensor<T>& t, index_t cols, int a, int b) {
+      return std::memcmp(t.data() + a * cols, t.data() + b * cols, sizeof(T) * cols) == 0;
+    };
+    const int src = copies[0];
+    for (int r : copies) {
+      BOOST_TEST(same_row(hl, V, r, src), "step " << s << ": logits of row " << r << " != row " << src);
+      BOOST_TEST(same_row(hx, C, r, src), "step " << s << ": residual of row " << r << " != row " << src);
+      BOOST_TEST(hb(r) == hb(src), "step " << s << ": folded argmax of row " << r << " != row " << src);
+    }
+    BOOST_TEST(!same_row(hl, V, other, src), "step " << s << ": row " << other << " (another prompt) "
+                                                      << "has row " << src << "'s logits");
+    BOOST_TEST(hb(src) != 0u, "step " << s << ": no folded argmax");
+    // Every row's next id: its own folded argmax (the copies share theirs).
+    for (int b = 0; b < B; ++b) {
+      const std::uint64_t k = hb(b);
+      next[std::size_t(b)] = k ? std::int32_t(~static_cast<std::uint32_t>(k)) : 0;
+    }
+  }
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(batch_invariance_of_the_fused_step, T, path_dtypes) {
