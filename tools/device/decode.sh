@@ -53,7 +53,7 @@ lda_bin=$build/bench/lda/bench_lda
 stamp "test_fused_decode"
 test_rc=127
 if [ -x "$test_bin" ]; then
-  timeout 130 "$test_bin" --log_level=test_suite --report_level=short --color_output=false >"$build/test.log" 2>&1
+  timeout 150 "$test_bin" --log_level=test_suite --report_level=short --color_output=false >"$build/test.log" 2>&1
   test_rc=$?
   grep -E "error|fatal|failure|Test module|passed|skipped|path A =" "$build/test.log" | head -120 >>"$log"
   echo "test_fused_decode: exit $test_rc" >>"$log"
