@@ -282,6 +282,16 @@ class lora_adapters {
     cfg.alpha = required_field<float>(j, "lora_alpha", path);
     cfg.dropout = optional_field<float>(j, "lora_dropout", path).value_or(0.0f);
     cfg.seed = optional_field<std::uint64_t>(j, "crossbatch_seed", path).value_or(0);
+    for (const char* flag : {"use_rslora", "use_dora"})
+      require<format_error>(!optional_field<bool>(j, flag, path).value_or(false),
+                            path + ": " + flag + " adapters are not supported");
+    for (const char* pattern : {"rank_pattern", "alpha_pattern"}) {
+      const auto p = j.find(pattern);
+      require<format_error>(p == j.end() || p->is_null() || p->empty(),
+                            path + ": per-module " + pattern + " is not supported");
+    }
+    require<format_error>(optional_field<std::string>(j, "bias", path).value_or("none") == "none",
+                          path + ": trained biases (bias != \"none\") are not supported");
     const auto it = j.find("target_modules");
     require<format_error>(it != j.end() && it->is_array(),
                           path + ": target_modules must be a list of module names");
