@@ -96,26 +96,30 @@ inline void set_batch_strides(const context<cuda>::matmul_plan& p, std::int64_t 
 }
 
 // The heuristic's first algorithm without split-K for plan p (its layouts' batch count).
+// (When the reduction-scheme filter leaves nothing, the unfiltered list is searched.)
 inline bool no_split_algorithm(const context<cuda>& ctx, const context<cuda>::matmul_plan& p,
-                               std::int64_t align, cublasLtMatmulAlgo_t& algo) {
+                               std::int64_t align, cublasLtMatmulAlgo_t& algo,
+                               bool filter = true) {
   cublasLtMatmulPreference_t pref = nullptr;
   cublas_check(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
   const std::size_t wsb = ctx.lt_workspace_bytes;
   cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb,
                                        sizeof(wsb));
   const std::uint32_t none = CUBLASLT_REDUCTION_SCHEME_NONE, al = std::uint32_t(align);
-  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &none,
-                                       sizeof(none));
+  if (filter)
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &none,
+                                         sizeof(none));
   for (auto attr : {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
                     CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES})
     cublasLtMatmulPreferenceSetAttribute(pref, attr, &al, sizeof(al));
-  constexpr int want = 8;
+  constexpr int want = 32;
   cublasLtMatmulHeuristicResult_t results[want] = {};
   int found = 0;
   const auto st = cublasLtMatmulAlgoGetHeuristic(ctx.lt, p.op, p.a, p.b, p.c, p.c, pref, want,
                                                  results, &found);
   cublasLtMatmulPreferenceDestroy(pref);
-  if (st != CUBLAS_STATUS_SUCCESS) return false;
+  if (st != CUBLAS_STATUS_SUCCESS || found == 0)
+    return filter && no_split_algorithm(ctx, p, align, algo, false);
   for (int i = 0; i < found; ++i) {
     std::int32_t split = 1;
     std::size_t written = 0;
@@ -126,7 +130,21 @@ inline bool no_split_algorithm(const context<cuda>& ctx, const context<cuda>::ma
       return true;
     }
   }
-  return false;
+  // Every candidate splits K: the first one with its split forced to 1, if cuBLASLt accepts it.
+  algo = results[0].algo;
+  const std::int32_t one = 1;
+  const std::uint32_t none_scheme = CUBLASLT_REDUCTION_SCHEME_NONE;
+  cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &one, sizeof(one));
+  cublasLtMatmulAlgoConfigSetAttribute(&algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &none_scheme,
+                                       sizeof(none_scheme));
+  cublasLtMatmulHeuristicResult_t check{};
+  if (cublasLtMatmulAlgoCheck(ctx.lt, p.op, p.a, p.b, p.c, p.c, &algo, &check) ==
+          CUBLAS_STATUS_SUCCESS &&
+      check.workspaceSize <= ctx.lt_workspace_bytes)
+    return true;
+  algo = results[0].algo;  // runs, but its reduction order may depend on the batch count
+  ++pinned_fallbacks();
+  return true;
 }
 
 }  // namespace cuda_detail
