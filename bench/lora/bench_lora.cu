@@ -1,5 +1,5 @@
 // Training throughput of `lora_lmhead` (LoRA r 16 / alpha 32 / dropout 0.05 on q, k, v, o, gate,
-// up, down + a trainable LM head, AdamW with clipping) on random-weight models of real shapes in
+// up, down + a trainable LM head, AdamW with clipping at 1.0: train/cuda/multi_adamw.cuh) on random-weight models of real shapes in
 // bfloat16 (float32 adapters, head, optimiser state and residual stream), next to PyTorch + peft
 // on the same GPU in the same run (bench/lora/peft_reference.py, see tools/device/lora.sh).
 //
@@ -30,6 +30,7 @@
 #include "crossbatch/train/backward/decoder_backward.hpp"
 #include "crossbatch/train/cuda/backward_ops.cuh"
 #include "crossbatch/train/cuda/lm_loss.cuh"
+#include "crossbatch/train/cuda/multi_adamw.cuh"
 #include "crossbatch/train/optimizer.hpp"
 #include "decode/random_model.cuh"  // bench::shape_config
 
@@ -159,8 +160,13 @@ shape_result run_shape(const options& o, const std::string& shape) {
   s.head_grad = tensor<float, D>(s.head.shape());
   s.x = tensor<float, D>({n, C});
   s.dx = tensor<float, D>({n, C});
-  adamw<float, D> opt(adamw_options{});
-  s.ad.add_to(opt);
+  // CUDA: multi_adamw (three launches a step, no host sync); CPU: adamw. Same maths.
+  using optimizer = std::conditional_t<std::is_same_v<D, crossbatch::cuda>, multi_adamw, adamw<float, D>>;
+  optimizer opt(adamw_options{});
+  s.ad.for_each([&](int, lora_slot, lora_module<float, D>& m) {
+    opt.add(m.a, m.da);
+    opt.add(m.b, m.db);
+  });
   opt.add(s.head, s.head_grad);
 
   shape_result res;

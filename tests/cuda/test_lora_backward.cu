@@ -8,7 +8,7 @@
 // tiny models of the llama, qwen2 and gpt2 families: lora_decoder<T, float, cuda> (generic
 // lm_loss and lm_loss_mixed) = lora_decoder<float> on the CPU in loss, adapter and head gradients
 // and the embedding-input gradient, with dropout and non-zero B; and one AdamW step of adapters +
-// head from the same gradients. The CPU runs in float on the same (bf16-rounded where T is)
+// head from the same gradients; multi_adamw = adamw over three steps with and without clipping. The CPU runs in float on the same (bf16-rounded where T is)
 // inputs; tolerances come from dtype_traits<T>.
 #define BOOST_TEST_MODULE cuda_lora_backward
 #include "gpu_main.hpp"
@@ -23,6 +23,7 @@
 #include "crossbatch/train/backward/ops.hpp"
 #include "crossbatch/train/cuda/backward_ops.cuh"
 #include "crossbatch/train/cuda/lm_loss.cuh"
+#include "crossbatch/train/cuda/multi_adamw.cuh"
 #include "crossbatch/train/optimizer.hpp"
 #include "support.hpp"
 #include "tiny_models.hpp"
@@ -78,6 +79,25 @@ void check(const tensor<float>& got, const tensor<float>& want, const std::strin
 const context<cpu> host{};
 
 }  // namespace
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(matmul_every_transpose_matches_the_cpu, T, act_types) {
+  // odd sizes and a misaligned, strided a (columns from 1) take cuBLASLt or the fallback kernel
+  for (bool ta : {false, true})
+    for (bool tb : {false, true})
+      for (auto [m, n, k] : {std::tuple{1, 1, 1}, std::tuple{37, 19, 53}, std::tuple{64, 96, 128}}) {
+        auto ab = make<T>(ta ? shape_t{k, m + 1} : shape_t{m, k + 1}, 1);
+        auto b = make<T>(tb ? shape_t{n, k} : shape_t{k, n}, 2);
+        auto cg = make<float>({m, n}, 3);
+        auto av = [&](auto& t) { return t.view().narrow(1, 1, ta ? m : k); };
+        for (float beta : {0.0f, 1.0f}) {
+          matmul(gctx(), cg.dev.view(), c(av(ab.dev)), c(b.dev), ta, tb, 0.5f, beta);
+          gemm(host, cg.host.view(), c(av(ab.host)), c(b.host.view()), ta, tb, 0.5f, beta);
+          check<T>(down_f(cg.dev), cg.host,
+                   "matmul ta " + std::to_string(ta) + " tb " + std::to_string(tb) + " m " +
+                       std::to_string(m) + " beta " + std::to_string(beta));
+        }
+      }
+}
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(linear_forward_and_input_gradient, T, act_types) {
   const index_t n = 13, in = 40, out = 24;
@@ -405,5 +425,42 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(whole_model_and_adamw_match_the_cpu, T, act_types)
       check<float>(as_float(adg.find(l, sl)->a), m.a, what + ": A after AdamW");
       check<float>(as_float(adg.find(l, sl)->b), m.b, what + ": B after AdamW");
     });
+  }
+}
+
+BOOST_AUTO_TEST_CASE(multi_adamw_matches_adamw) {
+  for (float max_norm : {0.0f, 0.5f}) {
+    adamw_options o;
+    o.max_grad_norm = max_norm;
+    adamw<float, gpu> ref(o);
+    multi_adamw fused(o);
+    std::vector<tensor<float, gpu>> p1, g1, p2, g2;
+    const std::vector<shape_t> shapes = {{3, 5}, {70000}, {1}, {300, 400}};
+    for (std::size_t i = 0; i < shapes.size(); ++i) {
+      const auto p = cbtest::random_tensor<float>(shapes[i], 200 + unsigned(i));
+      p1.push_back(up(p));
+      p2.push_back(up(p));
+      g1.push_back(up(p));  // placeholders, set per step
+      g2.push_back(up(p));
+    }
+    for (std::size_t i = 0; i < shapes.size(); ++i) {
+      ref.add(p1[i], g1[i]);
+      fused.add(p2[i], g2[i]);
+    }
+    for (int step = 0; step < 3; ++step) {
+      for (std::size_t i = 0; i < shapes.size(); ++i) {
+        const auto g = cbtest::random_tensor<float>(shapes[i], 300 + 10 * unsigned(step) + unsigned(i),
+                                                    -0.02f, 0.02f);
+        device_traits<gpu>::upload(g1[i].data(), g.data(), sizeof(float) * g.size());
+        device_traits<gpu>::upload(g2[i].data(), g.data(), sizeof(float) * g.size());
+      }
+      const double n1 = ref.step(gctx(), 1e-2f);
+      fused.step(gctx(), 1e-2f);
+      const double n2 = fused.last_grad_norm(gctx());
+      BOOST_TEST(cbtest::within(n2, n1, 1e-6, 1e-5), "gradient norm " << n2 << " vs " << n1);
+    }
+    for (std::size_t i = 0; i < shapes.size(); ++i)
+      check<float>(down(p2[i]), down(p1[i]), "multi_adamw parameter " + std::to_string(i) +
+                                                 " max_norm " + std::to_string(max_norm));
   }
 }

@@ -57,7 +57,39 @@ struct lt_plan {
   cublasLtMatmulDesc_t op = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
   cublasLtMatmulAlgo_t algo{};
+  bool fallback = false;  // no cuBLASLt algorithm for these layouts / alignments
 };
+
+// The product when cuBLASLt has no algorithm (odd leading dimensions or misaligned views): a
+// plain 16 x 16 tiled kernel in float, batch = blockIdx.z.
+template <class C, class A>
+__global__ void fallback_gemm_kernel(C* c, index_t ldc, const A* a, index_t lda, const A* b,
+                                     index_t ldb, int m, int n, int k, bool ta, bool tb,
+                                     float alpha, float beta, index_t sa, index_t sb, index_t sc) {
+  grid_dependency();
+  __shared__ float as[16][17], bs[16][17];
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  a += blockIdx.z * sa;
+  b += blockIdx.z * sb;
+  c += blockIdx.z * sc;
+  const int row = blockIdx.y * 16 + ty, col = blockIdx.x * 16 + tx;
+  float acc = 0;
+  for (int k0 = 0; k0 < k; k0 += 16) {
+    const int ak = k0 + tx, bk = k0 + ty;
+    as[ty][tx] = row < m && ak < k ? to_f(ta ? a[index_t(ak) * lda + row] : a[index_t(row) * lda + ak])
+                                   : 0.0f;
+    bs[ty][tx] = bk < k && col < n ? to_f(tb ? b[index_t(col) * ldb + bk] : b[index_t(bk) * ldb + col])
+                                   : 0.0f;
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < 16; ++kk) acc += as[ty][kk] * bs[kk][tx];
+    __syncthreads();
+  }
+  if (row < m && col < n) {
+    C* p = c + index_t(row) * ldc + col;
+    *p = from_f<C>(alpha * acc + (beta == 0.0f ? 0.0f : beta * to_f(*p)));
+  }
+}
 // (context, types and transposes, m, n, k, lda, ldb, ldc, batch, sa, sb, sc, alignments)
 using lt_key = std::tuple<const void*, int, index_t, index_t, index_t, index_t, index_t, index_t,
                           index_t, index_t, index_t, index_t, int>;
@@ -135,15 +167,19 @@ void matmul_raw(const context<cuda>& ctx, C* c, index_t ldc, const A* a, index_t
     const auto st =
         cublasLtMatmulAlgoGetHeuristic(ctx.lt, p.op, p.a, p.b, p.c, p.c, pref, 1, &result, &found);
     cublasLtMatmulPreferenceDestroy(pref);
-    if (st != CUBLAS_STATUS_SUCCESS || found == 0)
-      throw device_error("matmul: cuBLASLt found no algorithm for (" + std::to_string(m) + " x " +
-                         std::to_string(k) + ")" + (ta ? "^T" : "") + " @ (" + std::to_string(k) +
-                         " x " + std::to_string(n) + ")" + (tb ? "^T" : "") + ", batch " +
-                         std::to_string(batch));
+    p.fallback = st != CUBLAS_STATUS_SUCCESS || found == 0;
     p.algo = result.algo;
     it = plans.emplace(key, p).first;
   }
   const lt_plan& p = it->second;
+  if (p.fallback) {
+    require<shape_error>(batch <= 65535 && m < (index_t(1) << 31) / 16 && n < (index_t(1) << 31) / 16,
+                         "matmul: problem too large for the fallback kernel");
+    launch(ctx, "matmul (fallback)", fallback_gemm_kernel<C, A>,
+           dim3(unsigned((n + 15) / 16), unsigned((m + 15) / 16), unsigned(batch)), dim3(16, 16),
+           0, c, ldc, a, lda, b, ldb, int(m), int(n), int(k), ta, tb, alpha, beta, sa, sb, sc);
+    return;
+  }
   cublas_check(cublasLtMatmul(ctx.lt, p.op, &alpha, b, p.a, a, p.b, &beta, c, p.c, c, p.c,
                               &p.algo, ctx.lt_workspace, ctx.lt_workspace_bytes, ctx.stream),
                "cublasLtMatmul");
