@@ -209,6 +209,37 @@ BOOST_AUTO_TEST_CASE(collab_layers_follow_the_dag) {
   BOOST_TEST(gen.calls[0][0][1].content.find("Answers to related questions") == std::string::npos);
 }
 
+// What --dump-calls records for bench/pardec: the templated prompt ids and the generated ids
+// (stop token kept where a row stopped), consistent with the replies and the token counts.
+BOOST_AUTO_TEST_CASE(local_generator_reports_prompt_and_generated_ids) {
+  auto gen = make_generator();
+  const auto g = single_context_group();
+  const auto opt = small_options();
+  std::vector<conversation> batch;
+  for (std::size_t k = 0; k < g.questions.size(); ++k) batch.push_back(single_question_prompt(g, k, opt.prompt));
+  const auto b = gen.generate(batch, 24);
+  BOOST_REQUIRE_EQUAL(b.prompt_ids.size(), batch.size());
+  BOOST_REQUIRE_EQUAL(b.token_ids.size(), batch.size());
+  long prompt = 0, generated = 0;
+  const auto& stop = gen.stop_ids();
+  for (std::size_t k = 0; k < batch.size(); ++k) {
+    BOOST_TEST(b.prompt_ids[k] == gen.prompt_ids(batch[k]));
+    prompt += long(b.prompt_ids[k].size());
+    generated += long(b.token_ids[k].size());
+    auto t = b.token_ids[k];
+    BOOST_REQUIRE(!t.empty());
+    BOOST_TEST(int(t.size()) <= 24);
+    const bool stopped = std::find(stop.begin(), stop.end(), t.back()) != stop.end();
+    // A stop token appears only at the end.
+    for (std::size_t i = 0; i + 1 < t.size(); ++i)
+      BOOST_TEST((std::find(stop.begin(), stop.end(), t[i]) == stop.end()));
+    if (stopped) t.pop_back();
+    BOOST_TEST(gen.tokenizer().decode(std::vector<std::int32_t>(t.begin(), t.end()), true) == b.replies[k]);
+  }
+  BOOST_TEST(prompt == b.prompt_tokens);
+  BOOST_TEST(generated == b.generated_tokens);
+}
+
 BOOST_AUTO_TEST_CASE(collab_hidden_and_finetuned) {
   auto gen = make_generator();
   const auto opt = small_options();
