@@ -10,6 +10,7 @@
 #pragma once
 
 #include <array>
+#include <cctype>
 #include <cmath>
 #include <map>
 #include <nlohmann/json.hpp>
