@@ -4,10 +4,11 @@
 // (4096,128)} and inputs of 4k .. 128k tokens. Prints a table (seconds, speed-ups, FLOP/s, weight
 // bytes per step) and writes JSON; checks the diagonal executor's last-segment logits and every
 // layer's final A and z against the sequential executor's and exits 1 on a mismatch.
-// Times are the executors' compute_seconds (device work from the call to the last kernel; the
-// result downloads excluded), the sequential executor both with the pinned batch-invariant GEMMs
-// (the ones the diagonal executor shares) and with each shape's own heuristic GEMMs; the speed-up
-// is against the faster of the two.
+// Times are the executors' compute_seconds (the schedule's device time: after the buffers are
+// allocated and the ids uploaded, until the last kernel; the result downloads excluded), the
+// sequential executor both with the pinned batch-invariant GEMMs (the ones the diagonal executor
+// shares) and with each shape's own heuristic GEMMs; the speed-up is against the faster of the
+// two. The full-attention prefill is the base model's run_layers (the engine's attention kernel).
 //   bench_armt [--dtype bfloat16] [--shapes llama-1b,llama-160m] [--budgets 150,60 (s per shape)]
 //              [--configs 1024x128,...] [--lengths 4096,...] [--full-max 131072] [--json out.json]
 #include <chrono>

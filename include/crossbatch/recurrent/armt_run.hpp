@@ -21,7 +21,7 @@ struct armt_result {
   std::vector<memory_state> states;   // per sequence: A, z after its last segment
   std::vector<tensor<float>> A_trace;  // per sequence (N, L, d_key, C) when record_states
   std::vector<tensor<float>> z_trace;  // per sequence (N, L, d_key)
-  double compute_seconds = 0;  // CUDA: from the call to the end of the device work (no downloads)
+  double compute_seconds = 0;  // CUDA: device time of the schedule (no allocation, no downloads)
 };
 
 namespace armt_detail {
