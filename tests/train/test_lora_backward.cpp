@@ -366,3 +366,25 @@ BOOST_AUTO_TEST_CASE(float32_gradients_agree_with_float64) {
     });
   }
 }
+
+BOOST_AUTO_TEST_CASE(dropout_mask_is_a_pure_function_of_its_counter) {
+  // The CPU's block-wise row fill equals the per-element function the CUDA kernels call, drops a
+  // share p of the elements, scales the rest by 1 / (1 - p), and differs between streams.
+  const float p = 0.25f;
+  const std::uint64_t n = 10000;
+  std::vector<float> row(n), other(n);
+  lora_dropout_factors(42, lora_stream(1, 3), 3, n, p, row.data());
+  lora_dropout_factors(42, lora_stream(1, 4), 3, n, p, other.data());
+  std::uint64_t dropped = 0, same = 0;
+  for (std::uint64_t k = 0; k < n; ++k) {
+    BOOST_TEST(row[k] == lora_dropout_factor(42, lora_stream(1, 3), 3 + k, p));
+    BOOST_TEST((row[k] == 0.0f || row[k] == 1.0f / (1.0f - p)));
+    dropped += row[k] == 0.0f;
+    same += row[k] == other[k];
+  }
+  // binomial(10000, 0.25): sd 43; 6 sd either side
+  BOOST_TEST(std::fabs(double(dropped) - 2500.0) < 260.0, dropped << " of 10000 dropped");
+  BOOST_TEST(same < 0.8 * n, "two streams give (nearly) the same mask");
+  lora_dropout_factors(42, 0, 0, 8, 0.0f, row.data());
+  for (int k = 0; k < 8; ++k) BOOST_TEST(row[k] == 1.0f);
+}

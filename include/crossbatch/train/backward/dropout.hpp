@@ -21,7 +21,33 @@ CROSSBATCH_HD inline float lora_dropout_factor(std::uint64_t seed, std::uint64_t
                                                std::uint64_t index, float p) {
   if (p <= 0.0f) return 1.0f;
   const counter_rng rng{seed};
-  return rng.uniform(stream, index) < p ? 0.0f : 1.0f / (1.0f - p);
+  // one Philox block gives four uniforms: elements 4k .. 4k+3 share counter k
+  return rng.uniform(stream, index >> 2, unsigned(index & 3)) < p ? 0.0f : 1.0f / (1.0f - p);
+}
+
+// factors[k] = lora_dropout_factor(seed, stream, first + k, p) for k < n, one Philox block per
+// four elements (the CPU's row loop).
+inline void lora_dropout_factors(std::uint64_t seed, std::uint64_t stream, std::uint64_t first,
+                                 std::uint64_t n, float p, float* factors) {
+  if (p <= 0.0f) {
+    for (std::uint64_t k = 0; k < n; ++k) factors[k] = 1.0f;
+    return;
+  }
+  const counter_rng rng{seed};
+  const float keep = 1.0f / (1.0f - p);
+  std::uint64_t k = 0;
+  while (k < n) {
+    const std::uint64_t index = first + k, block = index >> 2;
+    std::uint32_t c[4] = {static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32),
+                          static_cast<std::uint32_t>(stream),
+                          static_cast<std::uint32_t>(stream >> 32)};
+    philox4x32::generate(c, static_cast<std::uint32_t>(rng.seed),
+                         static_cast<std::uint32_t>(rng.seed >> 32));
+    for (unsigned lane = unsigned(index & 3); lane < 4 && k < n; ++lane, ++k) {
+      const float u = static_cast<float>(c[lane] >> 8) * (1.0f / 16777216.0f);
+      factors[k] = u < p ? 0.0f : keep;
+    }
+  }
 }
 
 }  // namespace crossbatch

@@ -134,9 +134,11 @@ void lora_forward(const context<cpu>& ctx, tensor_view<S> y, in_view<S> x, in_vi
   require_rows(y, n, out, "lora_forward", "y");
   require_rows(xd, n, in, "lora_forward", "xd");
   require_rows(u, n, r, "lora_forward", "u");
-  for (index_t i = 0; i < n; ++i)
-    for (index_t j = 0; j < in; ++j)
-      xd(i, j) = x(i, j) * S(lora_dropout_factor(seed, stream, std::uint64_t(i * in + j), p));
+  std::vector<float> keep(in);
+  for (index_t i = 0; i < n; ++i) {
+    lora_dropout_factors(seed, stream, std::uint64_t(i * in), std::uint64_t(in), p, keep.data());
+    for (index_t j = 0; j < in; ++j) xd(i, j) = x(i, j) * S(keep[j]);
+  }
   gemm(ctx, u, in_view<S>(xd), a, false, true);
   gemm(ctx, y, in_view<S>(u), b, false, true, S(scale), S(1));
 }
@@ -162,9 +164,11 @@ void lora_backward(const context<cpu>& ctx, tensor_view<S> da, tensor_view<S> db
   }
   require_rows(dxd, n, in, "lora_backward", "dxd");
   gemm(ctx, dxd, in_view<S>(du), a, false, false);
-  for (index_t i = 0; i < n; ++i)
-    for (index_t j = 0; j < in; ++j)
-      dx(i, j) += dxd(i, j) * S(lora_dropout_factor(seed, stream, std::uint64_t(i * in + j), p));
+  std::vector<float> keep(in);
+  for (index_t i = 0; i < n; ++i) {
+    lora_dropout_factors(seed, stream, std::uint64_t(i * in), std::uint64_t(in), p, keep.data());
+    for (index_t j = 0; j < in; ++j) dx(i, j) += dxd(i, j) * S(keep[j]);
+  }
 }
 
 // ---- normalisation with frozen weights ----
