@@ -17,7 +17,8 @@
 // Each row names the route its batch takes (fused_decode_route: plain layers, fused on the
 // CUDA-core GEMV, fused on the tensor-core GEMV).
 // Prints a table and writes JSON lines to --json.
-//   bench_decode [--shapes a,b] [--batches 1,8,16,32,64] [--prompt 128] [--new 128] [--reps 3] [--json f]
+//   bench_decode [--shapes a,b] [--batches 1,8,16,32,64] [--prompt 128] [--new 128] [--reps 3]
+//   [--json f]
 //                [--modes fused+pdl,fused,graph+pdl,graph,eager] [--tune variants]
 #include <algorithm>
 #include <chrono>
@@ -233,7 +234,7 @@ int main(int argc, char** argv) {
       for (const auto& t : tune) runs.push_back("fused+pdl/" + t);
       std::vector<std::vector<int>> first_tokens;
       std::string first_mode;
-      std::vector<float> reference;  // the plain layers' teacher-forced logits
+      std::vector<float> reference;          // the plain layers' teacher-forced logits
       std::vector<std::vector<int>> forced;  // the tokens every mode's check is fed
       for (const auto& mode : runs) {
         const auto slash = mode.find('/');

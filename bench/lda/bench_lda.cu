@@ -148,7 +148,8 @@ int run(const args& o) {
       "median of %d\n",
       models.c_str(), dtype_traits<T>::name, o.batch, o.prompt - 16, o.prompt, o.fresh,
       double(o.alpha), o.reps);
-  const std::string route_b = fused_decode_route(after, o.batch), route_1 = fused_decode_route(after, 1);
+  const std::string route_b = fused_decode_route(after, o.batch),
+                    route_1 = fused_decode_route(after, 1);
   std::printf("decode step: batch %d %s, batch 1 %s\n", o.batch, route_b.c_str(), route_1.c_str());
 
   graph_driver<T> driver(ctx);

@@ -1,11 +1,12 @@
 // The fused CUDA decode step (generate/cuda/fused_decode.cuh) against the plain path
 // (decoder_model::run_layers + final_norm + logits with the CUDA ops) at real shapes: GPT-2 124M,
 // SmolLM2-135M and Qwen2.5-0.5B with random weights, in float32 and bfloat16, at batch 1, 8, 9, 16,
-// (bfloat16: 32) and 64, over four decode steps. Per case: a random left-padded prompt batch (16-40 tokens) is prefilled
-// once with run_layers and its KV cache copied, so both paths start from identical caches; every
-// step feeds both paths the argmax of the plain path's logits (the same ids), and the logits and
-// the residual stream x of every step, and at the end the KV cache each path wrote, must agree
-// within a tolerance derived from the dtype (path_tolerance). NaN is a failure (compare.hpp).
+// (bfloat16: 32) and 64, over four decode steps. Per case: a random left-padded prompt batch (16-40
+// tokens) is prefilled once with run_layers and its KV cache copied, so both paths start from
+// identical caches; every step feeds both paths the argmax of the plain path's logits (the same
+// ids), and the logits and the residual stream x of every step, and at the end the KV cache each
+// path wrote, must agree within a tolerance derived from the dtype (path_tolerance). NaN is a
+// failure (compare.hpp).
 //
 // What path A (the fast path) is, step by step:
 //   fused_decode_supported (batch <= 8 on the CUDA-core GEMV; bfloat16 batch 9-64 on the
@@ -545,8 +546,7 @@ case_result run_case(const decoder_model<T, gpu>& ref, const decoder_model<T, gp
                      "cudaMemsetAsync");
           ctx.slot_shift = d_shift.data();
           ctx.pdl = true;
-          if (!graph.ready())
-            graph.capture(ctx.stream, [&] { step(P, d_best.data(), o.fused); });
+          if (!graph.ready()) graph.capture(ctx.stream, [&] { step(P, d_best.data(), o.fused); });
           graph.launch(ctx.stream);
         }
       } else {
@@ -730,7 +730,8 @@ void check_batch_invariance(int batch, const std::vector<int>& copies) {
   auto cache = model.make_cache(B, P + steps);
   decoder_workspace<T, gpu> ws_pre(cfg, n), ws(cfg, B);
   tensor<T, gpu> x_pre({B, P, C}), x({B, C}), logits({B, V});
-  const tensor_view<const std::int32_t, gpu> flat_ids(d_ids.data(), {n}), flat_pos(d_pos.data(), {n});
+  const tensor_view<const std::int32_t, gpu> flat_ids(d_ids.data(), {n}),
+      flat_pos(d_pos.data(), {n});
   model.embed_tokens(ctx, x_pre.view().reshape({n, C}), flat_ids, flat_pos);
   model.run_layers(ctx, x_pre.view(), flat_pos, cache, 0, mask, 0, layers, ws_pre);
   const index_t row_elems = cache.k.size() / (index_t(layers) * B);  // Hkv S D
@@ -744,7 +745,8 @@ void check_batch_invariance(int batch, const std::vector<int>& copies) {
       }
   tensor<std::int32_t, gpu> d_step_ids({B}), d_step_pos({B});
   tensor<std::uint64_t, gpu> d_best({B});
-  std::vector<std::int32_t> next(static_cast<std::size_t>(B)), step_pos(static_cast<std::size_t>(B));
+  std::vector<std::int32_t> next(static_cast<std::size_t>(B)),
+      step_pos(static_cast<std::size_t>(B));
   for (auto& id : next) id = tok(gen);
   for (int r : copies) next[std::size_t(r)] = next[std::size_t(copies[0])];
   int other = 0;
@@ -766,12 +768,16 @@ void check_batch_invariance(int batch, const std::vector<int>& copies) {
     };
     const int src = copies[0];
     for (int r : copies) {
-      BOOST_TEST(same_row(hl, V, r, src), "step " << s << ": logits of row " << r << " != row " << src);
-      BOOST_TEST(same_row(hx, C, r, src), "step " << s << ": residual of row " << r << " != row " << src);
-      BOOST_TEST(hb(r) == hb(src), "step " << s << ": folded argmax of row " << r << " != row " << src);
+      BOOST_TEST(same_row(hl, V, r, src),
+                 "step " << s << ": logits of row " << r << " != row " << src);
+      BOOST_TEST(same_row(hx, C, r, src),
+                 "step " << s << ": residual of row " << r << " != row " << src);
+      BOOST_TEST(hb(r) == hb(src),
+                 "step " << s << ": folded argmax of row " << r << " != row " << src);
     }
-    BOOST_TEST(!same_row(hl, V, other, src), "step " << s << ": row " << other << " (another prompt) "
-                                                      << "has row " << src << "'s logits");
+    BOOST_TEST(!same_row(hl, V, other, src), "step " << s << ": row " << other
+                                                     << " (another prompt) "
+                                                     << "has row " << src << "'s logits");
     BOOST_TEST(hb(src) != 0u, "step " << s << ": no folded argmax");
     // Every row's next id: its own folded argmax (the copies share theirs).
     for (int b = 0; b < B; ++b) {

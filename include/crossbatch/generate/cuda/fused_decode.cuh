@@ -1,8 +1,8 @@
 // The decode step (one token per sequence; up to 64 sequences with 16-bit weights, 16 in float32)
-// of a decoder_model<T, cuda> in five kernels per layer instead of thirteen: the CUDA fast path of batch_session::step without hooks
-// (generate/fast_path.hpp). Same arithmetic and rounding points as decoder_model::run_layers with
-// the CUDA ops, summed in another order (tests/cuda/test_fused_decode.cu bounds the logits
-// difference at real model shapes):
+// of a decoder_model<T, cuda> in five kernels per layer instead of thirteen: the CUDA fast path of
+// batch_session::step without hooks (generate/fast_path.hpp). Same arithmetic and rounding points
+// as decoder_model::run_layers with the CUDA ops, summed in another order
+// (tests/cuda/test_fused_decode.cu bounds the logits difference at real model shapes):
 //   qkv   = norm1(x) W_qkv^T + b       GEMV, the norm computed per block into shared memory
 //   attn  = attention(rope(q), cache)  rope on q and k, k and v written to the cache slot
 //                                      (start + *shift), attention over the cache: one kernel
@@ -14,11 +14,11 @@
 // and on tensor cores above (generate/cuda/fused_gemv_tc.cuh: every weight read once per step for
 // all rows, so a batch-16 step streams the same bytes as a batch-1 step); float32, or
 // fused_decode_options::tensor_cores off, keeps the CUDA-core GEMV up to batch 16.
-// Decode at small batches is bound by latency more than by bytes: every kernel fetches what no earlier
-// kernel of the step writes (weights; KV slots of earlier steps) before its grid-dependency wait,
-// so under programmatic dependent launch those loads overlap the preceding kernel. Long caches and
-// shapes outside the attention kernel's limits use rope_kv + the attention op; shapes outside the
-// step's limits fall back to run_layers.
+// Decode at small batches is bound by latency more than by bytes: every kernel fetches what no
+// earlier kernel of the step writes (weights; KV slots of earlier steps) before its grid-dependency
+// wait, so under programmatic dependent launch those loads overlap the preceding kernel. Long
+// caches and shapes outside the attention kernel's limits use rope_kv + the attention op; shapes
+// outside the step's limits fall back to run_layers.
 #pragma once
 
 #include <cstdint>
@@ -594,9 +594,8 @@ bool fused_decode_supported(const decoder_model<T, cuda>& m, int batch,
   if (batch > (tc ? 64 : 16)) return false;
   // The norm prologue's rows in shared memory.
   const int rows = batch <= 1 ? 1 : batch <= 2 ? 2 : batch <= 4 ? 4 : batch <= 8 ? 8 : 16;
-  const std::size_t smem =
-      tc ? tc_smem_bytes<C>(prologue::rms, batch, c.hidden_size)
-         : std::size_t(rows) * c.hidden_size * sizeof(T);
+  const std::size_t smem = tc ? tc_smem_bytes<C>(prologue::rms, batch, c.hidden_size)
+                              : std::size_t(rows) * c.hidden_size * sizeof(T);
   return smem <= (batch <= 8 && !tc ? 48 * 1024 : fused_gemv_smem_limit());
 }
 
@@ -742,11 +741,11 @@ void fused_decode_step(const context<cuda>& ctx, const decoder_model<T, cuda>& m
 // The session's fast path on CUDA (generate/fast_path.hpp): the fused step where the options and
 // the shape allow it. greedy_best as in fused_decode_step (null: no argmax folding).
 template <class T, class M>
-bool fused_decode(const context<cuda>& ctx, const decoder_model<T, cuda>& m,
-                  tensor_view<T, cuda> x, tensor_view<const std::int32_t, cuda> positions,
-                  kv_cache<T, cuda>& cache, int start, const M& mask,
-                  decoder_workspace<T, cuda>& ws, tensor_view<T, cuda> logits,
-                  std::uint64_t* greedy_best, const fused_decode_options& opt) {
+bool fused_decode(const context<cuda>& ctx, const decoder_model<T, cuda>& m, tensor_view<T, cuda> x,
+                  tensor_view<const std::int32_t, cuda> positions, kv_cache<T, cuda>& cache,
+                  int start, const M& mask, decoder_workspace<T, cuda>& ws,
+                  tensor_view<T, cuda> logits, std::uint64_t* greedy_best,
+                  const fused_decode_options& opt) {
   if (!opt.enabled || !fused_decode_supported(m, int(x.shape[0]), opt)) return false;
   fused_decode_step(ctx, m, x, positions, cache, start, mask, ws, logits, greedy_best, opt);
   return true;

@@ -143,7 +143,8 @@ __global__ void __launch_bounds__(256) fused_gemv_tc_kernel(fused_gemv_args a) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
   const int ks = a.warps_per_row, tiles_per_block = 8 / ks, part = warp % ks;
   const int nvec = a.in / 8, ktiles = (nvec + 3) / 4, passes = (ktiles + ks * U - 1) / (ks * U);
-  const int row_tiles = (a.o + 15) / 16, groups = (row_tiles + tiles_per_block - 1) / tiles_per_block;
+  const int row_tiles = (a.o + 15) / 16,
+            groups = (row_tiles + tiles_per_block - 1) / tiles_per_block;
   const index_t o = a.o;
   const T* w = static_cast<const T*>(a.w);
   const T* bias = static_cast<const T*>(a.bias);
@@ -168,10 +169,9 @@ __global__ void __launch_bounds__(256) fused_gemv_tc_kernel(fused_gemv_args a) {
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           const int row = row0 + g + 8 * h;
-          wv[r][u][h] =
-              row < o && c < nvec
-                  ? __ldcs(reinterpret_cast<const uint4*>(w + (row + r * o) * a.ws) + c)
-                  : make_uint4(0, 0, 0, 0);
+          wv[r][u][h] = row < o && c < nvec
+                            ? __ldcs(reinterpret_cast<const uint4*>(w + (row + r * o) * a.ws) + c)
+                            : make_uint4(0, 0, 0, 0);
         }
     }
   };
@@ -257,7 +257,8 @@ __global__ void __launch_bounds__(256) fused_gemv_tc_kernel(fused_gemv_args a) {
 #pragma unroll
             for (int i = 0; i < RED; ++i)
               if (base + i < FR)
-                red[warp][i][lane] = acc[(base + i) / (NB * 4)][((base + i) / 4) % NB][(base + i) % 4];
+                red[warp][i][lane] =
+                    acc[(base + i) / (NB * 4)][((base + i) / 4) % NB][(base + i) % 4];
           __syncthreads();
           if (part == 0)
             for (int p = 1; p < ks; ++p)
