@@ -96,6 +96,14 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(matmul_every_transpose_matches_the_cpu, T, act_typ
                    "matmul ta " + std::to_string(ta) + " tb " + std::to_string(tb) + " m " +
                        std::to_string(m) + " beta " + std::to_string(beta));
         }
+        // the kernel matmul falls back to when cuBLASLt refuses the operands
+        const auto avd = c(av(ab.dev));
+        cuda_detail::fallback_matmul_raw(gctx(), cg.dev.data(), index_t(n), dev(avd.data),
+                                         avd.strides[0], dev(b.dev.data()), b.dev.dim(1), m, n, k,
+                                         ta, tb, 0.5f, 1.0f);
+        gemm(host, cg.host.view(), c(av(ab.host)), c(b.host.view()), ta, tb, 0.5f, 1.0f);
+        check<T>(down_f(cg.dev), cg.host, "fallback matmul ta " + std::to_string(ta) + " tb " +
+                                              std::to_string(tb) + " m " + std::to_string(m));
       }
 }
 

@@ -98,6 +98,19 @@ inline std::map<lt_key, lt_plan>& lt_plans() {
   return plans;
 }
 
+// matmul_raw's contract through fallback_gemm_kernel only (also a test hook).
+template <class C, class A>
+void fallback_matmul_raw(const context<cuda>& ctx, C* c, index_t ldc, const A* a, index_t lda,
+                         const A* b, index_t ldb, index_t m, index_t n, index_t k, bool ta, bool tb,
+                         float alpha, float beta, index_t batch = 1, index_t sa = 0,
+                         index_t sb = 0, index_t sc = 0) {
+  require<shape_error>(batch <= 65535 && (m + 15) / 16 <= 65535 && (n + 15) / 16 < (index_t(1) << 31),
+                       "matmul: problem too large for the fallback kernel");
+  launch(ctx, "matmul (fallback)", fallback_gemm_kernel<C, A>,
+         dim3(unsigned((n + 15) / 16), unsigned((m + 15) / 16), unsigned(batch)), dim3(16, 16), 0,
+         c, ldc, a, lda, b, ldb, int(m), int(n), int(k), ta, tb, alpha, beta, sa, sb, sc);
+}
+
 inline void set_batch(cublasLtMatrixLayout_t l, index_t batch, index_t stride) {
   const int32_t count = int32_t(batch);
   const std::int64_t st = stride;
@@ -171,18 +184,16 @@ void matmul_raw(const context<cuda>& ctx, C* c, index_t ldc, const A* a, index_t
     p.algo = result.algo;
     it = plans.emplace(key, p).first;
   }
-  const lt_plan& p = it->second;
-  if (p.fallback) {
-    require<shape_error>(batch <= 65535 && m < (index_t(1) << 31) / 16 && n < (index_t(1) << 31) / 16,
-                         "matmul: problem too large for the fallback kernel");
-    launch(ctx, "matmul (fallback)", fallback_gemm_kernel<C, A>,
-           dim3(unsigned((n + 15) / 16), unsigned((m + 15) / 16), unsigned(batch)), dim3(16, 16),
-           0, c, ldc, a, lda, b, ldb, int(m), int(n), int(k), ta, tb, alpha, beta, sa, sb, sc);
-    return;
+  lt_plan& p = it->second;
+  if (!p.fallback) {
+    const auto st = cublasLtMatmul(ctx.lt, p.op, &alpha, b, p.a, a, p.b, &beta, c, p.c, c, p.c,
+                                   &p.algo, ctx.lt_workspace, ctx.lt_workspace_bytes, ctx.stream);
+    if (st == CUBLAS_STATUS_SUCCESS) return;
+    if (st != CUBLAS_STATUS_NOT_SUPPORTED && st != CUBLAS_STATUS_INVALID_VALUE)
+      cublas_check(st, "cublasLtMatmul");
+    p.fallback = true;  // the heuristic's choice refused these operands: use the kernel from now on
   }
-  cublas_check(cublasLtMatmul(ctx.lt, p.op, &alpha, b, p.a, a, p.b, &beta, c, p.c, c, p.c,
-                              &p.algo, ctx.lt_workspace, ctx.lt_workspace_bytes, ctx.stream),
-               "cublasLtMatmul");
+  fallback_matmul_raw(ctx, c, ldc, a, lda, b, ldb, m, n, k, ta, tb, alpha, beta, batch, sa, sb, sc);
 }
 
 }  // namespace cuda_detail
