@@ -1,7 +1,8 @@
 // Training throughput of `lora_lmhead` (LoRA r 16 / alpha 32 / dropout 0.05 on q, k, v, o, gate,
-// up, down + a trainable LM head, AdamW with clipping at 1.0: train/cuda/multi_adamw.cuh) on random-weight models of real shapes in
-// bfloat16 (float32 adapters, head, optimiser state and residual stream), next to PyTorch + peft
-// on the same GPU in the same run (bench/lora/peft_reference.py, see tools/device/lora.sh).
+// up, down + a trainable LM head, AdamW with clipping at 1.0: train/cuda/multi_adamw.cuh) on
+// random-weight models of real shapes in bfloat16 (float32 adapters, head, optimiser state and
+// residual stream), next to PyTorch + peft on the same GPU in the same run
+// (bench/lora/peft_reference.py, see tools/device/lora.sh).
 //
 //   bench_lora --prepare --work DIR [--shapes a,b] [--batch 8] [--seq 256]
 //       writes DIR/<shape>/{model/ (config.json + float32 npy), tokens.npy (B, T) int32,
@@ -48,11 +49,16 @@ struct options {
 
 json shape_json(const std::string& name) {
   if (name == "tiny-llama" || name == "tiny-qwen2")
-    return {{"model_type", name.substr(5)},     {"vocab_size", 301},
-            {"hidden_size", 64},                {"num_hidden_layers", 2},
-            {"num_attention_heads", 4},         {"num_key_value_heads", 2},
-            {"intermediate_size", 96},          {"max_position_embeddings", 512},
-            {"rms_norm_eps", 1e-6},             {"rope_theta", 10000.0},
+    return {{"model_type", name.substr(5)},
+            {"vocab_size", 301},
+            {"hidden_size", 64},
+            {"num_hidden_layers", 2},
+            {"num_attention_heads", 4},
+            {"num_key_value_heads", 2},
+            {"intermediate_size", 96},
+            {"max_position_embeddings", 512},
+            {"rms_norm_eps", 1e-6},
+            {"rope_theta", 10000.0},
             {"tie_word_embeddings", name == "tiny-llama"}};
   return bench::shape_config(name);
 }
@@ -98,22 +104,20 @@ struct trainer_state {
 };
 
 // One lora_lmhead step's forward + backward (gradients zeroed first); returns loss and norms.
-template <class T, class D>
+template <class T, class D, class Opt>
 step_result loss_and_grads(const context<D>& ctx, lora_decoder<T, float, D>& dec,
-                           trainer_state<T, D>& s, const token_batch& batch, bool norms) {
-  s.ad.zero_grad(ctx);
-  fill(ctx, s.head_grad.view(), 0.0f);
+                           trainer_state<T, D>& s, Opt& opt, const token_batch& batch, bool norms) {
+  opt.zero_grad(ctx);
   const int layers = dec.config().num_layers;
   dec.embed(ctx, batch, s.x.view());
   dec.forward(ctx, batch, 0, layers, s.x.view(), s.saved, true);
   lm_loss_result r;
   if constexpr (std::is_same_v<D, crossbatch::cuda>)
     r = lm_loss_mixed(ctx, s.model, tensor_view<const float, D>(s.x.view()),
-                      tensor_view<const float, D>(s.head.view()), batch.targets,
-                      s.head_grad.view(), s.dx.view());
+                      tensor_view<const float, D>(s.head.view()), batch.targets, s.head_grad.view(),
+                      s.dx.view());
   else
-    r = dec.lm_loss(ctx, s.x.view(), s.head.view(), batch.targets, s.head_grad.view(),
-                    s.dx.view());
+    r = dec.lm_loss(ctx, s.x.view(), s.head.view(), batch.targets, s.head_grad.view(), s.dx.view());
   dec.backward(ctx, s.dx.view(), 0, layers, s.saved);
   step_result out;
   out.loss = r.mean();
@@ -144,10 +148,14 @@ shape_result run_shape(const options& o, const std::string& shape) {
       return context<crossbatch::cuda>(0);
   }();
   const std::string dir = o.work + "/" + shape;
-  trainer_state<T, D> s{decoder_model<T, D>::load(dir + "/model"),
-                        lora_adapters<float, D>::load(dir + "/adapters",
-                                                      load_config(dir + "/model/config.json")),
-                        {}, {}, {}, {}, {}};
+  trainer_state<T, D> s{
+      decoder_model<T, D>::load(dir + "/model"),
+      lora_adapters<float, D>::load(dir + "/adapters", load_config(dir + "/model/config.json")),
+      {},
+      {},
+      {},
+      {},
+      {}};
   const auto& cfg = s.model.config;
   const token_batch batch = load_batch(dir);
   lora_decoder<T, float, D> dec(s.model, &s.ad);
@@ -161,7 +169,8 @@ shape_result run_shape(const options& o, const std::string& shape) {
   s.x = tensor<float, D>({n, C});
   s.dx = tensor<float, D>({n, C});
   // CUDA: multi_adamw (three launches a step, no host sync); CPU: adamw. Same maths.
-  using optimizer = std::conditional_t<std::is_same_v<D, crossbatch::cuda>, multi_adamw, adamw<float, D>>;
+  using optimizer =
+      std::conditional_t<std::is_same_v<D, crossbatch::cuda>, multi_adamw, adamw<float, D>>;
   optimizer opt(adamw_options{});
   s.ad.for_each([&](int, lora_slot, lora_module<float, D>& m) {
     opt.add(m.a, m.da);
@@ -176,10 +185,10 @@ shape_result run_shape(const options& o, const std::string& shape) {
   // the check step: dropout off, so that the reference sees the same function
   const float p = s.ad.config.dropout;
   s.ad.config.dropout = 0.0f;
-  res.first = loss_and_grads(ctx, dec, s, batch, true);
+  res.first = loss_and_grads(ctx, dec, s, opt, batch, true);
   s.ad.config.dropout = p;
   auto step = [&] {
-    const auto r = loss_and_grads(ctx, dec, s, batch, false);
+    const auto r = loss_and_grads(ctx, dec, s, opt, batch, false);
     opt.step(ctx, o.lr);
     return r;
   };
@@ -230,18 +239,30 @@ int main(int argc, char** argv) try {
       require(i + 1 < argc, k + " needs a value");
       return argv[++i];
     };
-    if (k == "--prepare") o.prepare = true;
-    else if (k == "--work") o.work = val();
-    else if (k == "--shapes") o.shapes = split(val());
-    else if (k == "--batch") o.batch = std::stoi(val());
-    else if (k == "--seq") o.seq = std::stoi(val());
-    else if (k == "--steps") o.steps = std::stoi(val());
-    else if (k == "--warmup") o.warmup = std::stoi(val());
-    else if (k == "--reference") o.reference = val();
-    else if (k == "--json") o.json_path = val();
-    else if (k == "--device") o.device = val();
-    else if (k == "--lr") o.lr = std::stof(val());
-    else throw value_error("unknown option " + k);
+    if (k == "--prepare")
+      o.prepare = true;
+    else if (k == "--work")
+      o.work = val();
+    else if (k == "--shapes")
+      o.shapes = split(val());
+    else if (k == "--batch")
+      o.batch = std::stoi(val());
+    else if (k == "--seq")
+      o.seq = std::stoi(val());
+    else if (k == "--steps")
+      o.steps = std::stoi(val());
+    else if (k == "--warmup")
+      o.warmup = std::stoi(val());
+    else if (k == "--reference")
+      o.reference = val();
+    else if (k == "--json")
+      o.json_path = val();
+    else if (k == "--device")
+      o.device = val();
+    else if (k == "--lr")
+      o.lr = std::stof(val());
+    else
+      throw value_error("unknown option " + k);
   }
   require(o.device == "cuda" || o.device == "cpu", "--device must be cuda or cpu");
   if (o.prepare) {
@@ -259,9 +280,15 @@ int main(int argc, char** argv) try {
   for (const auto& shape : o.shapes) {
     const shape_result r = o.device == "cuda" ? run_shape<bfloat16, crossbatch::cuda>(o, shape)
                                               : run_shape<float, cpu>(o, shape);
-    json j = {{"shape", shape},         {"device", o.device},          {"tokens_per_step", r.tokens},           {"tok_s", r.tok_s},            {"ms_per_step", r.ms_per_step},
-              {"loss", r.first.loss},   {"head_grad_norm", r.first.head_grad_norm},
-              {"lora_grad_norm", r.first.lora_grad_norm}, {"last_loss", r.last_loss},
+    json j = {{"shape", shape},
+              {"device", o.device},
+              {"tokens_per_step", r.tokens},
+              {"tok_s", r.tok_s},
+              {"ms_per_step", r.ms_per_step},
+              {"loss", r.first.loss},
+              {"head_grad_norm", r.first.head_grad_norm},
+              {"lora_grad_norm", r.first.lora_grad_norm},
+              {"last_loss", r.last_loss},
               {"trainable_parameters", r.params}};
     double peft_tok = 0;
     std::string verdict = "no reference";
@@ -276,23 +303,24 @@ int main(int argc, char** argv) try {
       j["peft"] = p;
       j["ratio"] = r.tok_s / peft_tok;
       j["check"] = verdict;
-      if (p.contains("compiled_tok_s")) j["ratio_vs_compiled"] = r.tok_s / p["compiled_tok_s"].get<double>();
+      if (p.contains("compiled_tok_s"))
+        j["ratio_vs_compiled"] = r.tok_s / p["compiled_tok_s"].get<double>();
     } else {
       ok = false;
     }
-    std::printf("%-14s %12.0f %12.0f %7.2f %10.4f %10.4f %10.4f %10.4f  %s\n", shape.c_str(),
-                r.tok_s, peft_tok, peft_tok > 0 ? r.tok_s / peft_tok : 0.0, r.first.loss,
-                ref.is_object() && ref.contains(shape) ? ref[shape]["loss"].get<double>() : 0.0,
-                r.first.head_grad_norm,
-                ref.is_object() && ref.contains(shape) ? ref[shape]["head_grad_norm"].get<double>()
-                                                       : 0.0,
-                verdict.c_str());
-    std::printf("%-14s %lld tokens/step; adapter |g| ours %.5g, peft %.5g; %.1f ms/step; loss "
-                "after %d steps %.4f\n",
-                "", static_cast<long long>(r.tokens), r.first.lora_grad_norm,
-                ref.is_object() && ref.contains(shape) ? ref[shape]["lora_grad_norm"].get<double>()
-                                                       : 0.0,
-                r.ms_per_step, o.warmup + o.steps, r.last_loss);
+    std::printf(
+        "%-14s %12.0f %12.0f %7.2f %10.4f %10.4f %10.4f %10.4f  %s\n", shape.c_str(), r.tok_s,
+        peft_tok, peft_tok > 0 ? r.tok_s / peft_tok : 0.0, r.first.loss,
+        ref.is_object() && ref.contains(shape) ? ref[shape]["loss"].get<double>() : 0.0,
+        r.first.head_grad_norm,
+        ref.is_object() && ref.contains(shape) ? ref[shape]["head_grad_norm"].get<double>() : 0.0,
+        verdict.c_str());
+    std::printf(
+        "%-14s %lld tokens/step; adapter |g| ours %.5g, peft %.5g; %.1f ms/step; loss "
+        "after %d steps %.4f\n",
+        "", static_cast<long long>(r.tokens), r.first.lora_grad_norm,
+        ref.is_object() && ref.contains(shape) ? ref[shape]["lora_grad_norm"].get<double>() : 0.0,
+        r.ms_per_step, o.warmup + o.steps, r.last_loss);
     std::fflush(stdout);
     out.push_back(j);
   }

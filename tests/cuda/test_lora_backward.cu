@@ -8,8 +8,9 @@
 // tiny models of the llama, qwen2 and gpt2 families: lora_decoder<T, float, cuda> (generic
 // lm_loss and lm_loss_mixed) = lora_decoder<float> on the CPU in loss, adapter and head gradients
 // and the embedding-input gradient, with dropout and non-zero B; and one AdamW step of adapters +
-// head from the same gradients; multi_adamw = adamw over three steps with and without clipping. The CPU runs in float on the same (bf16-rounded where T is)
-// inputs; tolerances come from dtype_traits<T>.
+// head from the same gradients; multi_adamw = adamw over three steps with and without clipping. The
+// CPU runs in float on the same (bf16-rounded where T is) inputs; tolerances come from
+// dtype_traits<T>.
 #define BOOST_TEST_MODULE cuda_lora_backward
 #include "gpu_main.hpp"
 // gpu_main.hpp first: it configures Boost.Test for everything below.
@@ -84,7 +85,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(matmul_every_transpose_matches_the_cpu, T, act_typ
   // odd sizes and a misaligned, strided a (columns from 1) take cuBLASLt or the fallback kernel
   for (bool ta : {false, true})
     for (bool tb : {false, true})
-      for (auto [m, n, k] : {std::tuple{1, 1, 1}, std::tuple{37, 19, 53}, std::tuple{64, 96, 128}}) {
+      for (auto [m, n, k] :
+           {std::tuple{1, 1, 1}, std::tuple{37, 19, 53}, std::tuple{64, 96, 128}}) {
         auto ab = make<T>(ta ? shape_t{k, m + 1} : shape_t{m, k + 1}, 1);
         auto b = make<T>(tb ? shape_t{n, k} : shape_t{k, n}, 2);
         auto cg = make<float>({m, n}, 3);
@@ -102,8 +104,9 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(matmul_every_transpose_matches_the_cpu, T, act_typ
                                          avd.strides[0], dev(b.dev.data()), b.dev.dim(1), m, n, k,
                                          ta, tb, 0.5f, 1.0f);
         gemm(host, cg.host.view(), c(av(ab.host)), c(b.host.view()), ta, tb, 0.5f, 1.0f);
-        check<T>(down_f(cg.dev), cg.host, "fallback matmul ta " + std::to_string(ta) + " tb " +
-                                              std::to_string(tb) + " m " + std::to_string(m));
+        check<T>(down_f(cg.dev), cg.host,
+                 "fallback matmul ta " + std::to_string(ta) + " tb " + std::to_string(tb) + " m " +
+                     std::to_string(m));
       }
 }
 
@@ -234,13 +237,13 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(attention_forward_and_backward, T, act_types) {
   auto dout = make<float>({b, t, h, d}, 41);
   auto dqkv = make<float>({b * t, width}, 42);  // dq, dk, dv are written (=) into its blocks
   attention_backward(gctx(), part(dqkv.dev, 0, h), part(dqkv.dev, h * d, hkv),
-                     part(dqkv.dev, (h + hkv) * d, hkv), c(dout.dev), c(out), c(part(qkv.dev, 0, h)),
-                     c(part(qkv.dev, h * d, hkv)), c(part(qkv.dev, (h + hkv) * d, hkv)), c(lse),
-                     c(dvalid.view()), scale);
+                     part(dqkv.dev, (h + hkv) * d, hkv), c(dout.dev), c(out),
+                     c(part(qkv.dev, 0, h)), c(part(qkv.dev, h * d, hkv)),
+                     c(part(qkv.dev, (h + hkv) * d, hkv)), c(lse), c(dvalid.view()), scale);
   attention_backward(host, part(dqkv.host, 0, h), part(dqkv.host, h * d, hkv),
-                     part(dqkv.host, (h + hkv) * d, hkv), dout.host, outr,
-                     c(part(qkv.host, 0, h)), c(part(qkv.host, h * d, hkv)),
-                     c(part(qkv.host, (h + hkv) * d, hkv)), lser, hvalid, scale);
+                     part(dqkv.host, (h + hkv) * d, hkv), dout.host, outr, c(part(qkv.host, 0, h)),
+                     c(part(qkv.host, h * d, hkv)), c(part(qkv.host, (h + hkv) * d, hkv)), lser,
+                     hvalid, scale);
   check<T>(down_f(dqkv.dev), dqkv.host, "attention_backward dq, dk, dv");
 }
 
@@ -313,9 +316,9 @@ BOOST_AUTO_TEST_CASE(mixed_products_refuse_bad_shapes) {
   tensor<float, gpu> lse({1, 2, 3});
   tensor<bfloat16, gpu> q({1, 3, 3, 4}), k({1, 3, 2, 4}), out({1, 3, 3, 4});
   tensor<std::int32_t, gpu> valid({3});
-  BOOST_CHECK_THROW(attention_forward_train(gctx(), out.view(), lse.view(), c(q), c(k), c(k),
-                                            c(valid), 1.0f),
-                    shape_error);  // 3 query heads over 2 kv heads
+  BOOST_CHECK_THROW(
+      attention_forward_train(gctx(), out.view(), lse.view(), c(q), c(k), c(k), c(valid), 1.0f),
+      shape_error);  // 3 query heads over 2 kv heads
 }
 
 namespace {
@@ -380,7 +383,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(whole_model_and_adamw_match_the_cpu, T, act_types)
     lora_activations<float, gpu> sg;
     dg.embed(gctx(), batch, xg.view());
     dg.forward(gctx(), batch, 0, cfg.num_layers, xg.view(), sg, true);
-    const auto rg = lm_loss_mixed(gctx(), mg, c(xg), c(headg), batch.targets, hgg.view(), dxg.view());
+    const auto rg =
+        lm_loss_mixed(gctx(), mg, c(xg), c(headg), batch.targets, hgg.view(), dxg.view());
     dg.backward(gctx(), dxg.view(), 0, cfg.num_layers, sg);
     BOOST_TEST(rg.tokens == rc.tokens);
     BOOST_TEST(cbtest::within(rg.mean(), rc.mean(), dtype_traits<T>::atol, dtype_traits<T>::rtol),
@@ -389,7 +393,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(whole_model_and_adamw_match_the_cpu, T, act_types)
     check<T>(as_float(dxg), dxc, what + ": embedding-input gradient");
     adc.for_each([&](int l, lora_slot sl, lora_module<float>& m) {
       const auto* g = adg.find(l, sl);
-      const std::string name = what + " layer " + std::to_string(l) + " " + lora_module_name(cfg, sl);
+      const std::string name =
+          what + " layer " + std::to_string(l) + " " + lora_module_name(cfg, sl);
       check<T>(as_float(g->da), m.da, name + " dA");
       check<T>(as_float(g->db), m.db, name + " dB");
     });
@@ -427,7 +432,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(whole_model_and_adamw_match_the_cpu, T, act_types)
     adg.add_to(og);
     og.add(headg, hgg);
     const double nc = oc.step(host, 1e-2f), ng = og.step(gctx(), 1e-2f);
-    BOOST_TEST(cbtest::within(ng, nc, 1e-5, 1e-5), what << ": gradient norm " << ng << " vs " << nc);
+    BOOST_TEST(cbtest::within(ng, nc, 1e-5, 1e-5),
+               what << ": gradient norm " << ng << " vs " << nc);
     check<float>(as_float(headg), head, what + ": head after AdamW");
     adc.for_each([&](int l, lora_slot sl, lora_module<float>& m) {
       check<float>(as_float(adg.find(l, sl)->a), m.a, what + ": A after AdamW");
@@ -457,8 +463,8 @@ BOOST_AUTO_TEST_CASE(multi_adamw_matches_adamw) {
     }
     for (int step = 0; step < 3; ++step) {
       for (std::size_t i = 0; i < shapes.size(); ++i) {
-        const auto g = cbtest::random_tensor<float>(shapes[i], 300 + 10 * unsigned(step) + unsigned(i),
-                                                    -0.02f, 0.02f);
+        const auto g = cbtest::random_tensor<float>(
+            shapes[i], 300 + 10 * unsigned(step) + unsigned(i), -0.02f, 0.02f);
         device_traits<gpu>::upload(g1[i].data(), g.data(), sizeof(float) * g.size());
         device_traits<gpu>::upload(g2[i].data(), g.data(), sizeof(float) * g.size());
       }
@@ -467,8 +473,12 @@ BOOST_AUTO_TEST_CASE(multi_adamw_matches_adamw) {
       const double n2 = fused.last_grad_norm(gctx());
       BOOST_TEST(cbtest::within(n2, n1, 1e-6, 1e-5), "gradient norm " << n2 << " vs " << n1);
     }
+    fused.zero_grad(gctx());
     for (std::size_t i = 0; i < shapes.size(); ++i)
-      check<float>(down(p2[i]), down(p1[i]), "multi_adamw parameter " + std::to_string(i) +
-                                                 " max_norm " + std::to_string(max_norm));
+      check<float>(down(g2[i]), full<float>(shapes[i], 0.0f), "multi_adamw zero_grad");
+    for (std::size_t i = 0; i < shapes.size(); ++i)
+      check<float>(
+          down(p2[i]), down(p1[i]),
+          "multi_adamw parameter " + std::to_string(i) + " max_norm " + std::to_string(max_norm));
   }
 }

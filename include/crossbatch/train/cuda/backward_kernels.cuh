@@ -60,7 +60,8 @@ __global__ void dropout_kernel(O* out, const I* in, index_t is, index_t rows, in
   for (index_t i = blockIdx.x * index_t(blockDim.x) + threadIdx.x; i < n;
        i += index_t(gridDim.x) * blockDim.x) {
     const index_t r = i / cols, j = i - r * cols;
-    out[i] = from_f<O>(to_f(in[r * is + j]) * lora_dropout_factor(seed, stream, std::uint64_t(i), p));
+    out[i] =
+        from_f<O>(to_f(in[r * is + j]) * lora_dropout_factor(seed, stream, std::uint64_t(i), p));
   }
 }
 
@@ -225,8 +226,8 @@ __global__ void pack_heads_kernel(O* packed, const I* x, index_t sb, index_t st,
 
 // x (B, T, heads, Dh) strided (+)= packed (B, heads, T, Dh) (float or the packed type).
 template <class O, class I>
-__global__ void unpack_heads_kernel(O* x, index_t sb, index_t st, index_t sh, const I* packed, int b,
-                                    int t, int heads, int dh, bool accumulate) {
+__global__ void unpack_heads_kernel(O* x, index_t sb, index_t st, index_t sh, const I* packed,
+                                    int b, int t, int heads, int dh, bool accumulate) {
   grid_dependency();
   const index_t n = index_t(b) * heads * t * dh;
   for (index_t i = blockIdx.x * index_t(blockDim.x) + threadIdx.x; i < n;
@@ -293,7 +294,6 @@ __global__ void softmax_backward_kernel(P* p_ds, const float* dp, int t, float s
     pr[j] = from_f<P>(scale * pj * (dr[j] - s));
   }
 }
-
 
 // ---- forward pieces with mixed element types ----
 
@@ -362,7 +362,8 @@ __global__ void gated_forward_kernel(activation act, O* out, const X* gu, index_
   for (index_t i = blockIdx.x * index_t(blockDim.x) + threadIdx.x; i < n;
        i += index_t(gridDim.x) * blockDim.x) {
     const index_t r = i / f, j = i - r * f;
-    out[i] = from_f<O>(apply_activation(act, to_f(gu[r * 2 * f + j])) * to_f(gu[r * 2 * f + f + j]));
+    out[i] =
+        from_f<O>(apply_activation(act, to_f(gu[r * 2 * f + j])) * to_f(gu[r * 2 * f + f + j]));
   }
 }
 

@@ -37,8 +37,7 @@ struct lowest {
 template <class T, class... Ts>
 struct lowest<T, Ts...> {
   using rest = typename lowest<Ts...>::type;
-  static_assert(std::is_same_v<T, float> || std::is_same_v<rest, float> ||
-                    std::is_same_v<T, rest>,
+  static_assert(std::is_same_v<T, float> || std::is_same_v<rest, float> || std::is_same_v<T, rest>,
                 "mixed precision: one product may mix float with one other element type only");
   using type = std::conditional_t<std::is_same_v<T, float>, rest, T>;
 };
@@ -66,8 +65,8 @@ struct as_type {
       ld = vs;
     } else {
       buf = std::make_unique<scratch<KC>>(ctx, rows * cols);
-      launch(ctx, "convert", convert_kernel<KC, kt<X>>, dim3(ew_blocks(rows * cols)),
-             dim3(256), 0, buf->get(), cols, dev(v.data), vs, rows, cols, 1.0f);
+      launch(ctx, "convert", convert_kernel<KC, kt<X>>, dim3(ew_blocks(rows * cols)), dim3(256), 0,
+             buf->get(), cols, dev(v.data), vs, rows, cols, 1.0f);
       p = buf->get();
       ld = cols;
     }
@@ -77,8 +76,7 @@ struct as_type {
 // c (M, N) = alpha op(a) op(b) + beta c for any mix of float with one other element type.
 template <class C, class X, class W>
 void product(const context<cuda>& ctx, tensor_view<C, cuda> c, tensor_view<X, cuda> a,
-             tensor_view<W, cuda> b, bool ta, bool tb, float alpha, float beta,
-             const char* op) {
+             tensor_view<W, cuda> b, bool ta, bool tb, float alpha, float beta, const char* op) {
   using K = lowest_t<C, X, W>;
   const index_t m = ta ? a.shape[1] : a.shape[0], k = ta ? a.shape[0] : a.shape[1];
   const index_t kb = tb ? b.shape[1] : b.shape[0], n = tb ? b.shape[0] : b.shape[1];
@@ -119,9 +117,8 @@ void linear_forward(const context<cuda>& ctx, tensor_view<Y, cuda> y, tensor_vie
   if (b.data) {
     require<shape_error>(b.size() == y.shape[1], "linear_forward: bias " + to_string(b.shape) +
                                                      " for output " + to_string(y.shape));
-    launch(ctx, "bias_add", bias_add_kernel<cuda_t<Y>, kt<B>>,
-           dim3(ew_blocks(y.size())), dim3(256), 0, dev(y.data), row_stride(y, "y"), dev(b.data),
-           y.shape[0], y.shape[1]);
+    launch(ctx, "bias_add", bias_add_kernel<cuda_t<Y>, kt<B>>, dim3(ew_blocks(y.size())), dim3(256),
+           0, dev(y.data), row_stride(y, "y"), dev(b.data), y.shape[0], y.shape[1]);
   }
 }
 
@@ -151,9 +148,8 @@ void lora_forward(const context<cuda>& ctx, tensor_view<Y, cuda> y, tensor_view<
   require_rows(xd, n, in, "lora_forward", "xd");
   require_rows(u, n, r, "lora_forward", "u");
   require<shape_error>(xd.contiguous(), "lora_forward: xd must be contiguous");
-  launch(ctx, "lora_dropout", dropout_kernel<cuda_t<G>, kt<X>>, dim3(ew_blocks(n * in)),
-         dim3(256), 0, dev(xd.data), dev(x.data), row_stride(x, "lora_forward x"), n, in, seed,
-         stream, p);
+  launch(ctx, "lora_dropout", dropout_kernel<cuda_t<G>, kt<X>>, dim3(ew_blocks(n * in)), dim3(256),
+         0, dev(xd.data), dev(x.data), row_stride(x, "lora_forward x"), n, in, seed, stream, p);
   product(ctx, u, cv(xd), a, false, true, 1.0f, 0.0f, "lora_forward");
   product(ctx, y, cv(u), b, false, true, scale, 1.0f, "lora_forward");
 }
@@ -164,9 +160,8 @@ template <class G, class DX, class DY, class XD, class U, class GA, class GB>
 void lora_backward(const context<cuda>& ctx, tensor_view<G, cuda> da, tensor_view<G, cuda> db,
                    tensor_view<DX, cuda> dx, tensor_view<DY, cuda> dy, tensor_view<XD, cuda> xd,
                    tensor_view<U, cuda> u, tensor_view<GA, cuda> a, tensor_view<GB, cuda> b,
-                   float scale, float p,
-                   std::uint64_t seed, std::uint64_t stream, tensor_view<G, cuda> du,
-                   tensor_view<G, cuda> dxd) {
+                   float scale, float p, std::uint64_t seed, std::uint64_t stream,
+                   tensor_view<G, cuda> du, tensor_view<G, cuda> dxd) {
   using namespace cuda_detail;
   using namespace backward_detail;
   const index_t n = xd.shape[0], in = xd.shape[1], r = a.shape[0], out = b.shape[0];
@@ -184,9 +179,9 @@ void lora_backward(const context<cuda>& ctx, tensor_view<G, cuda> da, tensor_vie
   require<shape_error>(dxd.contiguous(), "lora_backward: dxd must be contiguous");
   static_assert(std::is_same_v<G, float>, "lora_backward: adapters are float32");
   product(ctx, dxd, cv(du), a, false, false, 1.0f, 0.0f, "lora_backward dxd");
-  launch(ctx, "lora_dropout_backward", dropout_backward_kernel<cuda_t<DX>>,
-         dim3(ew_blocks(n * in)), dim3(256), 0, dev(dx.data), row_stride(dx, "dx"),
-         static_cast<const float*>(dxd.data), n, in, seed, stream, p, true);
+  launch(ctx, "lora_dropout_backward", dropout_backward_kernel<cuda_t<DX>>, dim3(ew_blocks(n * in)),
+         dim3(256), 0, dev(dx.data), row_stride(dx, "dx"), static_cast<const float*>(dxd.data), n,
+         in, seed, stream, p, true);
 }
 
 // ---- normalisation with frozen weights ----
@@ -198,12 +193,12 @@ void norm_forward(const context<cuda>& ctx, norm_kind kind, tensor_view<O, cuda>
                   float eps) {
   using namespace cuda_detail;
   const index_t n = x.shape[0], c = x.shape[1];
-  require<shape_error>(out.shape == x.shape && w.size() == c &&
-                           (kind != norm_kind::layer || b.size() == c),
-                       "norm_forward: x " + to_string(x.shape) + ", out " + to_string(out.shape));
-  launch(ctx, "norm_forward", norm_forward_kernel<cuda_t<O>, kt<X>, kt<W>>,
-         dim3(unsigned(n)), dim3(norm_threads(c)), 0, kind == norm_kind::layer, dev(out.data),
-         row_stride(out, "out"), dev(x.data), row_stride(x, "x"), dev(w.data),
+  require<shape_error>(
+      out.shape == x.shape && w.size() == c && (kind != norm_kind::layer || b.size() == c),
+      "norm_forward: x " + to_string(x.shape) + ", out " + to_string(out.shape));
+  launch(ctx, "norm_forward", norm_forward_kernel<cuda_t<O>, kt<X>, kt<W>>, dim3(unsigned(n)),
+         dim3(norm_threads(c)), 0, kind == norm_kind::layer, dev(out.data), row_stride(out, "out"),
+         dev(x.data), row_stride(x, "x"), dev(w.data),
          kind == norm_kind::layer ? dev(b.data) : nullptr, int(c), eps);
   static_assert(std::is_same_v<std::remove_const_t<W>, std::remove_const_t<B>>,
                 "norm_forward: w and b of one type");
@@ -223,8 +218,7 @@ void norm_backward(const context<cuda>& ctx, norm_kind kind, tensor_view<G, cuda
   const bool layer = kind == norm_kind::layer, want_dw = dw.data, want_db = db.data && layer;
   static_assert(std::is_same_v<G, float>, "norm_backward: gradients are float32");
   scratch<float> pw(ctx, want_dw ? n * c : 0), pb(ctx, want_db ? n * c : 0);
-  launch(ctx, "norm_backward", norm_backward_kernel<cuda_t<G>, kt<DY>, kt<X>,
-                              kt<W>>,
+  launch(ctx, "norm_backward", norm_backward_kernel<cuda_t<G>, kt<DY>, kt<X>, kt<W>>,
          dim3(unsigned(n)), dim3(norm_threads(c)), 0, layer, dev(dx.data), dev(dy.data),
          dev(x.data), row_stride(x, "x"), dev(w.data), pw.get(), pb.get(), int(c), eps, true);
   if (want_dw)
@@ -271,19 +265,17 @@ struct attention_dims {
 template <class V>
 void check_bthd(const V& v, const attention_dims& a, index_t heads, const char* op,
                 const char* what) {
-  require<shape_error>(v.rank() == 4 && v.shape == shape_t{a.b, a.t, heads, a.d} &&
-                           v.strides[3] == 1,
-                       std::string(op) + ": " + what + " must be " +
-                           to_string({a.b, a.t, heads, a.d}) + " with unit last stride, got " +
-                           to_string(v.shape));
+  require<shape_error>(
+      v.rank() == 4 && v.shape == shape_t{a.b, a.t, heads, a.d} && v.strides[3] == 1,
+      std::string(op) + ": " + what + " must be " + to_string({a.b, a.t, heads, a.d}) +
+          " with unit last stride, got " + to_string(v.shape));
 }
 // packed (B, heads, T, Dh) in type K from a (B, T, heads, Dh) view.
 template <class K, class X>
-void pack(const context<cuda>& ctx, cuda_t<K>* packed, tensor_view<X, cuda> x,
-          float scale = 1.0f) {
-  launch(ctx, "attention pack", pack_heads_kernel<cuda_t<K>, kt<X>>,
-         dim3(ew_blocks(x.size())), dim3(256), 0, packed, dev(x.data), x.strides[0], x.strides[1],
-         x.strides[2], int(x.shape[0]), int(x.shape[1]), int(x.shape[2]), int(x.shape[3]), scale);
+void pack(const context<cuda>& ctx, cuda_t<K>* packed, tensor_view<X, cuda> x, float scale = 1.0f) {
+  launch(ctx, "attention pack", pack_heads_kernel<cuda_t<K>, kt<X>>, dim3(ew_blocks(x.size())),
+         dim3(256), 0, packed, dev(x.data), x.strides[0], x.strides[1], x.strides[2],
+         int(x.shape[0]), int(x.shape[1]), int(x.shape[2]), int(x.shape[3]), scale);
 }
 template <class O, class P>
 void unpack(const context<cuda>& ctx, tensor_view<O, cuda> x, const P* packed) {
@@ -302,9 +294,9 @@ void scores_and_probs(const context<cuda>& ctx, const attention_dims& a, float* 
   const index_t gt = a.group * a.t;
   matmul_raw(ctx, s, a.t, qp, a.d, kp, a.d, gt, a.t, a.d, false, true, scale, 0.0f, a.b * a.hkv,
              gt * a.d, a.t * a.d, gt * a.t);
-  launch(ctx, "masked_softmax", masked_softmax_kernel<cuda_t<K>>,
-         dim3(unsigned(a.b * a.h * a.t)), dim3(softmax_threads(a.t)), 0, p, lse,
-         static_cast<const float*>(s), valid, int(a.h), int(a.t), recompute);
+  launch(ctx, "masked_softmax", masked_softmax_kernel<cuda_t<K>>, dim3(unsigned(a.b * a.h * a.t)),
+         dim3(softmax_threads(a.t)), 0, p, lse, static_cast<const float*>(s), valid, int(a.h),
+         int(a.t), recompute);
 }
 }  // namespace cuda_detail
 
@@ -320,28 +312,28 @@ void attention_forward_train(const context<cuda>& ctx, tensor_view<O, cuda> out,
                     std::is_same_v<std::remove_const_t<I>, std::int32_t>,
                 "attention_forward_train: q, k, v of one type; valid int32");
   using namespace cuda_detail;
-  static_assert(std::is_same_v<std::remove_const_t<L>, float>, "attention_forward_train: lse is float32");
-  require<shape_error>(q.rank() == 4 && k.rank() == 4 && k.shape[2] > 0 &&
-                           q.shape[2] % k.shape[2] == 0,
-                       "attention_forward_train: q " + to_string(q.shape) + ", k " +
-                           to_string(k.shape));
-  const attention_dims a{q.shape[0], q.shape[1], q.shape[2], q.shape[3], k.shape[2],
-                         q.shape[2] / k.shape[2]};
+  static_assert(std::is_same_v<std::remove_const_t<L>, float>,
+                "attention_forward_train: lse is float32");
+  require<shape_error>(
+      q.rank() == 4 && k.rank() == 4 && k.shape[2] > 0 && q.shape[2] % k.shape[2] == 0,
+      "attention_forward_train: q " + to_string(q.shape) + ", k " + to_string(k.shape));
+  const attention_dims a{q.shape[0], q.shape[1], q.shape[2],
+                         q.shape[3], k.shape[2], q.shape[2] / k.shape[2]};
   const char* op = "attention_forward_train";
   check_bthd(q, a, a.h, op, "q");
   check_bthd(k, a, a.hkv, op, "k");
   check_bthd(v, a, a.hkv, op, "v");
   check_bthd(out, a, a.h, op, "out");
-  require<shape_error>(lse.shape == shape_t{a.b, a.h, a.t} && lse.contiguous() &&
-                           valid.size() == a.b * a.t && valid.contiguous(),
-                       "attention_forward_train: lse " + to_string(lse.shape) + ", valid " +
-                           to_string(valid.shape));
+  require<shape_error>(
+      lse.shape == shape_t{a.b, a.h, a.t} && lse.contiguous() && valid.size() == a.b * a.t &&
+          valid.contiguous(),
+      "attention_forward_train: lse " + to_string(lse.shape) + ", valid " + to_string(valid.shape));
   if (a.b * a.t == 0) return;
   using K = lowest_t<T>;
   using KC = cuda_t<K>;
   const index_t gt = a.group * a.t;
-  scratch<KC> qp(ctx, q.size()), kp(ctx, k.size()), vp(ctx, v.size()), p(ctx, a.b * a.h * a.t * a.t),
-      op_(ctx, q.size());
+  scratch<KC> qp(ctx, q.size()), kp(ctx, k.size()), vp(ctx, v.size()),
+      p(ctx, a.b * a.h * a.t * a.t), op_(ctx, q.size());
   scratch<float> s(ctx, a.b * a.h * a.t * a.t);
   pack<K>(ctx, qp.get(), q);
   pack<K>(ctx, kp.get(), k);
@@ -368,12 +360,13 @@ void attention_backward(const context<cuda>& ctx, tensor_view<G, cuda> dq, tenso
                     std::is_same_v<std::remove_const_t<I>, std::int32_t>,
                 "attention_backward: q, k, v of one type; valid int32");
   using namespace cuda_detail;
-  static_assert(std::is_same_v<std::remove_const_t<L>, float>, "attention_backward: lse is float32");
-  require<shape_error>(q.rank() == 4 && k.rank() == 4 && k.shape[2] > 0 &&
-                           q.shape[2] % k.shape[2] == 0,
-                       "attention_backward: q " + to_string(q.shape) + ", k " + to_string(k.shape));
-  const attention_dims a{q.shape[0], q.shape[1], q.shape[2], q.shape[3], k.shape[2],
-                         q.shape[2] / k.shape[2]};
+  static_assert(std::is_same_v<std::remove_const_t<L>, float>,
+                "attention_backward: lse is float32");
+  require<shape_error>(
+      q.rank() == 4 && k.rank() == 4 && k.shape[2] > 0 && q.shape[2] % k.shape[2] == 0,
+      "attention_backward: q " + to_string(q.shape) + ", k " + to_string(k.shape));
+  const attention_dims a{q.shape[0], q.shape[1], q.shape[2],
+                         q.shape[3], k.shape[2], q.shape[2] / k.shape[2]};
   const char* op = "attention_backward";
   check_bthd(q, a, a.h, op, "q");
   check_bthd(k, a, a.hkv, op, "k");
@@ -383,10 +376,10 @@ void attention_backward(const context<cuda>& ctx, tensor_view<G, cuda> dq, tenso
   check_bthd(dq, a, a.h, op, "dq");
   check_bthd(dk, a, a.hkv, op, "dk");
   check_bthd(dv, a, a.hkv, op, "dv");
-  require<shape_error>(lse.shape == shape_t{a.b, a.h, a.t} && lse.contiguous() &&
-                           valid.size() == a.b * a.t && valid.contiguous(),
-                       "attention_backward: lse " + to_string(lse.shape) + ", valid " +
-                           to_string(valid.shape));
+  require<shape_error>(
+      lse.shape == shape_t{a.b, a.h, a.t} && lse.contiguous() && valid.size() == a.b * a.t &&
+          valid.contiguous(),
+      "attention_backward: lse " + to_string(lse.shape) + ", valid " + to_string(valid.shape));
   if (a.b * a.t == 0) return;
   using K = lowest_t<T>;
   using KC = cuda_t<K>;
@@ -451,8 +444,8 @@ template <class O, class X>
 void gated_activation_forward(const context<cuda>& ctx, activation a, tensor_view<O, cuda> out,
                               tensor_view<X, cuda> gate_up) {
   const index_t n = out.shape[0], f = out.shape[1];
-  require<shape_error>(out.rank() == 2 && gate_up.shape == shape_t{n, 2 * f} &&
-                           out.contiguous() && gate_up.contiguous(),
+  require<shape_error>(out.rank() == 2 && gate_up.shape == shape_t{n, 2 * f} && out.contiguous() &&
+                           gate_up.contiguous(),
                        "gated_activation_forward: out " + to_string(out.shape) + ", gate_up " +
                            to_string(gate_up.shape));
   using namespace cuda_detail;
@@ -468,8 +461,8 @@ void gated_activation_backward(const context<cuda>& ctx, activation a,
   const index_t n = dout.shape[0], f = dout.shape[1];
   require<shape_error>(dgate_up.shape == shape_t{n, 2 * f} && gate_up.shape == dgate_up.shape &&
                            dgate_up.contiguous() && gate_up.contiguous() && dout.contiguous(),
-                       "gated_activation_backward: dout " + to_string(dout.shape) +
-                           ", gate_up " + to_string(gate_up.shape));
+                       "gated_activation_backward: dout " + to_string(dout.shape) + ", gate_up " +
+                           to_string(gate_up.shape));
   using namespace cuda_detail;
   launch(ctx, "gated_activation_backward", gated_backward_kernel<cuda_t<G>, kt<DO>, kt<X>>,
          dim3(ew_blocks(n * f)), dim3(256), 0, a, dev(dgate_up.data), dev(dout.data),
@@ -484,10 +477,9 @@ inline void check_ids(tensor_view<const std::int32_t, cuda> ids, index_t vocab, 
   std::vector<std::int32_t> h(ids.size());
   device_traits<cuda>::download(h.data(), ids.data, sizeof(std::int32_t) * h.size());
   for (std::size_t i = 0; i < h.size(); ++i)
-    require(h[i] >= 0 && h[i] < vocab, std::string(op) + ": id " + std::to_string(h[i]) +
-                                           " at position " + std::to_string(i) +
-                                           " is outside the table of " + std::to_string(vocab) +
-                                           " rows");
+    require(h[i] >= 0 && h[i] < vocab,
+            std::string(op) + ": id " + std::to_string(h[i]) + " at position " + std::to_string(i) +
+                " is outside the table of " + std::to_string(vocab) + " rows");
 }
 }  // namespace cuda_detail
 
@@ -499,21 +491,20 @@ void embedding_forward(const context<cuda>& ctx, tensor_view<X, cuda> x,
                        bool accumulate = false) {
   using namespace cuda_detail;
   const index_t n = ids.size(), c = table.shape[1];
-  require<shape_error>(x.shape == shape_t{n, c},
-                       "embedding_forward: x " + to_string(x.shape) + " for " +
-                           std::to_string(n) + " ids of a table " + to_string(table.shape));
+  require<shape_error>(x.shape == shape_t{n, c}, "embedding_forward: x " + to_string(x.shape) +
+                                                     " for " + std::to_string(n) +
+                                                     " ids of a table " + to_string(table.shape));
   check_ids(ids, table.shape[0], "embedding_forward");
-  launch(ctx, "embedding_forward", embedding_forward_kernel<cuda_t<X>, kt<W>>,
-         dim3(unsigned(n)), dim3(c >= 256 ? 256 : 128), 0, dev(x.data), row_stride(x, "x"),
-         ids.data, dev(table.data), row_stride(table, "table"), int(c), accumulate);
+  launch(ctx, "embedding_forward", embedding_forward_kernel<cuda_t<X>, kt<W>>, dim3(unsigned(n)),
+         dim3(c >= 256 ? 256 : 128), 0, dev(x.data), row_stride(x, "x"), ids.data, dev(table.data),
+         row_stride(table, "table"), int(c), accumulate);
 }
 
 // dtable (V, C) += scatter-add of dx (N, C) by ids (N) (float atomics: the order of the additions
 // into one row is not fixed).
 template <class G, class DX>
 void embedding_backward(const context<cuda>& ctx, tensor_view<G, cuda> dtable,
-                        tensor_view<DX, cuda> dx,
-                        tensor_view<const std::int32_t, cuda> ids) {
+                        tensor_view<DX, cuda> dx, tensor_view<const std::int32_t, cuda> ids) {
   using namespace cuda_detail;
   static_assert(std::is_same_v<G, float>, "embedding_backward: the table gradient is float32");
   const index_t n = ids.size(), c = dtable.shape[1];
@@ -531,9 +522,9 @@ void residual_add(const context<cuda>& ctx, tensor_view<X, cuda> x, tensor_view<
   using namespace cuda_detail;
   require<shape_error>(x.shape == y.shape && x.rank() == 2,
                        "residual_add: " + to_string(x.shape) + " vs " + to_string(y.shape));
-  launch(ctx, "residual_add", add_rows_kernel<cuda_t<X>, kt<Y>>,
-         dim3(ew_blocks(x.size())), dim3(256), 0, dev(x.data), row_stride(x, "x"), dev(y.data),
-         row_stride(y, "y"), x.shape[0], x.shape[1]);
+  launch(ctx, "residual_add", add_rows_kernel<cuda_t<X>, kt<Y>>, dim3(ew_blocks(x.size())),
+         dim3(256), 0, dev(x.data), row_stride(x, "x"), dev(y.data), row_stride(y, "y"), x.shape[0],
+         x.shape[1]);
 }
 
 // dst (N, C) = src (N, C) converted to dst's element type (row-strided views). Same-type copies
@@ -543,9 +534,9 @@ void convert_rows(const context<cuda>& ctx, tensor_view<DS, cuda> dst, tensor_vi
   using namespace cuda_detail;
   require<shape_error>(dst.shape == src.shape && dst.rank() == 2,
                        "convert_rows: " + to_string(dst.shape) + " vs " + to_string(src.shape));
-  launch(ctx, "convert_rows", convert_kernel<cuda_t<DS>, kt<SR>>,
-         dim3(ew_blocks(dst.size())), dim3(256), 0, dev(dst.data), row_stride(dst, "dst"),
-         dev(src.data), row_stride(src, "src"), dst.shape[0], dst.shape[1], 1.0f);
+  launch(ctx, "convert_rows", convert_kernel<cuda_t<DS>, kt<SR>>, dim3(ew_blocks(dst.size())),
+         dim3(256), 0, dev(dst.data), row_stride(dst, "dst"), dev(src.data), row_stride(src, "src"),
+         dst.shape[0], dst.shape[1], 1.0f);
 }
 
 }  // namespace crossbatch

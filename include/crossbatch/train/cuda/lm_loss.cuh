@@ -17,16 +17,17 @@ namespace crossbatch {
 template <class T, class G>
 lm_loss_result lm_loss_mixed(const context<cuda>& ctx, const decoder_model<T, cuda>& model,
                              tensor_view<const G, cuda> x, tensor_view<const G, cuda> head,
-                             const std::vector<std::int32_t>& targets, tensor_view<G, cuda> head_grad,
-                             tensor_view<G, cuda> dx, double grad_scale = 1) {
+                             const std::vector<std::int32_t>& targets,
+                             tensor_view<G, cuda> head_grad, tensor_view<G, cuda> dx,
+                             double grad_scale = 1) {
   static_assert(std::is_same_v<G, float>, "lm_loss_mixed: G is float32");
   using namespace cuda_detail;
   const auto& cfg = model.config;
   const index_t n = x.shape[0], c = cfg.hidden_size, v = head.shape[0];
-  require<shape_error>(x.shape == shape_t{n, c} && head.shape == shape_t{v, c} &&
-                           index_t(targets.size()) == n,
-                       "lm_loss_mixed: x " + to_string(x.shape) + ", head " + to_string(head.shape) +
-                           ", " + std::to_string(targets.size()) + " targets");
+  require<shape_error>(
+      x.shape == shape_t{n, c} && head.shape == shape_t{v, c} && index_t(targets.size()) == n,
+      "lm_loss_mixed: x " + to_string(x.shape) + ", head " + to_string(head.shape) + ", " +
+          std::to_string(targets.size()) + " targets");
   require<shape_error>(!head_grad.data || head_grad.shape == head.shape,
                        "lm_loss_mixed: head_grad " + to_string(head_grad.shape));
   std::vector<std::int32_t> rows, tgt;

@@ -76,10 +76,12 @@ __global__ void fallback_gemm_kernel(C* c, index_t ldc, const A* a, index_t lda,
   float acc = 0;
   for (int k0 = 0; k0 < k; k0 += 16) {
     const int ak = k0 + tx, bk = k0 + ty;
-    as[ty][tx] = row < m && ak < k ? to_f(ta ? a[index_t(ak) * lda + row] : a[index_t(row) * lda + ak])
-                                   : 0.0f;
-    bs[ty][tx] = bk < k && col < n ? to_f(tb ? b[index_t(col) * ldb + bk] : b[index_t(bk) * ldb + col])
-                                   : 0.0f;
+    as[ty][tx] = row < m && ak < k
+                     ? to_f(ta ? a[index_t(ak) * lda + row] : a[index_t(row) * lda + ak])
+                     : 0.0f;
+    bs[ty][tx] = bk < k && col < n
+                     ? to_f(tb ? b[index_t(col) * ldb + bk] : b[index_t(bk) * ldb + col])
+                     : 0.0f;
     __syncthreads();
 #pragma unroll
     for (int kk = 0; kk < 16; ++kk) acc += as[ty][kk] * bs[kk][tx];
@@ -102,10 +104,11 @@ inline std::map<lt_key, lt_plan>& lt_plans() {
 template <class C, class A>
 void fallback_matmul_raw(const context<cuda>& ctx, C* c, index_t ldc, const A* a, index_t lda,
                          const A* b, index_t ldb, index_t m, index_t n, index_t k, bool ta, bool tb,
-                         float alpha, float beta, index_t batch = 1, index_t sa = 0,
-                         index_t sb = 0, index_t sc = 0) {
-  require<shape_error>(batch <= 65535 && (m + 15) / 16 <= 65535 && (n + 15) / 16 < (index_t(1) << 31),
-                       "matmul: problem too large for the fallback kernel");
+                         float alpha, float beta, index_t batch = 1, index_t sa = 0, index_t sb = 0,
+                         index_t sc = 0) {
+  require<shape_error>(
+      batch <= 65535 && (m + 15) / 16 <= 65535 && (n + 15) / 16 < (index_t(1) << 31),
+      "matmul: problem too large for the fallback kernel");
   launch(ctx, "matmul (fallback)", fallback_gemm_kernel<C, A>,
          dim3(unsigned((n + 15) / 16), unsigned((m + 15) / 16), unsigned(batch)), dim3(16, 16), 0,
          c, ldc, a, lda, b, ldb, int(m), int(n), int(k), ta, tb, alpha, beta, sa, sb, sc);
@@ -117,8 +120,8 @@ inline void set_batch(cublasLtMatrixLayout_t l, index_t batch, index_t stride) {
   cublas_check(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count,
                                                 sizeof(count)),
                "set BATCH_COUNT");
-  cublas_check(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET,
-                                                &st, sizeof(st)),
+  cublas_check(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &st,
+                                                sizeof(st)),
                "set STRIDED_BATCH_OFFSET");
 }
 
@@ -131,10 +134,11 @@ void matmul_raw(const context<cuda>& ctx, C* c, index_t ldc, const A* a, index_t
                 "matmul: c must have a's type or float");
   if (m == 0 || n == 0 || batch == 0) return;
   const cudaDataType_t at = cuda_data_type<A>(), ct = cuda_data_type<C>();
-  const int aligns = int(pointer_alignment(c) | (pointer_alignment(a) << 9)) ^
-                     int(pointer_alignment(b) << 18);
-  const lt_key key{&ctx, int(at) * 64 + int(ct) * 4 + ta * 2 + tb, m, n, k, lda, ldb, ldc,
-                   batch, sa, sb, sc, aligns};
+  const int aligns =
+      int(pointer_alignment(c) | (pointer_alignment(a) << 9)) ^ int(pointer_alignment(b) << 18);
+  const lt_key key{
+      &ctx,  int(at) * 64 + int(ct) * 4 + ta * 2 + tb, m, n, k, lda, ldb, ldc, batch, sa, sb, sc,
+      aligns};
   auto& plans = lt_plans();
   auto it = plans.find(key);
   if (it == plans.end()) {

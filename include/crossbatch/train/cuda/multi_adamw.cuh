@@ -64,13 +64,21 @@ static __global__ void chunk_adamw_kernel(const adamw_chunk* chunks, const float
   }
 }
 
+static __global__ void chunk_zero_grad_kernel(const adamw_chunk* chunks) {
+  grid_dependency();
+  const adamw_chunk c = chunks[blockIdx.x];
+  float* g = const_cast<float*>(c.g);
+  for (int i = threadIdx.x; i < c.n; i += blockDim.x) g[i] = 0.0f;
+}
+
 }  // namespace cuda_detail
 
 class multi_adamw {
  public:
   explicit multi_adamw(adamw_options o = {}) : m_opt(o) {}
 
-  // Registers a parameter and its gradient (same shape, float32, contiguous); before step().
+  // Registers a parameter and its gradient (same shape, float32, contiguous) before the first
+  // step() / zero_grad(); their buffers must not be reallocated afterwards.
   void add(tensor<float, cuda>& param, tensor<float, cuda>& grad) {
     require<shape_error>(param.shape() == grad.shape(),
                          "multi_adamw: parameter and gradient shapes differ");
@@ -94,6 +102,14 @@ class multi_adamw {
            static_cast<const adamw_chunk*>(m_chunks.data_ptr()),
            static_cast<const float*>(m_state.data()), lr, m_opt.beta1, m_opt.beta2, m_opt.eps,
            m_opt.weight_decay, float(c1), float(c2));
+  }
+
+  // Zeroes every registered gradient in one launch.
+  void zero_grad(const context<cuda>& ctx) {
+    using namespace cuda_detail;
+    if (m_chunks.empty()) build();
+    launch(ctx, "multi_adamw zero_grad", chunk_zero_grad_kernel, dim3(unsigned(m_host.size())),
+           dim3(256), 0, static_cast<const adamw_chunk*>(m_chunks.data_ptr()));
   }
 
   // The gradient norm of the last step, before clipping (waits for it).
@@ -123,8 +139,7 @@ class multi_adamw {
     index_t off = 0;
     for (const auto& [p, g] : m_params) {
       for (index_t s = 0; s < p->size(); s += adamw_chunk_elems)
-        m_host.push_back({p->data() + s, g->data() + s, m_m.data() + off + s,
-                          m_v.data() + off + s,
+        m_host.push_back({p->data() + s, g->data() + s, m_m.data() + off + s, m_v.data() + off + s,
                           int(std::min<index_t>(adamw_chunk_elems, p->size() - s))});
       off += p->size();
     }
