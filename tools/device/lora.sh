@@ -14,13 +14,17 @@
 # (`pip download --no-deps peft accelerate psutil` into .whl/; installed with --no-index --no-deps
 # into /tmp/site). Writes $OUT/lora/lora.log and $OUT/lora/bench_lora.json.
 #   LORA_SHAPES=smollm2-135m LORA_STEPS=5 tools/device/lora.sh     # fewer / shorter runs
+# Local smoke test without a GPU (prebuilt binaries in BIN, tiny shapes, float32 on the CPU):
+#   LORA_DEVICE=cpu LORA_SHAPES=tiny-llama,tiny-qwen2 LORA_PREPARE="--batch 4 --seq 32" \
+#     BIN=build/hc-loracuda tools/device/lora.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${OUT:-build/device_lora}/lora
 mkdir -p "$out"
 log=$out/lora.log
 : >"$log"
-bin=/tmp/lora_device
+bin=${BIN:-/tmp/lora_device}
+device=${LORA_DEVICE:-cuda}
 work=/tmp/lora_work
 rm -rf "$work"
 mkdir -p "$bin" "$work"
@@ -31,39 +35,44 @@ flags=(-std=c++20 -O3 -DNDEBUG --expt-relaxed-constexpr -diag-suppress 20012
 status=0
 say() { echo "[lora $SECONDS s] $*" >>"$log"; }
 say "$(date -u) $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null)"
-say "build (nvcc, parallel)"
-nvcc "${flags[@]}" -DCROSSBATCH_BOOST_TEST_INCLUDED "-DCROSSBATCH_TEST_DATA=\"$PWD/tests/data\"" \
-  "-DCROSSBATCH_SOURCE_DIR=\"$PWD\"" tests/cuda/test_lora_backward.cu -o "$bin/test_lora_backward" \
-  -lcublasLt -lcublas >"$bin/build_test.log" 2>&1 &
-p1=$!
-nvcc "${flags[@]}" bench/lora/bench_lora.cu -o "$bin/bench_lora" -lcublasLt -lcublas \
-  >"$bin/build_bench.log" 2>&1 &
-p2=$!
+p1=0 p2=0
+if [ -z "${BIN:-}" ]; then
+  say "build (nvcc, parallel)"
+  nvcc "${flags[@]}" -DCROSSBATCH_BOOST_TEST_INCLUDED "-DCROSSBATCH_TEST_DATA=\"$PWD/tests/data\"" \
+    "-DCROSSBATCH_SOURCE_DIR=\"$PWD\"" tests/cuda/test_lora_backward.cu -o "$bin/test_lora_backward" \
+    -lcublasLt -lcublas >"$bin/build_test.log" 2>&1 &
+  p1=$!
+  nvcc "${flags[@]}" bench/lora/bench_lora.cu -o "$bin/bench_lora" -lcublasLt -lcublas \
+    >"$bin/build_bench.log" 2>&1 &
+  p2=$!
+fi
 # peft (and what it imports that the image lacks) from the carried wheels, meanwhile
 site=/tmp/site
 python3 -m pip install -q --no-index --no-deps --target "$site" .whl/peft-*.whl .whl/accelerate-*.whl \
   .whl/psutil-*.whl >>"$log" 2>&1 || { say "pip install of the carried wheels FAILED"; status=1; }
 export PYTHONPATH=$site${PYTHONPATH:+:$PYTHONPATH}
-wait $p1 || { say "BUILD FAILED: test_lora_backward"; cat "$bin/build_test.log" >>"$log"; status=1; }
-wait $p2 || { say "BUILD FAILED: bench_lora"; cat "$bin/build_bench.log" >>"$log"; status=1; }
+if ((p1)); then
+  wait $p1 || { say "BUILD FAILED: test_lora_backward"; cat "$bin/build_test.log" >>"$log"; status=1; }
+  wait $p2 || { say "BUILD FAILED: bench_lora"; cat "$bin/build_bench.log" >>"$log"; status=1; }
+fi
 say "build done"
-if [ -x "$bin/test_lora_backward" ]; then
+if [ -x "$bin/test_lora_backward" ] && [ "$device" = cuda ]; then
   say "tests/cuda/test_lora_backward"
   timeout 90 "$bin/test_lora_backward" --log_level=test_suite >>"$log" 2>&1 ||
     { say "test_lora_backward: FAILED (rc $?)"; status=1; }
 fi
 if [ -x "$bin/bench_lora" ]; then
   say "bench_lora --prepare ($shapes)"
-  timeout 120 "$bin/bench_lora" --prepare --work "$work" --shapes "$shapes" >>"$log" 2>&1 ||
+  timeout 120 "$bin/bench_lora" --prepare --work "$work" --shapes "$shapes" ${LORA_PREPARE:-} >>"$log" 2>&1 ||
     { say "bench_lora --prepare FAILED"; status=1; }
   say "peft reference"
   timeout 150 python3 bench/lora/peft_reference.py --work "$work" --shapes "$shapes" --steps "$steps" \
-    --json "$work/peft.json" ${LORA_COMPILE:+--compile} >>"$log" 2>&1 ||
+    --device "$device" --json "$work/peft.json" ${LORA_COMPILE:+--compile} >>"$log" 2>&1 ||
     { say "peft_reference.py FAILED (rc $?)"; status=1; }
   say "bench_lora (ours) against the reference"
   left=$((340 - SECONDS))
   ((left > 30)) || left=30
-  timeout "$left" "$bin/bench_lora" --work "$work" --shapes "$shapes" --steps "$steps" \
+  timeout "$left" "$bin/bench_lora" --device "$device" --work "$work" --shapes "$shapes" --steps "$steps" \
     --reference "$work/peft.json" --json "$out/bench_lora.json" >>"$log" 2>&1 ||
     { say "bench_lora: FAILED (rc $?)"; status=1; }
 fi
