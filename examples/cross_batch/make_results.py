@@ -1,174 +1,213 @@
 #!/usr/bin/env python3
-"""Writes examples/cross_batch/RESULTS.md from the JSON logs of run_results.sh.
+"""Turns the merged results JSON of examples/cross_batch/run_results.sh (or tools/device/methods.sh's
+$OUT/methods/results.json) into examples/cross_batch/RESULTS.md.
 
-  make_results.py LOG_DIR RESULTS.md
+  examples/cross_batch/make_results.py results.json examples/cross_batch/RESULTS.md
 
-Reads train_<variant>.json (cross_batch_train --output), eval_<variant>.json (cross_batch_eval
---output), *.time (/usr/bin/time) and bench_cpu.txt, for the variants split and full. Optional
-extra training runs train_<variant>_<tag>.json are listed in a second loss table."""
-import datetime
-import glob
+Selection: for each method with a mixer, the mode (scale or gate) with the lower mean validation
+answer loss over the seeds is chosen; the test split is then reported once for the chosen modes.
+Test numbers are means over seeds with the sample standard deviation; the verdict compares
+lora_crossbatch with lora_lmhead by the per-seed paired differences of test EM and F1.
+"""
 import json
-import os
-import platform
-import subprocess
+import math
+import pathlib
+import statistics
 import sys
 
-
-def load(path):
-    with open(path) as f:
-        return json.load(f)
-
-
-def read(path, default=""):
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError:
-        return default
+METHODS = ["baseline", "crossbatch", "lora_lmhead", "lora_crossbatch"]
+DESCRIPTION = {
+    "frozen": "the model as it is (its own head, no training)",
+    "baseline": "LM head trained, model frozen, no mixing",
+    "crossbatch": "LM head + cross-batch mixer, model frozen",
+    "lora_lmhead": "LoRA adapters + LM head",
+    "lora_crossbatch": "LoRA adapters + LM head + mixer",
+}
+VARIANTS = {"split": "Split-context stories (each question sees one part; its answer is in a part a sibling sees)",
+            "normal": "Normal stories (every question sees the whole story)"}
 
 
-def cpu_name():
-    for line in read("/proc/cpuinfo").splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
+def mean_sd(xs):
+    xs = [x for x in xs if x is not None and not (isinstance(x, float) and math.isnan(x))]
+    if not xs:
+        return None, None, 0
+    return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0), len(xs)
 
 
-def git_head():
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "?"
+def fmt(xs, digits=3):
+    m, s, n = mean_sd(xs)
+    if m is None:
+        return "-"
+    return f"{m:.{digits}f} ± {s:.{digits}f}" if n > 1 else f"{m:.{digits}f}"
 
 
-VARIANTS = [("split", "split-context stories (each question sees one part; its answer is in a part a sibling sees)"),
-            ("full", "normal stories (every question sees the whole story)")]
+def collect(runs):
+    """{variant: {(method, mode): {seed: method_json}}} and {variant: {seed: frozen_json}}."""
+    table, frozen = {}, {}
+    for r in runs:
+        v, seed, mode, h = r["variant"], r["seed"], r["mode"], r["history"]
+        frozen.setdefault(v, {}).setdefault(seed, h.get("frozen", {}))
+        for name, m in h.get("methods", {}).items():
+            if "skipped" in m:
+                continue
+            key = (name, mode if name in ("crossbatch", "lora_crossbatch") else "-")
+            table.setdefault(v, {}).setdefault(key, {})[seed] = m
+    return table, frozen
 
 
-def epoch_table(method, hist):
-    rows = ["| Epoch | Loss | Baseline loss (same head, no mixing) | Improvement | Frozen model | Held-out loss | "
-            "Held-out, same head, no mixing | Time |",
-            "|---|---|---|---|---|---|---|---|"]
-    for e in hist["methods"][method]["epochs"]:
-        if e["epoch"] == 0:
-            rows.append(f"| 0 (before training) | | | | {hist['frozen_train_loss']:.4f} | {e['held_out_loss']:.4f} | "
-                        f"{e['held_out_baseline_loss']:.4f} | |")
-            continue
-        rows.append(f"| {e['epoch']} | {e['loss']:.4f} | {e['baseline_loss']:.4f} | {e['improvement']:+.4f} | "
-                    f"{e['frozen_loss']:.4f} | {e['held_out_loss']:.4f} | {e['held_out_baseline_loss']:.4f} | "
-                    f"{e['seconds']:.0f} s |")
-    return "\n".join(rows)
-
-
-def final(hist, method):
-    return hist["methods"][method]["epochs"][-1]
+def values(per_seed, split, field):
+    return [m.get(split, {}).get(field) for _, m in sorted(per_seed.items())]
 
 
 def main():
-    logs, out = sys.argv[1], sys.argv[2]
-    md = []
-    md.append("# Cross-batch generation: results\n")
-    md.append("Regenerate everything on this page with one command (CPU, about an hour on two cores):\n")
-    md.append("```sh\nexamples/cross_batch/run_results.sh\n```\n")
-    first = load(os.path.join(logs, "train_split.json"))
-    md.append(f"Generated {datetime.date.today().isoformat()} at commit {git_head()} on {cpu_name()} "
-              f"({os.cpu_count()} cores, shared with other jobs; {first['threads']} thread(s)).\n")
-    mixer = first["mixer"]
-    md.append("## Setup\n")
-    md.append(f"- Model: `{first['model']}` (SmolLM2-135M-Instruct, float32, frozen).")
-    md.append("- Data: `tools/make_stories.py --seed 0 --train 300 --test 100`; the first "
-              f"{first['train_questions']} training questions (whole stories) for training and the first "
-              f"{first['held_out_questions']} test questions for the held-out losses and for EM/F1.")
-    md.append("- Prompt: the model's chat template, a system message asking for the shortest phrase from the passage, and "
-              "`Passage: ...\\n\\nQuestion: ...`; the answer is the first line of the reply. Teacher-forced targets: the "
-              "gold span followed by `<|im_end|>`.")
-    md.append(f"- Mixer: {mixer['kind']} over the batch, {mixer['num_heads']} heads, {mixer['combine']} mode, at mix_layer "
-              f"{first['mix_layer']} (the final-normed output the LM head reads); only questions of the same story mix.")
-    md.append(f"- Training: base model frozen, answer states cached once; {first['epochs']} epochs, batches of "
-              f"{first['batch_size']} questions (whole stories packed), AdamW lr {first['learning_rate']:g} (warm-up "
-              f"{first['warmup_ratio']:.0%}, cosine decay), weight decay {first['weight_decay']:g}, clipping at "
-              f"{first['max_grad_norm']:g}. Methods as in the reference: `baseline` = LM head only (no mixing), "
-              "`crossbatch` = LM head + mixer.")
-    md.append("- Losses are nats per answer token, averaged over tokens (the reference averages per batch).\n")
+    src, dst = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+    data = json.loads(src.read_text())
+    meta, runs = data["meta"], data["runs"]
+    table, frozen = collect(runs)
+    cfg = runs[0]["history"]["config"] if runs else {}
+    seeds = sorted({r["seed"] for r in runs})
+    reduced = meta.get("scale") != "full"
+    out = []
+    w = out.append
+    w("# Cross-batch generation: the four training methods\n")
+    w("Regenerate with one command (`examples/cross_batch/run_results.sh`; on the H200: "
+      "`tools/device/methods.sh`, then `examples/cross_batch/make_results.py results.json "
+      "examples/cross_batch/RESULTS.md`).\n")
+    w(f"Generated {meta.get('date')} at commit {meta.get('commit')} on {meta.get('device')} "
+      f"(scale `{meta.get('scale')}`, {meta.get('seconds')} s for all runs).\n")
+    if reduced:
+        w("**This is the reduced CPU run** (`SCALE=small`): few training groups and short training, "
+          "sized to finish on a shared 2-core machine. Its numbers show that the pipeline runs end to "
+          "end and how the methods compare at this size; they are not the full experiment "
+          "(`SCALE=full`, on the GPU: `tools/device/methods.sh`).\n")
+    if meta.get("failed_runs"):
+        w(f"Runs that failed or ran out of time (not in the tables): {', '.join(meta['failed_runs'])}.\n")
+    w("## Setup\n")
+    w(f"- Model: `{cfg.get('model')}` ({cfg.get('dtype')} weights, {cfg.get('device')}); trained parts "
+      "(adapters, head, mixer, optimiser state) in float32.")
+    w(f"- Data: `tools/make_stories.py --seed 0 --train 300 --test 100`; groups of "
+      f"{cfg.get('min_questions')}-{cfg.get('max_questions')} questions (one story each). Training: the "
+      f"first {cfg.get('train_groups')} groups of the training file ({cfg.get('train_questions')} questions); "
+      f"validation: its last {cfg.get('val_groups')} groups ({cfg.get('val_questions')} questions, disjoint); "
+      f"test: {cfg.get('test_groups')} groups of the test file ({cfg.get('test_questions')} questions), "
+      "reported once.")
+    w("- Prompts: exactly compare_strategies' `batch` strategy (pardec/prompts.hpp: system = instructions "
+      "[+ background], user = `Question (Qk): ...`; split-context stories give each question its visible "
+      "part as its own context). Teacher-forced target `<answer>{gold}</answer>` + `<|im_end|>`; the loss "
+      "is the mean cross-entropy over answer tokens (nats/token).")
+    lora = cfg.get("lora", {})
+    w(f"- Training: {cfg.get('epochs')} epoch(s), batches of {cfg.get('batch_size')} groups, AdamW lr "
+      f"{cfg.get('lr')} (cosine to {cfg.get('min_lr')}), weight decay {cfg.get('weight_decay')}, clipping "
+      f"{cfg.get('max_grad_norm')}; LoRA r {lora.get('rank')}, alpha {lora.get('alpha')}, dropout "
+      f"{lora.get('dropout')} on {','.join(lora.get('targets', []))}; mixer: 8-head attention over the "
+      f"group at mix layer {cfg.get('mix_layer')} (the final-normed output), the reference's init "
+      "(q/k/v ~ N(0, 0.02), output 0, scale sigmoid(-3)). The reference trains 1 epoch at lr 1e-4 on all "
+      "of SQuAD; with a few hundred questions that moves nothing, so the epochs and lr are larger here "
+      "(the same for every method).")
+    w(f"- Seeds: {', '.join(map(str, seeds))} (adapter / mixer initialisation, batch order, dropout). Mean ± "
+      "sample standard deviation over seeds.")
+    w("- Selection: for `crossbatch` and `lora_crossbatch` the mixer mode (scale or question-aware gate) "
+      "with the lower mean **validation** loss is chosen; the test split is read only for the chosen "
+      "mode. Generation: greedy, at most "
+      f"{cfg.get('max_new_tokens')} new tokens, one batch per group (rows of a group mix), answer = the "
+      "first `<answer>` tag; EM counts only tagged answers (as the reference), F1 and lenient "
+      "(either string contains the other) as in compare_strategies.")
+    w("- Control (like-for-like): the trained mixer with every question regrouped with as many "
+      "partners as it has siblings, taken from other stories of its batch.\n")
 
-    findings = []
-    for variant, title in VARIANTS:
-        path = os.path.join(logs, f"train_{variant}.json")
-        if not os.path.exists(path):
+    verdicts = []
+    for v in ("split", "normal"):
+        if v not in table:
             continue
-        hist = load(path)
-        md.append(f"## {title[0].upper() + title[1:]}\n")
-        md.append(f"Training: {hist['train_questions']} questions ({hist['train_tokens']} answer tokens); held-out: "
-                  f"{hist['held_out_questions']} questions ({hist['held_out_tokens']} tokens). Wall time of the training "
-                  f"program (answer states included): {read(os.path.join(logs, f'train_{variant}.time'), '?')}.\n")
-        for method in ("baseline", "crossbatch"):
-            if method in hist["methods"]:
-                md.append(f"### `{method}`\n")
-                md.append(epoch_table(method, hist) + "\n")
-        if "baseline" in hist["methods"] and "crossbatch" in hist["methods"]:
-            b, c = final(hist, "baseline"), final(hist, "crossbatch")
-            foreign = hist["methods"]["crossbatch"].get("held_out_other_contexts_loss")
-            md.append("### Held-out answer-token loss after training\n")
-            md.append("| Model | Held-out loss |\n|---|---|")
-            md.append(f"| frozen model (original head, no mixing) | {hist['frozen_held_out_loss']:.4f} |")
-            md.append(f"| `baseline`: trained LM head, no mixing | {b['held_out_loss']:.4f} |")
-            md.append(f"| `crossbatch`: trained head + mixer, partners from the same story | **{c['held_out_loss']:.4f}** |")
-            if foreign is not None:
-                md.append(f"| `crossbatch`, control: partners from other stories of the batch | {foreign:.4f} |")
-            md.append(f"| `crossbatch` head without its mixer | {c['held_out_baseline_loss']:.4f} |\n")
-            findings.append((variant, b["held_out_loss"], c["held_out_loss"], foreign, c["held_out_baseline_loss"]))
-        ev_path = os.path.join(logs, f"eval_{variant}.json")
-        if os.path.exists(ev_path):
-            ev = load(ev_path)
-            md.append(f"### Generation: EM / F1 ({ev['questions']} test questions, batches of {ev['batch_size']}, greedy, "
-                      f"at most {ev['max_new_tokens']} new tokens)\n")
-            md.append("| Method | Exact Match | F1 Score | Lenient | Generated tokens |\n|---|---|---|---|---|")
-            for m in ev["methods"]:
-                md.append(f"| {m['name']} | {m['exact_match']:.2f} | {m['f1']:.2f} | {m['lenient']:.2f} | "
-                          f"{m['generated_tokens']} |")
-            md.append(f"\nWall time: {read(os.path.join(logs, f'eval_{variant}.time'), '?')} (one prefill per batch shared "
-                      f"by the methods: {ev['prefill_seconds']:.0f} s of prefill).\n")
-
-    extra = sorted(glob.glob(os.path.join(logs, "train_*_*.json")))
-    if extra:
-        md.append("## Other mixer settings (held-out loss, same data and schedule)\n")
-        md.append("A layer other than the last is read through the final norm and the trained head (`project`); its "
-                  "'frozen model' is the original head on those states.\n")
-        md.append("| Run | Mixer | mix_layer | Frozen model | Held-out loss | Control: other stories | Head without mixer |\n"
-                  "|---|---|---|---|---|---|---|")
-        for path in extra:
-            h = load(path)
-            for method, info in h["methods"].items():
-                e = info["epochs"][-1]
-                mx = h["mixer"]
-                md.append(f"| {os.path.basename(path)[6:-5]} ({method}) | {mx['kind']}/{mx['combine']} | {h['mix_layer']} | "
-                          f"{h['frozen_held_out_loss']:.4f} | {e['held_out_loss']:.4f} | {info.get('held_out_other_contexts_loss', float('nan')):.4f} | "
-                          f"{e['held_out_baseline_loss']:.4f} |")
-        md.append("")
-
-    if findings:
-        md.append("## Findings\n")
-        for variant, base, cross, foreign, nomix in findings:
-            line = (f"- {variant}: the trained mixer lowers the held-out loss from {base:.4f} (trained head alone) to "
-                    f"{cross:.4f} ({base - cross:+.4f} nats/token in favour of mixing)")
-            if foreign is not None:
-                line += (f"; with partners taken from other stories the same trained model scores {foreign:.4f}, so "
-                         f"{foreign - cross:+.4f} of it needs the right partners")
-            line += f". Without its mixer the co-trained head scores {nomix:.4f}."
-            md.append(line)
-        notes = read(os.path.join(os.path.dirname(out), "RESULTS_notes.md"))
-        if notes:
-            md.append("\n" + notes)
-        md.append("")
-
-    bench = read(os.path.join(logs, "bench_cpu.txt"))
-    if bench:
-        md.append("## Cost of mixing per decode step (CPU, bench/cross_batch/bench_cross_batch_cpu)\n")
-        md.append("```\n" + "\n".join(l for l in bench.splitlines() if not l.startswith("{")) + "\n```\n")
-    with open(out, "w") as f:
-        f.write("\n".join(md))
-    print("wrote", out)
+        t = table[v]
+        w(f"## {VARIANTS[v]}\n")
+        chosen = {}
+        sel_rows = []
+        for name in ("crossbatch", "lora_crossbatch"):
+            best = None
+            for mode in ("scale", "gate"):
+                if (name, mode) not in t:
+                    continue
+                m, s, n = mean_sd(values(t[(name, mode)], "val", "loss"))
+                sel_rows.append((name, mode, m, s, n))
+                if m is not None and (best is None or m < best[1]):
+                    best = (mode, m)
+            if best:
+                chosen[name] = best[0]
+        if sel_rows:
+            w("Validation loss of the mixer modes (the selection):\n")
+            w("| Method | Mode | Validation loss | Chosen |\n|---|---|---|---|")
+            for name, mode, m, s, n in sel_rows:
+                w(f"| `{name}` | {mode} | {fmt(values(t[(name, mode)], 'val', 'loss'), 4)} | "
+                  f"{'**yes**' if chosen.get(name) == mode else ''} |")
+            w("")
+        w(f"Test split ({len(seeds)} seeds):\n")
+        w("| Method | Test loss | without mixer | control: other stories | EM % | F1 % | Lenient % |")
+        w("|---|---|---|---|---|---|---|")
+        fz = frozen.get(v, {})
+        w(f"| frozen model ({DESCRIPTION['frozen']}) | {fmt([f.get('test', {}).get('loss') for f in fz.values()], 4)} "
+          f"| | | {fmt([f.get('test', {}).get('em') for f in fz.values()], 1)} "
+          f"| {fmt([f.get('test', {}).get('f1') for f in fz.values()], 1)} "
+          f"| {fmt([f.get('test', {}).get('lenient') for f in fz.values()], 1)} |")
+        keys = {}
+        for name in METHODS:
+            key = (name, chosen.get(name, "-")) if name in ("crossbatch", "lora_crossbatch") else (name, "-")
+            if key not in t:
+                continue
+            keys[name] = key
+            ps = t[key]
+            label = f"`{name}`" + (f" ({key[1]})" if key[1] != "-" else "") + f": {DESCRIPTION[name]}"
+            w(f"| {label} | {fmt(values(ps, 'test', 'loss'), 4)} | {fmt(values(ps, 'test', 'loss_without_mixer'), 4)} "
+              f"| {fmt(values(ps, 'test', 'loss_control'), 4)} | {fmt(values(ps, 'test', 'em'), 1)} "
+              f"| {fmt(values(ps, 'test', 'f1'), 1)} | {fmt(values(ps, 'test', 'lenient'), 1)} |")
+        w("")
+        # Training speed.
+        speed = []
+        for name, key in keys.items():
+            tps = [m.get("tokens_per_second") for m in t[key].values()]
+            speed.append(f"`{name}` {fmt(tps, 0)}")
+        if speed:
+            w("Training throughput (tokens/s, prompt + answer tokens, one process): " + ", ".join(speed) + ".\n")
+        # Verdict lora_crossbatch vs lora_lmhead.
+        if "lora_crossbatch" in keys and "lora_lmhead" in keys:
+            a, b = t[keys["lora_crossbatch"]], t[keys["lora_lmhead"]]
+            common = sorted(set(a) & set(b))
+            parts = []
+            wins = {}
+            for field, label in (("em", "EM"), ("f1", "F1"), ("loss", "loss")):
+                d = [a[s]["test"][field] - b[s]["test"][field] for s in common
+                     if field in a[s].get("test", {}) and field in b[s].get("test", {})]
+                m, sd, n = mean_sd(d)
+                if m is None:
+                    continue
+                parts.append(f"{label} {m:+.3f} ± {sd:.3f}")
+                better = m < 0 if field == "loss" else m > 0
+                wins[field] = better and abs(m) > sd
+            beat = wins.get("em") or wins.get("f1")
+            verdicts.append((v, beat, parts))
+            w(f"**lora_crossbatch − lora_lmhead** (test, per-seed paired differences, mean ± sd over "
+              f"{len(common)} seeds): {', '.join(parts)}. " +
+              ("lora_crossbatch beats lora_lmhead on " + " and ".join(k.upper() for k in ("em", "f1") if wins.get(k)) +
+               " by more than the spread over seeds." if beat else
+               "lora_crossbatch does **not** beat lora_lmhead on EM or F1 by more than the spread over seeds.") + "\n")
+        # Per seed.
+        w("<details><summary>Per seed (test)</summary>\n")
+        w("| Method | Seed | Loss | EM % | F1 % | Lenient % | Train s |\n|---|---|---|---|---|---|---|")
+        for name, key in keys.items():
+            for s, m in sorted(t[key].items()):
+                te = m.get("test", {})
+                w(f"| `{name}` | {s} | {te.get('loss', float('nan')):.4f} | {te.get('em', float('nan')):.1f} | "
+                  f"{te.get('f1', float('nan')):.1f} | {te.get('lenient', float('nan')):.1f} | "
+                  f"{m.get('train_seconds', 0):.0f} |")
+        w("\n</details>\n")
+    notes = pathlib.Path(__file__).with_name("RESULTS_notes.md")
+    if notes.exists():
+        w(notes.read_text())
+    dst.write_text("\n".join(out) + "\n")
+    print(f"wrote {dst}", file=sys.stderr)
+    for v, beat, parts in verdicts:
+        print(f"{v}: lora_crossbatch - lora_lmhead: {', '.join(parts)}: {'beats' if beat else 'does not beat'}",
+              file=sys.stderr)
 
 
 if __name__ == "__main__":

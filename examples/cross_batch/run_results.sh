@@ -1,56 +1,98 @@
 #!/usr/bin/env bash
-# Regenerates examples/cross_batch/RESULTS.md: synthetic stories (normal and split-context), the
-# frozen model's answer states, training of the baseline (LM head only) and crossbatch (LM head +
-# mixer) methods with the per-epoch loss table, and EM/F1 of standard vs cross-batch untrained vs
-# trained generation, on the default model on the CPU. Everything goes to build/cross_batch/.
-#   examples/cross_batch/run_results.sh            (about an hour on 2 cores)
-# Sizes can be changed through the environment: TRAIN_Q, TEST_Q, EPOCHS, LR, THREADS; VARIANTS="split"
-# (or "full") reruns one variant and keeps the other's logs.
-set -euo pipefail
+# Regenerates examples/cross_batch/RESULTS.md: the reference's four training methods (baseline,
+# crossbatch, lora_lmhead, lora_crossbatch; examples/parallel_decoding/train_cross_batch) on
+# synthetic split-context and normal stories (tools/make_stories.py), 3 seeds, the mixer's mode
+# (scale or gate) chosen per method on the validation groups, the test groups reported once:
+# answer-token loss (with the mixer, without it, and the like-for-like control: as many partners
+# from other stories) and EM / F1 / lenient of greedy answers under the batch strategy's prompts.
+#   examples/cross_batch/run_results.sh                       CPU, SCALE=small (reduced, ~40 min on 2 cores)
+#   DEVICE=cuda SCALE=full BIN=build/cuda examples/cross_batch/run_results.sh     (tools/device/methods.sh)
+# Environment: DEVICE cpu|cuda, SCALE small|full, BIN (build dir holding
+# examples/parallel_decoding/train_cross_batch; default: builds build/mix on the CPU), WORK (scratch,
+# default build/cross_batch/methods), SEEDS ("0 1 2"), THREADS (CPU), JOBS (parallel runs; CUDA:
+# all at once), VARIANTS ("split normal"), MODES ("scale gate"), RESULTS (merged JSON, default $WORK/results.json), MD (default
+# examples/cross_batch/RESULTS.md; MD=- skips it), TIME_LIMIT (seconds per run, 0 = none).
+set -uo pipefail
 cd "$(dirname "$0")/../.."
+DEVICE=${DEVICE:-cpu}
+SCALE=${SCALE:-small}
 MODEL=${MODEL:-models/smollm2-135m-instruct}
-TRAIN_Q=${TRAIN_Q:-400}
-TEST_Q=${TEST_Q:-160}
-EPOCHS=${EPOCHS:-5}
-LR=${LR:-3e-4}
-BATCH=${BATCH:-8}
-VARIANTS=${VARIANTS:-split full}
-THREADS=${THREADS:-1}  # one thread is the fastest on a shared 2-core machine (OpenMP barriers spin)
-OUT=build/cross_batch
+WORK=${WORK:-build/cross_batch/methods}
+SEEDS=${SEEDS:-0 1 2}
+VARIANTS=${VARIANTS:-split normal}
+MODES=${MODES:-scale gate}
+THREADS=${THREADS:-1}
+RESULTS=${RESULTS:-$WORK/results.json}
+MD=${MD:-examples/cross_batch/RESULTS.md}
+TIME_LIMIT=${TIME_LIMIT:-0}
+if [ "$SCALE" = full ]; then
+  # groups (contexts) of 1-5 questions; ~3.7 questions and ~450 tokens per group
+  TRAIN=${TRAIN:-240} VAL=${VAL:-40} TEST=${TEST:-100} EPOCHS=${EPOCHS:-3} TOKENS=${TOKENS:-24}
+  JOBS=${JOBS:-12}
+else
+  TRAIN=${TRAIN:-16} VAL=${VAL:-6} TEST=${TEST:-12} EPOCHS=${EPOCHS:-2} TOKENS=${TOKENS:-16}
+  JOBS=${JOBS:-1}
+fi
+LR=${LR:-5e-4}
+BATCH=${BATCH:-4}
 [ -f "$MODEL/config.json" ] || scripts/get_default_model.sh
-cmake -S . -B build/mix -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build/mix --target cross_batch_train cross_batch_eval bench_cross_batch_cpu -j2
-BIN=build/mix/examples/cross_batch
-mkdir -p "$OUT/logs"
-python3 tools/make_stories.py --out-dir "$OUT/data" --seed 0 --train 300 --test 100
+if [ -z "${BIN:-}" ]; then
+  BIN=build/mix
+  cmake -S . -B "$BIN" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build "$BIN" --target train_cross_batch -j2 || exit 1
+fi
+bin=$BIN/examples/parallel_decoding/train_cross_batch
+mkdir -p "$WORK/logs"
+python3 tools/make_stories.py --out-dir "$WORK/data" --seed 0 --train 300 --test 100 >&2 || exit 1
+start=$SECONDS
 
-train() {  # variant data-prefix log-name extra-flags...
-  local variant=$1 prefix=$2 name=$3
-  shift 3
-  /usr/bin/time -f "%e s" -o "$OUT/logs/$name.time" \
-    "$BIN/cross_batch_train" --model_name "$MODEL" --train_data "$OUT/data/${prefix}_train.json" \
-    --eval_data "$OUT/data/${prefix}_test.json" --max_samples "$TRAIN_Q" --eval_samples "$TEST_Q" --mix_method attention \
-    --num_epochs "$EPOCHS" --batch_size "$BATCH" --learning_rate "$LR" --threads "$THREADS" --quiet \
-    --output "$OUT/logs/$name.json" "$@" | tee "$OUT/logs/$name.md"
-}
-for variant in $VARIANTS; do
+# One run: variant (split|normal) seed mode (scale|gate). The scale run trains all four methods,
+# the gate run the two with a mixer.
+one() {
+  local variant=$1 seed=$2 mode=$3 prefix methods flags=()
   prefix=$([ "$variant" = split ] && echo stories_split || echo stories)
-  # The reference's methods with its default mixer (attention, scale mode, last layer) ...
-  train $variant $prefix "train_$variant" --method baseline,crossbatch --combine scale --mix_layer -1 --save_dir "$OUT/ckpt/$variant"
-  # ... and the question-aware gate.
-  train $variant $prefix "train_${variant}_gate" --method crossbatch --combine gate --mix_layer -1 --save_dir "$OUT/ckpt/$variant/gate"
-  if [ "$variant" = split ]; then
-    # An intermediate layer in project mode (final norm + head on the mixed layer-20 states).
-    train $variant $prefix "train_${variant}_gate-layer20" --method crossbatch --combine gate --mix_layer 20 \
-      --projection project --save_dir "$OUT/ckpt/$variant/gate-layer20"
-  fi
-  /usr/bin/time -f "%e s" -o "$OUT/logs/eval_$variant.time" \
-    "$BIN/cross_batch_eval" --model_name "$MODEL" --data "$OUT/data/${prefix}_test.json" --max_samples "$TEST_Q" \
-    --batch_size "$BATCH" --max_new_tokens 16 --run_comparison \
-    --checkpoint "$OUT/ckpt/$variant/crossbatch" "$OUT/ckpt/$variant/gate/crossbatch" \
-    --baseline_checkpoint "$OUT/ckpt/$variant/baseline" --also_untrained --threads "$THREADS" --quiet \
-    --output "$OUT/logs/eval_$variant.json" | tee "$OUT/logs/eval_$variant.md"
+  if [ "$mode" = gate ]; then methods=crossbatch,lora_crossbatch; flags=(--use-gate); else methods=baseline,crossbatch,lora_lmhead,lora_crossbatch; fi
+  local name=${variant}_s${seed}_${mode}
+  local cmd=("$bin" --dataset squad --data "$WORK/data/${prefix}_train.json" --eval-data "$WORK/data/${prefix}_test.json"
+    --model "$MODEL" --max-samples "$TRAIN" --val-samples "$VAL" --eval-samples "$TEST" --min-questions 1 --max-questions 5
+    --epochs "$EPOCHS" --batch-size "$BATCH" --lr "$LR" --seed "$seed" --methods "$methods" "${flags[@]}"
+    --save-dir "$WORK/ckpt/$name" --force --device "$DEVICE" --threads "$THREADS" --max-new-tokens "$TOKENS" --quiet
+    --json-out "$WORK/logs/$name.json")
+  [ "$TIME_LIMIT" -gt 0 ] && cmd=(timeout "$TIME_LIMIT" "${cmd[@]}")
+  rm -f "$WORK/logs/$name.json"
+  "${cmd[@]}" >"$WORK/logs/$name.log" 2>&1
+  echo "[methods $((SECONDS - start)) s] $name: exit $?" >&2
+}
+running=0
+for seed in $SEEDS; do
+  for variant in $VARIANTS; do
+    for mode in $MODES; do
+      one "$variant" "$seed" "$mode" &
+      running=$((running + 1))
+      if [ "$running" -ge "$JOBS" ]; then wait -n; running=$((running - 1)); fi
+    done
+  done
 done
-"build/mix/bench/cross_batch/bench_cross_batch_cpu" --model-dir "$MODEL" --batch 8 --prompt 64 --new-tokens 16 --groups 2 \
-  --repeats 3 --threads "$THREADS" | tee "$OUT/logs/bench_cpu.txt"
-python3 examples/cross_batch/make_results.py "$OUT/logs" examples/cross_batch/RESULTS.md
+wait
+python3 - "$WORK/logs" "$RESULTS" "$DEVICE" "$SCALE" "$((SECONDS - start))" <<'EOF'
+import json, pathlib, subprocess, sys, datetime, platform
+logs, out, device, scale, seconds = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+runs = []
+for f in sorted(logs.glob("*.json")):
+    variant, seed, mode = f.stem.split("_")
+    runs.append({"variant": variant, "seed": int(seed[1:]), "mode": mode, "history": json.loads(f.read_text())})
+missing = sorted(p.stem for p in logs.glob("*.log") if not (logs / (p.stem + ".json")).exists())
+try:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+except OSError:
+    commit = "?"
+meta = {"device": device, "scale": scale, "seconds": seconds, "commit": commit,
+        "date": datetime.date.today().isoformat(), "host": platform.node(), "failed_runs": missing}
+pathlib.Path(out).parent.mkdir(parents=True, exist_ok=True)
+pathlib.Path(out).write_text(json.dumps({"meta": meta, "runs": runs}, indent=1))
+print(f"wrote {out}: {len(runs)} runs, failed: {missing}", file=sys.stderr)
+EOF
+for f in "$WORK"/logs/*.log; do
+  if ! [ -f "${f%.log}.json" ]; then echo "== $f (failed)" >&2; tail -5 "$f" >&2; fi
+done
+if [ "$MD" != - ]; then python3 examples/cross_batch/make_results.py "$RESULTS" "$MD"; fi

@@ -20,6 +20,7 @@
 #include "crossbatch/pardec/bert_questions.hpp"
 #include "crossbatch/pardec/call_log.hpp"
 #include "crossbatch/pardec/dataset.hpp"
+#include "crossbatch/pardec/lora_strategies.hpp"  // lora_lmhead, lora_crossbatch (train_cross_batch)
 #include "crossbatch/pardec/llm_judge.hpp"
 #include "crossbatch/pardec/scoring.hpp"
 #include "crossbatch/pardec/strategies.hpp"
@@ -36,13 +37,15 @@ using json = nlohmann::json;
 namespace {
 
 const std::vector<std::string> known_strategies = {
-    "all_in_one", "sequential", "batch", "collab_llm", "collab_bert", "collab_hidden", "finetuned"};
+    "all_in_one", "sequential", "batch", "collab_llm", "collab_bert", "collab_hidden", "finetuned",
+    "lora_lmhead", "lora_crossbatch"};
 
 struct options {
   std::string dataset = "squad", data, model = "models/smollm2-135m-instruct",
               strategies = "all_in_one,sequential,batch,collab_llm";
   std::string json_out, split = "validation", cmb_subset = "CMB-Clin", bert_model, embedding_model;
   std::string collab_hidden_checkpoint, collab_hidden_mix_method, baseline_checkpoint;
+  std::string lora_lmhead_checkpoint, lora_crossbatch_checkpoint;
   std::string device = "cpu", dtype = "float32";
   int context_count = 10, min_questions = 3, max_questions = 5, max_new_tokens = 96, threads = 0;
   int collab_hidden_mix_layer = 1000;  // 1000: the checkpoint's
@@ -133,7 +136,7 @@ int run(const options& o, context<D>& ctx, const char* device_name) {
         std::find(known_strategies.begin(), known_strategies.end(), s) != known_strategies.end(),
         "--strategies: unknown strategy '" + s +
             "' (known: all_in_one, sequential, batch, collab_llm, "
-            "collab_bert, collab_hidden, finetuned)");
+            "collab_bert, collab_hidden, finetuned, lora_lmhead, lora_crossbatch)");
   require(!o.data.empty(), "--data: the data set file is required");
   std::optional<decoder_model<T, D>> model;
   std::optional<local_generator<T, D>> local;
@@ -141,7 +144,7 @@ int run(const options& o, context<D>& ctx, const char* device_name) {
   if (o.use_api) {
     for (const auto& s : strategies)
       require(
-          s != "collab_hidden" && s != "finetuned",
+          s != "collab_hidden" && s != "finetuned" && s != "lora_lmhead" && s != "lora_crossbatch",
           "--use-api: " + s + " needs the model's hidden states or head (local inference only)");
     api_config cfg;
     cfg.base = o.api_base;
@@ -235,6 +238,14 @@ int run(const options& o, context<D>& ctx, const char* device_name) {
       finetuned = std::move(m);
     }
   }
+  // lora_lmhead / lora_crossbatch: train_cross_batch checkpoints (adapters merged into a copy).
+  std::map<std::string, std::unique_ptr<trained_strategy<T, D>>> trained;
+  for (const auto& s : strategies)
+    if (s == "lora_lmhead" || s == "lora_crossbatch") {
+      const auto& dir = s == "lora_lmhead" ? o.lora_lmhead_checkpoint : o.lora_crossbatch_checkpoint;
+      require(!dir.empty(), s + " needs --" + (s == "lora_lmhead" ? "lora-lmhead" : "lora-crossbatch") + "-checkpoint");
+      trained[s] = std::make_unique<trained_strategy<T, D>>(trained_strategy<T, D>::load(ctx, o.model, dir, s));
+    }
 
   strategy_options sopt;
   sopt.max_new_tokens = o.max_new_tokens;
@@ -266,6 +277,8 @@ int run(const options& o, context<D>& ctx, const char* device_name) {
                  {"bert_attention_threshold", o.bert_attention_threshold},
                  {"collab_hidden_checkpoint", o.collab_hidden_checkpoint},
                  {"baseline_checkpoint", o.baseline_checkpoint},
+                 {"lora_lmhead_checkpoint", o.lora_lmhead_checkpoint},
+                 {"lora_crossbatch_checkpoint", o.lora_crossbatch_checkpoint},
                  {"device", device_name},
                  {"dtype", dtype_traits<T>::name},
                  {"groups", groups.size()},
@@ -320,6 +333,8 @@ int run(const options& o, context<D>& ctx, const char* device_name) {
             sopt);
       else if (s == "collab_hidden")
         r = run_mixed(*local, g, *collab_hidden, s, sopt);
+      else if (trained.count(s))
+        r = trained[s]->run(g, sopt);
       else
         r = run_mixed(*local, g, *finetuned, s, sopt);
       std::vector<metric_values> per;
@@ -493,7 +508,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 100000));
   app.add_option("--strategies", o.strategies,
                  "comma-separated: all_in_one, sequential, batch, collab_llm, collab_bert, "
-                 "collab_hidden, finetuned");
+                 "collab_hidden, finetuned, lora_lmhead, lora_crossbatch");
   app.add_option("--json-out", o.json_out, "results folder (config.json, full_results.json)");
   app.add_option("--seed", o.seed, "grouping / shuffling seed");
   app.add_option("--split", o.split, "recorded in the config (the file given is the split)");
@@ -517,6 +532,10 @@ int main(int argc, char** argv) {
                  "hidden_states index to mix (-1 last; default: the checkpoint's)");
   app.add_option("--baseline-checkpoint", o.baseline_checkpoint,
                  "trained LM head checkpoint for finetuned");
+  app.add_option("--lora-lmhead-checkpoint", o.lora_lmhead_checkpoint,
+                 "train_cross_batch lora_lmhead checkpoint directory (LoRA + head)");
+  app.add_option("--lora-crossbatch-checkpoint", o.lora_crossbatch_checkpoint,
+                 "train_cross_batch lora_crossbatch checkpoint directory (LoRA + head + mixer)");
   app.add_option("--cmb-subset", o.cmb_subset, "CMB-Clin, random, subdomain or context");
   app.add_flag("--quality-hard-only", o.quality_hard_only,
                "QuALITY: only questions marked difficult");

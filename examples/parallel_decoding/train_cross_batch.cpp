@@ -22,6 +22,9 @@
 #include "crossbatch/train/method_checkpoint.hpp"
 #include "crossbatch/train/qa_examples.hpp"
 #include "run_on_device.hpp"
+#if CROSSBATCH_WITH_CUDA
+#include "crossbatch/train/cuda/backward_ops.cuh"  // lora_decoder, mixer backward and head ops on CUDA
+#endif
 
 using namespace crossbatch;
 using json = nlohmann::json;
