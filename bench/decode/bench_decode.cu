@@ -12,8 +12,9 @@
 // --tune adds fused+pdl variants (fused_decode_options), e.g. "w8b8;w16b2;w16b8-attn;w16b8-argmax"
 // (the defaults are w16b8): w = GEMV warps-per-SM target, b = GEMV blocks-per-SM cap, -attn =
 // rope_kv + the attention op instead of the one-kernel attention, -argmax = the sampler kernel,
-// t<N> = tensor-core GEMV from batch N on (default t9), -cc = CUDA-core GEMV only (batch <= 16),
-// m<N> = the fused step up to batch N only (m8: the step before the tensor-core GEMV).
+// t<N> = tensor-core GEMV from batch N on (default t2), -cc = CUDA-core GEMV only (batch <= 16),
+// m<N> = the fused step up to batch N only (default m32; m8: the step before the tensor-core
+// GEMV; m64: batch 64 too). A mode that leaves a sticky CUDA error stops the program (exit 2).
 // Each row names the route its batch takes (fused_decode_route: plain layers, fused on the
 // CUDA-core GEMV, fused on the tensor-core GEMV).
 // Prints a table and writes JSON lines to --json.
@@ -166,6 +167,7 @@ double median(std::vector<double> v) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // every line reaches the log, even before an abort
   std::vector<std::string> shapes = {"gpt2-124m", "smollm2-135m", "qwen2.5-0.5b"};
   std::vector<int> batches = {1, 8, 16, 32, 64};
   int prompt = 128, fresh = 128, reps = 3;
@@ -275,11 +277,21 @@ int main(int argc, char** argv) {
           }
           err = worst_row_error(forced_logits(ctx, model, prompts, forced, fused, check_steps),
                                 reference, c.vocab_size);
+          // An asynchronous fault (illegal address) is charged to this mode, not to the next.
+          cuda_check(cudaDeviceSynchronize(), "end of the mode (asynchronous kernel error)");
         } catch (const std::exception& e) {
-          std::printf("%-14s %5d %-10s failed: %s\n", name.c_str(), b, mode.c_str(), e.what());
+          std::printf("%-14s %5d %-10s failed: %s  [%s]\n", name.c_str(), b, mode.c_str(), e.what(),
+                      fused_decode_route(model, b, fused));
+          std::fflush(stdout);
           ctx.pdl = false;
           cudaGetLastError();
           failed = true;
+          // A sticky error (an illegal address) leaves the CUDA context unusable: stop here, with
+          // the rows so far written, instead of charging every later mode with it.
+          if (cudaDeviceSynchronize() != cudaSuccess) {
+            std::puts("bench_decode: FAILED: the CUDA context is broken (sticky error); stopping");
+            return 2;
+          }
           continue;
         }
         const bool pass = err <= dtype_traits<bfloat16>::rtol;
@@ -325,7 +337,7 @@ int main(int argc, char** argv) {
                     {"same_tokens_as", first_mode},
                     {"same_sequences", same}})
                   .dump()
-           << "\n";
+           << std::endl;
       }
     }
   }

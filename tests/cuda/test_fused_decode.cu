@@ -1,16 +1,16 @@
 // The fused CUDA decode step (generate/cuda/fused_decode.cuh) against the plain path
 // (decoder_model::run_layers + final_norm + logits with the CUDA ops) at real shapes: GPT-2 124M,
-// SmolLM2-135M and Qwen2.5-0.5B with random weights, in float32 and bfloat16, at batch 1, 8, 9, 16,
-// (bfloat16: 32) and 64, over four decode steps. Per case: a random left-padded prompt batch (16-40
-// tokens) is prefilled once with run_layers and its KV cache copied, so both paths start from
-// identical caches; every step feeds both paths the argmax of the plain path's logits (the same
-// ids), and the logits and the residual stream x of every step, and at the end the KV cache each
-// path wrote, must agree within a tolerance derived from the dtype (path_tolerance). NaN is a
-// failure (compare.hpp).
+// SmolLM2-135M and Qwen2.5-0.5B with random weights, in float32 and bfloat16, at batch 1, 2, 5, 8,
+// 9, 16, (bfloat16: 32) and 64 (max_batch 64: above the default 32), over four decode steps. Per
+// case: a random left-padded prompt batch (16-40 tokens) is prefilled once with run_layers and its
+// KV cache copied, so both paths start from identical caches; every step feeds both paths the
+// argmax of the plain path's logits (the same ids), and the logits and the residual stream x of
+// every step, and at the end the KV cache each path wrote, must agree within a tolerance derived
+// from the dtype (path_tolerance). NaN is a failure (compare.hpp).
 //
 // What path A (the fast path) is, step by step:
-//   fused_decode_supported (batch <= 8 on the CUDA-core GEMV; bfloat16 batch 9-64 on the
-//   tensor-core GEMV, float32 batch 9-16 on the CUDA-core GEMV of 16 rows): fused_decode_step
+//   fused_decode_supported (batch 1 on the CUDA-core GEMV; bfloat16 batch 2-64 on the
+//   tensor-core GEMV, float32 batch 2-16 on the CUDA-core GEMV): fused_decode_step
 //     step 0     eager
 //     step 1     eager, ctx.slot_shift -> device int (start = prompt end, *shift = 1), rope_kv +
 //                the attention op instead of the one-kernel attention (fused_attention = false)
@@ -24,7 +24,9 @@
 //     weights and ids (prefill and every step), against the CUDA plain path.
 // Path B is always run_layers + final_norm + logits, eager, slot index from the host, no PDL.
 // Two cases run the switches of fused_decode_options that the default does not take at these
-// batches (the CUDA-core GEMV at bfloat16 batch 16, the tensor-core GEMV at bfloat16 batch 8).
+// batches (the CUDA-core GEMV at bfloat16 batch 16 and 8, the tensor-core GEMV at batch 1).
+// fused_gemv_static_smem_as_counted: fused_launch_config.hpp's static shared memory counts (which
+// decide the opt-in) equal the compiled kernels'.
 // batch_invariance_of_the_fused_step repeats one prompt across the batch tiles of the
 // tensor-core GEMV (and the 16 rows of the float32 CUDA-core GEMV): the copies' decode steps must
 // agree bit for bit.
@@ -620,11 +622,13 @@ void check_shape(const std::string& shape) {
   const auto model = random_decoder<T>(shape_config(shape), 1);
   std::optional<decoder_model<float>> host;
   constexpr bool f32 = std::is_same_v<T, float>;
-  for (int batch : {1, 8, 9, 16, 32, 64}) {
+  for (int batch : {1, 2, 5, 8, 9, 16, 32, 64}) {
     if (f32 && batch == 32) continue;  // float32 above 16 is run_layers, covered at 64
-    BOOST_TEST(fused_decode_supported(model, batch) == (!f32 || batch <= 16),
+    BOOST_TEST(fused_decode_supported(model, batch) == (batch <= (f32 ? 16 : 32)),
                shape << ": where the fused step applies at batch " << batch);
     case_options o;
+    o.fused.max_batch = 64;  // batch 64 on the fused step too (bfloat16)
+    BOOST_TEST(fused_decode_supported(model, batch, o.fused) == (!f32 || batch <= 16));
     o.name = shape + " " + dtype_traits<T>::name + " batch " + std::to_string(batch);
     o.batch = batch;
     o.seed = 1000u + unsigned(batch);
@@ -687,10 +691,18 @@ BOOST_AUTO_TEST_CASE(gemv_switches_match_the_plain_path) {
   BOOST_TEST(!fused_decode_supported(model, 17, o.fused));
   expect_agreement(run_case(model, model, o), o.name);
   o = case_options{};
-  o.name = "smollm2-135m bfloat16 batch 8, tensor-core GEMV";
+  o.name = "smollm2-135m bfloat16 batch 8, CUDA-core GEMV";
   o.batch = 8;
   o.seed = 2008;
+  o.fused.tensor_core_min_batch = 9;
+  BOOST_TEST(std::string(fused_decode_route(model, 8, o.fused)) == "fused, CUDA-core GEMV");
+  expect_agreement(run_case(model, model, o), o.name);
+  o = case_options{};
+  o.name = "smollm2-135m bfloat16 batch 1, tensor-core GEMV";
+  o.batch = 1;
+  o.seed = 2001;
   o.fused.tensor_core_min_batch = 1;
+  BOOST_TEST(std::string(fused_decode_route(model, 1, o.fused)) == "fused, tensor-core GEMV");
   expect_agreement(run_case(model, model, o), o.name);
   fused_decode_options old;
   old.max_batch = 8;
@@ -711,9 +723,11 @@ void check_batch_invariance(int batch, const std::vector<int>& copies) {
   auto& ctx = gctx();
   const auto model = random_decoder<T>(shape_config("smollm2-135m"), 3);
   const auto& cfg = model.config;
-  BOOST_TEST_REQUIRE(fused_decode_supported(model, batch));
+  fused_decode_options opt;
+  opt.max_batch = 64;
+  BOOST_TEST_REQUIRE(fused_decode_supported(model, batch, opt));
   BOOST_TEST_MESSAGE("batch invariance, " << dtype_traits<T>::name << " batch " << batch << ": "
-                                          << fused_decode_route(model, batch));
+                                          << fused_decode_route(model, batch, opt));
   const int B = batch, P = 24, steps = 4, layers = cfg.num_layers;
   const index_t C = cfg.hidden_size, V = cfg.vocab_size, n = index_t(B) * P;
   std::mt19937 gen(700u + unsigned(batch));
@@ -759,7 +773,7 @@ void check_batch_invariance(int batch, const std::vector<int>& copies) {
                "cudaMemsetAsync");
     model.embed_tokens(ctx, x.view(), c(d_step_ids), c(d_step_pos));
     fused_decode_step(ctx, model, x.view(), c(d_step_pos), cache, P + s, mask, ws, logits.view(),
-                      d_best.data());
+                      d_best.data(), opt);
     ctx.synchronize();
     const auto hl = down(logits), hx = down(x);
     const auto hb = down(d_best);
@@ -785,6 +799,53 @@ void check_batch_invariance(int batch, const std::vector<int>& copies) {
       next[std::size_t(b)] = k ? std::int32_t(~static_cast<std::uint32_t>(k)) : 0;
     }
   }
+}
+
+// The static shared memory fused_launch_config.hpp counts for each GEMV kernel (it decides the
+// opt-in: the first H200 run failed where static + dynamic passed 48 KB unasked) equals the
+// compiled kernel's (cudaFuncGetAttributes), for every instantiation the step uses.
+template <class T, cuda_detail::prologue P, cuda_detail::epilogue E>
+void check_static_smem() {
+  using namespace cuda_detail;
+  const bool gated = E == epilogue::gated;
+  auto check = [&](auto* kernel, std::size_t counted, const char* what, int rows) {
+    cudaFuncAttributes fa{};
+    cuda_check(cudaFuncGetAttributes(&fa, kernel), "cudaFuncGetAttributes");
+    BOOST_TEST(fa.sharedSizeBytes == counted, what << " " << rows << " rows, " << sizeof(T)
+                                                   << "-byte, prologue " << int(P) << ", epilogue "
+                                                   << int(E));
+  };
+  using launch_detail::cuda_core_static_smem;
+  check(fused_gemv_kernel<T, 1, P, E>, cuda_core_static_smem(1, gated), "CUDA-core", 1);
+  check(fused_gemv_kernel<T, 2, P, E>, cuda_core_static_smem(2, gated), "CUDA-core", 2);
+  check(fused_gemv_kernel<T, 4, P, E>, cuda_core_static_smem(4, gated), "CUDA-core", 4);
+  check(fused_gemv_kernel<T, 8, P, E>, cuda_core_static_smem(8, gated), "CUDA-core", 8);
+  check(fused_gemv_kernel<T, 16, P, E>, cuda_core_static_smem(16, gated), "CUDA-core", 16);
+  if constexpr (sizeof(T) == 2) {
+    using launch_detail::tc_static_smem;
+    check(fused_gemv_tc_kernel<T, 1, P, E>, tc_static_smem(1), "tensor-core", 8);
+    check(fused_gemv_tc_kernel<T, 2, P, E>, tc_static_smem(2), "tensor-core", 16);
+    check(fused_gemv_tc_kernel<T, 4, P, E>, tc_static_smem(4), "tensor-core", 32);
+    check(fused_gemv_tc_kernel<T, 8, P, E>, tc_static_smem(8), "tensor-core", 64);
+  }
+}
+
+template <class T>
+void check_static_smem_all() {
+  using cuda_detail::epilogue;
+  using cuda_detail::prologue;
+  check_static_smem<T, prologue::rms, epilogue::store>();
+  check_static_smem<T, prologue::rms, epilogue::gated>();
+  check_static_smem<T, prologue::rms, epilogue::argmax>();
+  check_static_smem<T, prologue::layer, epilogue::store>();
+  check_static_smem<T, prologue::layer, epilogue::act>();
+  check_static_smem<T, prologue::layer, epilogue::argmax>();
+  check_static_smem<T, prologue::none, epilogue::residual>();
+}
+
+BOOST_AUTO_TEST_CASE(fused_gemv_static_smem_as_counted) {
+  check_static_smem_all<float>();
+  check_static_smem_all<__nv_bfloat16>();
 }
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(batch_invariance_of_the_fused_step, T, path_dtypes) {

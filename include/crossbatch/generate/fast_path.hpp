@@ -23,12 +23,16 @@ struct fused_decode_options {
   bool fused_attention = true;
   int fused_attention_max_len = 1024;
   // Largest batch the fused step takes (above it: the plain layers). 8 gives the step of before
-  // the tensor-core GEMV.
-  int max_batch = 64;
+  // the tensor-core GEMV. 32 by default: batch 64 is exercised by tests/cuda/test_fused_decode.cu
+  // and bench_decode (max_batch 64) but has not yet passed a device run of the whole step at every
+  // real shape.
+  int max_batch = 32;
   // 16-bit weights: the GEMVs run on tensor cores (mma.sync) from this many rows on, up to batch
-  // 64; false (or float32): the CUDA-core GEMV, batch <= 16.
+  // 64 (batch 1 stays on the CUDA-core GEMV: one row fills an eighth of an mma tile); false (or
+  // float32): the CUDA-core GEMV, batch <= 16. The tensor-core GEMV takes 0.53x the CUDA-core
+  // GEMV's step time at batch 8 on an H200 (SmolLM2-135M shape, bench_decode t1).
   bool tensor_cores = true;
-  int tensor_core_min_batch = 9;
+  int tensor_core_min_batch = 2;
 };
 
 // The generic device has no fused step: the session runs decoder_block layer by layer.

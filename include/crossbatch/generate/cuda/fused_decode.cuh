@@ -10,10 +10,12 @@
 //   act   = act(gate) * up, or act(h)  GEMV on norm2(x), gated pairs of rows in one warp
 //   x    += act W_down^T + b           GEMV, residual epilogue
 // and the final norm fused into the LM head GEMV (with the greedy argmax folded in when asked).
-// The GEMVs run on CUDA cores up to batch 8 (fused_gemv_kernel, x rows unpacked per weight chunk)
-// and on tensor cores above (generate/cuda/fused_gemv_tc.cuh: every weight read once per step for
-// all rows, so a batch-16 step streams the same bytes as a batch-1 step); float32, or
-// fused_decode_options::tensor_cores off, keeps the CUDA-core GEMV up to batch 16.
+// The GEMVs run on CUDA cores at batch 1 (fused_gemv_kernel, x rows unpacked per weight chunk)
+// and on tensor cores from fused_decode_options::tensor_core_min_batch (2) on
+// (generate/cuda/fused_gemv_tc.cuh: every weight read once per step for all rows, so a batch-16
+// step streams the same bytes as a batch-1 step); float32, or tensor_cores off, keeps the
+// CUDA-core GEMV up to batch 16. Launch shapes and shared memory come from
+// generate/fused_launch_config.hpp, checked against the device's limits before each launch.
 // Decode at small batches is bound by latency more than by bytes: every kernel fetches what no
 // earlier kernel of the step writes (weights; KV slots of earlier steps) before its grid-dependency
 // wait, so under programmatic dependent launch those loads overlap the preceding kernel. Long
@@ -28,6 +30,7 @@
 #include "crossbatch/generate/cuda/fused_gemv_common.cuh"
 #include "crossbatch/generate/cuda/fused_gemv_tc.cuh"
 #include "crossbatch/generate/fast_path.hpp"
+#include "crossbatch/generate/fused_launch_config.hpp"
 #include "crossbatch/model/decoder.hpp"
 #include "crossbatch/ops/cuda/common.cuh"
 #include "crossbatch/ops/cuda/linear.cuh"
@@ -134,12 +137,11 @@ __device__ __forceinline__ void norm_rows(T* xn, const fused_gemv_args& a) {
   for (int row = int(threadIdx.x >> 5); row < a.n; row += 8) norm_row<T, P>(xn, row, a);
 }
 
-// 16-byte weight loads a lane keeps in flight per row (pairs for gated rows): 8 over the long
-// rows of the o / down projections; 4 where the prologue's registers are live too (the rows are
-// the hidden size there, a few chunks a lane).
+// 16-byte weight loads a lane keeps in flight per row (pairs for gated rows; see
+// fused_launch_config.hpp).
 template <prologue P, epilogue E>
 constexpr int gemv_loads() {
-  return P == prologue::none ? 8 : 4;
+  return launch_detail::cuda_core_loads(P != prologue::none);
 }
 
 // out = epilogue(prologue(x) W^T + b) for n <= NT rows of x. A block covers rows_per_block =
@@ -504,99 +506,70 @@ __global__ void __launch_bounds__(rope_attention_threads)
   }
 }
 
-template <class T, int NT, prologue P, epilogue E>
-void fused_gemv_nt(const context<cuda>& ctx, const fused_gemv_args& a,
-                   const fused_decode_options& opt) {
-  const int rows_per_block = 8 / a.warps_per_row;
-  const int groups = (a.o + rows_per_block - 1) / rows_per_block;
-  const std::size_t smem = P == prologue::none ? 0 : std::size_t(NT) * a.in * sizeof(T);
-  if (smem > 48 * 1024)
-    cuda_check(cudaFuncSetAttribute(fused_gemv_kernel<T, NT, P, E>,
-                                    cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)),
-               "cudaFuncSetAttribute (fused gemv)");
-  // At most one wave of blocks: when the row groups need more, the blocks stride over them (one
-  // prologue per block, the next group's loads in flight while a row is reduced) instead of
-  // waiting for a second wave that starts behind the first one's whole latency chain.
-  int fit = 0;
-  cuda_check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, fused_gemv_kernel<T, NT, P, E>,
-                                                           256, smem),
-             "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
-  const int grid =
-      std::min(groups, std::max(1, std::min(opt.gemv_blocks_per_sm, fit)) * ctx.sm_count);
-  launch(ctx, "fused gemv", fused_gemv_kernel<T, NT, P, E>, dim3(unsigned(grid)), dim3(256), smem,
-         a);
-}
-
-// Whether the fused step's GEMVs run on tensor cores for this element type and batch.
-template <class T>
-bool gemv_on_tensor_cores(int batch, const fused_decode_options& opt) {
-  return sizeof(T) == 2 && opt.tensor_cores && batch >= opt.tensor_core_min_batch;
-}
-
+// One GEMV of the step with its launch from fused_launch_config.hpp (gemv_launch_for): on tensor
+// cores for 16-bit T from opt.tensor_core_min_batch rows on, else on CUDA cores (NT = 1, 2, 4, 8
+// or 16 rows). At most one wave of blocks: when the row groups need more, the blocks stride over
+// them (one prologue per block, the next group's loads in flight while a row is reduced) instead
+// of waiting for a second wave that starts behind the first one's whole latency chain.
 template <class T, prologue P, epilogue E>
-void fused_gemv(const context<cuda>& ctx, fused_gemv_args a, const fused_decode_options& opt) {
+void fused_gemv(const context<cuda>& ctx, const fused_gemv_args& a,
+                const fused_decode_options& opt) {
+  gemv_shape s;
+  s.name = "fused gemv";
+  s.n = a.n;
+  s.in = a.in;
+  s.o = a.o;
+  s.elem_bytes = int(sizeof(T));
+  s.prologue = P != prologue::none;
+  s.gated = E == epilogue::gated;
+  const gemv_launch l = gemv_launch_for(s, opt, ctx.sm_count);
+  const int bps = opt.gemv_blocks_per_sm;
   if constexpr (sizeof(T) == 2) {
-    if (gemv_on_tensor_cores<T>(a.n, opt)) {
-      fused_gemv_tc<T, P, E>(ctx, a, opt.gemv_blocks_per_sm, opt.gemv_warps_per_sm);
+    if (l.tensor_cores) {
+      fused_gemv_tc<T, P, E>(ctx, a, l, bps);
       return;
     }
   }
-  // Several warps per output row while a lane would otherwise need more than one pass of U loads
-  // over its row (each pass is one memory latency after the previous) or the rows alone give fewer
-  // warps than the target, as long as a lane keeps at least one 16-byte chunk.
-  constexpr int vec = 16 / int(sizeof(T)), U = gemv_loads<P, E>();
-  const int nvec = a.in / vec, want = std::max(1, opt.gemv_warps_per_sm) * ctx.sm_count;
-  a.warps_per_row = 1;
-  while (a.warps_per_row < 8 && nvec >= 64 * a.warps_per_row &&
-         (nvec > 32 * U * a.warps_per_row || index_t(a.o) * a.warps_per_row < want))
-    a.warps_per_row *= 2;
-  if (a.n == 1)
-    fused_gemv_nt<T, 1, P, E>(ctx, a, opt);
-  else if (a.n == 2)
-    fused_gemv_nt<T, 2, P, E>(ctx, a, opt);
-  else if (a.n <= 4)
-    fused_gemv_nt<T, 4, P, E>(ctx, a, opt);
-  else if (a.n <= 8)
-    fused_gemv_nt<T, 8, P, E>(ctx, a, opt);
-  else
-    fused_gemv_nt<T, 16, P, E>(ctx, a, opt);
-}
-
-// Largest dynamic shared memory a block of the current device may opt in to, less the GEMV
-// kernels' static arrays (at most 20 KB).
-inline std::size_t fused_gemv_smem_limit() {
-  static const std::size_t limit = [] {
-    int device = 0, bytes = 48 * 1024;
-    if (cudaGetDevice(&device) == cudaSuccess)
-      cudaDeviceGetAttribute(&bytes, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
-    return std::size_t(std::max(bytes, 48 * 1024) - 20 * 1024);
-  }();
-  return limit;
+  const char* name = "fused gemv";
+  switch (l.rows) {
+    case 1:
+      return launch_gemv<fused_gemv_kernel<T, 1, P, E>>(ctx, name, l, bps, a);
+    case 2:
+      return launch_gemv<fused_gemv_kernel<T, 2, P, E>>(ctx, name, l, bps, a);
+    case 4:
+      return launch_gemv<fused_gemv_kernel<T, 4, P, E>>(ctx, name, l, bps, a);
+    case 8:
+      return launch_gemv<fused_gemv_kernel<T, 8, P, E>>(ctx, name, l, bps, a);
+    default:
+      return launch_gemv<fused_gemv_kernel<T, 16, P, E>>(ctx, name, l, bps, a);
+  }
 }
 
 }  // namespace cuda_detail
 
-// Whether fused_decode_step handles this model and batch under these options: batch <= 8 always,
-// up to 64 with the tensor-core GEMV (16-bit weights), up to 16 with the CUDA-core one.
+// Whether fused_decode_step handles this model and batch under these options: up to
+// opt.max_batch rows (and never above 64 with the tensor-core GEMV, 16 with the CUDA-core one),
+// every GEMV launch valid on the current device (fused_launch_config.hpp).
 template <class T>
 bool fused_decode_supported(const decoder_model<T, cuda>& m, int batch,
                             const fused_decode_options& opt = {}) {
-  using namespace cuda_detail;
-  using C = cuda_t<T>;
   const auto& c = m.config;
   constexpr int vec = 16 / sizeof(T);
   const index_t qd = index_t(c.num_heads) * c.head_dim;
   if (!(c.is_decoder() && batch >= 1 && c.hidden_size % vec == 0 &&
         c.intermediate_size % vec == 0 && qd % vec == 0 && c.head_dim % 2 == 0))
     return false;
-  if (batch > 8 && batch > opt.max_batch) return false;
-  const bool tc = gemv_on_tensor_cores<C>(batch, opt);
-  if (batch > (tc ? 64 : 16)) return false;
-  // The norm prologue's rows in shared memory.
-  const int rows = batch <= 1 ? 1 : batch <= 2 ? 2 : batch <= 4 ? 4 : batch <= 8 ? 8 : 16;
-  const std::size_t smem = tc ? tc_smem_bytes<C>(prologue::rms, batch, c.hidden_size)
-                              : std::size_t(rows) * c.hidden_size * sizeof(T);
-  return smem <= (batch <= 8 && !tc ? 48 * 1024 : fused_gemv_smem_limit());
+  if (batch > opt.max_batch) return false;
+  if (batch > (gemv_on_tensor_cores(int(sizeof(T)), batch, opt) ? 64 : 16)) return false;
+  int device = 0, sm_count = 1;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return fused_step_problem(c, batch, int(sizeof(T)), opt, sm_count,
+                            cuda_detail::device_launch_limits())
+      .empty();
 }
 
 // What a decode step of this model and batch runs under these options, in words (benchmarks and
@@ -605,8 +578,8 @@ template <class T>
 const char* fused_decode_route(const decoder_model<T, cuda>& m, int batch,
                                const fused_decode_options& opt = {}) {
   if (!opt.enabled || !fused_decode_supported(m, batch, opt)) return "plain layers";
-  return cuda_detail::gemv_on_tensor_cores<cuda_t<T>>(batch, opt) ? "fused, tensor-core GEMV"
-                                                                  : "fused, CUDA-core GEMV";
+  return gemv_on_tensor_cores(int(sizeof(T)), batch, opt) ? "fused, tensor-core GEMV"
+                                                          : "fused, CUDA-core GEMV";
 }
 
 // Whether the one-kernel rope + KV write + attention handles this model and cache.

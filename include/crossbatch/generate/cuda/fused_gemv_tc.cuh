@@ -59,20 +59,16 @@ __device__ __forceinline__ void cp_async_wait_all() {
 #endif
 }
 
-// Row stride (elements) of the normalised rows in shared memory: the row length padded so that
-// consecutive rows start 64 bytes apart modulo 128 (the 8 rows of a B fragment load hit
-// different banks two by two instead of all the same ones).
+// Row stride (elements) of the normalised rows in shared memory (fused_launch_config.hpp).
 template <class T>
 __host__ __device__ constexpr int tc_smem_stride(int in) {
-  const int bytes = in * int(sizeof(T));
-  const int pad = ((64 - bytes % 128) + 128) % 128;
-  return (bytes + pad) / int(sizeof(T));
+  return launch_detail::tc_smem_stride(in, int(sizeof(T)));
 }
 
-// k-tiles (32 inputs) a lane keeps in flight per pass: two 16-byte loads each (four when gated).
+// k-tiles (32 inputs) a lane keeps in flight per pass (fused_launch_config.hpp).
 template <int NB, epilogue E>
 constexpr int tc_loads() {
-  return (E == epilogue::gated ? 2 : 4) * (NB <= 2 ? 2 : 1);
+  return launch_detail::tc_loads(NB, E == epilogue::gated);
 }
 
 // The norm prologue: x rows [0, n) -> xn (n, stride) in shared memory, normalised as norm() does.
@@ -322,50 +318,22 @@ __global__ void __launch_bounds__(256) fused_gemv_tc_kernel(fused_gemv_args a) {
   }
 }
 
-// Shared memory of the tensor-core kernel: the normalised rows (prologue only).
-template <class T>
-std::size_t tc_smem_bytes(prologue p, int n, int in) {
-  return p == prologue::none ? 0 : std::size_t(n) * tc_smem_stride<T>(in) * sizeof(T);
-}
-
-template <class T, int NB, prologue P, epilogue E>
-void fused_gemv_tc_nb(const context<cuda>& ctx, fused_gemv_args a, int blocks_per_sm,
-                      int warps_per_sm) {
-  constexpr int U = tc_loads<NB, E>();
-  const int nvec = a.in / 8, ktiles = (nvec + 3) / 4, tiles = (a.o + 15) / 16;
-  const int want = std::max(1, warps_per_sm) * ctx.sm_count;
-  // k split over several warps while a warp would need more than one pass over its row tile or
-  // the row tiles alone give fewer warps than the target, as long as a part keeps two k-tiles.
-  a.warps_per_row = 1;
-  while (a.warps_per_row < 8 && ktiles >= 2 * a.warps_per_row &&
-         (ktiles > U * a.warps_per_row || index_t(tiles) * a.warps_per_row < want))
-    a.warps_per_row *= 2;
-  const int tiles_per_block = 8 / a.warps_per_row;
-  const int groups = (tiles + tiles_per_block - 1) / tiles_per_block;
-  const std::size_t smem = tc_smem_bytes<T>(P, a.n, a.in);
-  auto* kernel = fused_gemv_tc_kernel<T, NB, P, E>;
-  if (smem > 48 * 1024)
-    cuda_check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)),
-               "cudaFuncSetAttribute (fused gemv, tensor cores)");
-  int fit = 0;
-  cuda_check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&fit, kernel, 256, smem),
-             "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
-  const int grid = std::min(groups, std::max(1, std::min(blocks_per_sm, fit)) * ctx.sm_count);
-  launch(ctx, "fused gemv (tensor cores)", kernel, dim3(unsigned(grid)), dim3(256), smem, a);
-}
-
-// The tensor-core GEMV for n <= 64 rows (a.n), 16-bit T.
+// The tensor-core GEMV for n <= 64 rows (a.n), 16-bit T, launched as l says
+// (fused_launch_config.hpp: tc_gemv_launch).
 template <class T, prologue P, epilogue E>
-void fused_gemv_tc(const context<cuda>& ctx, const fused_gemv_args& a, int blocks_per_sm,
-                   int warps_per_sm) {
-  if (a.n <= 8)
-    fused_gemv_tc_nb<T, 1, P, E>(ctx, a, blocks_per_sm, warps_per_sm);
-  else if (a.n <= 16)
-    fused_gemv_tc_nb<T, 2, P, E>(ctx, a, blocks_per_sm, warps_per_sm);
-  else if (a.n <= 32)
-    fused_gemv_tc_nb<T, 4, P, E>(ctx, a, blocks_per_sm, warps_per_sm);
-  else
-    fused_gemv_tc_nb<T, 8, P, E>(ctx, a, blocks_per_sm, warps_per_sm);
+void fused_gemv_tc(const context<cuda>& ctx, const fused_gemv_args& a, const gemv_launch& l,
+                   int blocks_per_sm) {
+  const char* name = "fused gemv (tensor cores)";
+  switch (launch_detail::tc_tiles(a.n)) {
+    case 1:
+      return launch_gemv<fused_gemv_tc_kernel<T, 1, P, E>>(ctx, name, l, blocks_per_sm, a);
+    case 2:
+      return launch_gemv<fused_gemv_tc_kernel<T, 2, P, E>>(ctx, name, l, blocks_per_sm, a);
+    case 4:
+      return launch_gemv<fused_gemv_tc_kernel<T, 4, P, E>>(ctx, name, l, blocks_per_sm, a);
+    default:
+      return launch_gemv<fused_gemv_tc_kernel<T, 8, P, E>>(ctx, name, l, blocks_per_sm, a);
+  }
 }
 
 }  // namespace cuda_detail
