@@ -21,8 +21,8 @@ constexpr double fd_eps = 1e-6;
 
 // Central differences of loss() over the elements of p (every `step`-th one) against the analytic
 // gradient g. FD in float64 is good to ~1e-9 relative; the bound leaves room for curvature.
-void fd_check(tensor_view<double> p, tensor_view<const double> g, const std::function<double()>& loss,
-              const std::string& what, index_t step = 1) {
+void fd_check(tensor_view<double> p, tensor_view<const double> g,
+              const std::function<double()>& loss, const std::string& what, index_t step = 1) {
   BOOST_REQUIRE_MESSAGE(p.size() == g.size(), what << ": parameter and gradient sizes differ");
   cbtest::diff_stats st;  // finite differences (got) against the analytic gradient (want)
   for (index_t i = 0; i < p.size(); i += step) {
@@ -114,7 +114,8 @@ BOOST_AUTO_TEST_CASE(lora_adapter_gradients_with_dropout) {
 
 BOOST_AUTO_TEST_CASE(norm_gradients) {
   for (auto kind : {norm_kind::rms, norm_kind::layer}) {
-    auto x = rnd({4, 9}, 21, -2, 2), w = rnd({9}, 22, 0.5, 1.5), b = rnd({9}, 23), r = rnd({4, 9}, 24);
+    auto x = rnd({4, 9}, 21, -2, 2), w = rnd({9}, 22, 0.5, 1.5), b = rnd({9}, 23),
+         r = rnd({4, 9}, 24);
     tensor<double> y({4, 9});
     auto loss = [&] {
       norm_forward(ctx, kind, y.view(), x.view(), w.view(), b.view(), 1e-5f);
@@ -182,9 +183,10 @@ BOOST_AUTO_TEST_CASE(attention_gradients_with_masks_and_gqa) {
     for (index_t d = 0; d < Dh; ++d) BOOST_TEST(out(1, 0, h, d) == 0.0);
   }
   auto dqkv = rnd({B * T, W}, 43);  // overwritten
-  attention_backward(ctx, part(dqkv, 0, H), part(dqkv, H * Dh, Hkv), part(dqkv, (H + Hkv) * Dh, Hkv),
-                     r.view(), out.view(), part(qkv, 0, H), part(qkv, H * Dh, Hkv),
-                     part(qkv, (H + Hkv) * Dh, Hkv), lse.view(), valid.view(), scale);
+  attention_backward(ctx, part(dqkv, 0, H), part(dqkv, H * Dh, Hkv),
+                     part(dqkv, (H + Hkv) * Dh, Hkv), r.view(), out.view(), part(qkv, 0, H),
+                     part(qkv, H * Dh, Hkv), part(qkv, (H + Hkv) * Dh, Hkv), lse.view(),
+                     valid.view(), scale);
   fd_check(qkv.view(), dqkv.view(), loss, "attention dq dk dv");
 }
 
@@ -261,15 +263,16 @@ void randomize_b(lora_adapters<G>& ad, unsigned seed) {
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(whole_model_matches_finite_differences) {
-  for (const auto& fc : {family_case{"llama", 0.0f}, family_case{"qwen2", 0.0f},
-                         family_case{"gpt2", 0.0f}, family_case{"llama", 0.25f},
-                         family_case{"gpt2", 0.25f}}) {
+  for (const auto& fc :
+       {family_case{"llama", 0.0f}, family_case{"qwen2", 0.0f}, family_case{"gpt2", 0.0f},
+        family_case{"llama", 0.25f}, family_case{"gpt2", 0.25f}}) {
     const std::string what = fc.family + " dropout " + std::to_string(fc.dropout);
     const auto dir = cbtest::tiny_model_dir(fc.family, 5);
     const auto model = cast_model<double>(decoder_model<float>::load(dir));
     std::filesystem::remove_all(dir);
     const auto& c = model.config;
-    auto ad = lora_adapters<double>::create(c, lora_config{.rank = 2, .alpha = 3, .dropout = fc.dropout, .seed = 7});
+    auto ad = lora_adapters<double>::create(
+        c, lora_config{.rank = 2, .alpha = 3, .dropout = fc.dropout, .seed = 7});
     randomize_b(ad, 20);
     lora_decoder<double> dec(model, &ad);
     const auto batch = model_batch();
@@ -289,7 +292,8 @@ BOOST_AUTO_TEST_CASE(whole_model_matches_finite_differences) {
     std::copy(x0.data(), x0.data() + x0.size(), x.data());
     dec.forward(ctx, batch, 0, 1, x.view(), saved, true);
     dec.forward(ctx, batch, 1, c.num_layers, x.view(), saved, true);
-    const auto r = dec.lm_loss(ctx, x.view(), head.view(), batch.targets, head_grad.view(), dx.view());
+    const auto r =
+        dec.lm_loss(ctx, x.view(), head.view(), batch.targets, head_grad.view(), dx.view());
     BOOST_TEST(r.tokens == 7);
     dec.backward(ctx, dx.view(), 1, c.num_layers, saved);
     dec.backward(ctx, dx.view(), 0, 1, saved);
@@ -321,8 +325,7 @@ BOOST_AUTO_TEST_CASE(whole_model_matches_finite_differences) {
     auto loss = [&] { return loss_from(x0); };
     BOOST_TEST(std::fabs(loss() - r.mean()) < 1e-12, what << ": the recomputed loss differs");
     ad.for_each([&](int l, lora_slot s, lora_module<double>& m) {
-      const std::string name = what + " layer " + std::to_string(l) + " " +
-                               lora_module_name(c, s);
+      const std::string name = what + " layer " + std::to_string(l) + " " + lora_module_name(c, s);
       fd_check(m.a.view(), m.da.view(), loss, name + " dA", 7);
       fd_check(m.b.view(), m.db.view(), loss, name + " dB", 5);
     });
@@ -355,7 +358,8 @@ BOOST_AUTO_TEST_CASE(float32_gradients_agree_with_float64) {
     BOOST_TEST(std::fabs(r64.mean() - r32.mean()) < 1e-4 * r64.mean(), fam << ": loss");
     a64.for_each([&](int l, lora_slot s, lora_module<double>& m) {
       const auto* f = a32.find(l, s);
-      for (auto [g32, g64, which] : {std::tuple{&f->da, &m.da, "dA"}, std::tuple{&f->db, &m.db, "dB"}}) {
+      for (auto [g32, g64, which] :
+           {std::tuple{&f->da, &m.da, "dA"}, std::tuple{&f->db, &m.db, "dB"}}) {
         const auto st = cbtest::compare(*g32, *g64);
         const double scale = std::max(1e-3, st.max_ref);
         // float32 keeps ~7 digits; the pass through two layers is a few dozen operations deep.

@@ -25,7 +25,7 @@ namespace crossbatch {
 // A batch of B token rows of length T on the host, right-padded. Row b, column t is element
 // b * T + t of every vector. Query t of a row sees key j when j <= t and valid[j] != 0.
 struct token_batch {
-  int batch = 0, length = 0;           // B, T
+  int batch = 0, length = 0;            // B, T
   std::vector<std::int32_t> ids;        // (B*T) token ids (padding: any id inside the vocabulary)
   std::vector<std::int32_t> valid;      // (B*T) 1 = real token, 0 = padding (key padding mask)
   std::vector<std::int32_t> positions;  // (B*T) position ids (RoPE / learned positions)
@@ -89,7 +89,8 @@ decoder_model<U> cast_model(const decoder_model<T>& m) {
   auto cast = [](const tensor<T>& t) {
     if (t.empty()) return tensor<U>();
     tensor<U> u(t.shape());
-    for (index_t i = 0; i < t.size(); ++i) u.data()[i] = static_cast<U>(static_cast<float>(t.data()[i]));
+    for (index_t i = 0; i < t.size(); ++i)
+      u.data()[i] = static_cast<U>(static_cast<float>(t.data()[i]));
     return u;
   };
   decoder_model<U> out;
@@ -117,9 +118,9 @@ decoder_model<U> cast_model(const decoder_model<T>& m) {
 // ran with.
 template <class G, class D = cpu>
 struct lora_activations {
-  std::vector<tensor<G, D>> inputs;   // [layer], empty for layers not run in training mode
-  std::vector<std::uint64_t> seeds;   // [layer]
-  token_batch batch;                  // the batch they belong to
+  std::vector<tensor<G, D>> inputs;  // [layer], empty for layers not run in training mode
+  std::vector<std::uint64_t> seeds;  // [layer]
+  token_batch batch;                 // the batch they belong to
 };
 
 struct lm_loss_result {
@@ -180,7 +181,8 @@ class lora_decoder {
     require<shape_error>(x.shape == shape_t{batch.tokens(), c.hidden_size},
                          "lora_decoder::embed: x must be (B*T, C), got " + to_string(x.shape));
     embedding_forward(ctx, x, ids(), m_model.embed.view());
-    if (c.kind == family::gpt2) embedding_forward(ctx, x, positions(), m_model.pos_embed.view(), true);
+    if (c.kind == family::gpt2)
+      embedding_forward(ctx, x, positions(), m_model.pos_embed.view(), true);
   }
 
   // Runs layers [first, last) on x (N, C) in place. training: adapter dropout on, and each
@@ -217,9 +219,9 @@ class lora_decoder {
     check_range(first, last, dx, saved.batch);
     bind(saved.batch);
     for (int l = last - 1; l >= first; --l) {
-      require<value_error>(l < int(saved.inputs.size()) && !saved.inputs[l].empty(),
-                           "lora_decoder::backward: layer " + std::to_string(l) +
-                               " has no saved training forward");
+      require<value_error>(
+          l < int(saved.inputs.size()) && !saved.inputs[l].empty(),
+          "lora_decoder::backward: layer " + std::to_string(l) + " has no saved training forward");
       ensure(m_out, dx.shape);
       layer_forward(ctx, l, saved.inputs[l].view(), m_out.view(), saved.seeds[l], true);
       layer_backward(ctx, l, dx, saved.inputs[l].view(), saved.seeds[l]);
@@ -234,10 +236,10 @@ class lora_decoder {
                          tensor_view<const G, D> head, const std::vector<std::int32_t>& targets,
                          tensor_view<G, D> head_grad, tensor_view<G, D> dx, double grad_scale = 1) {
     const index_t n = x.shape[0], c = config().hidden_size, v = head.shape[0];
-    require<shape_error>(x.shape == shape_t{n, c} && head.shape == shape_t{v, c} &&
-                             index_t(targets.size()) == n,
-                         "lm_loss: x " + to_string(x.shape) + ", head " + to_string(head.shape) +
-                             ", " + std::to_string(targets.size()) + " targets");
+    require<shape_error>(
+        x.shape == shape_t{n, c} && head.shape == shape_t{v, c} && index_t(targets.size()) == n,
+        "lm_loss: x " + to_string(x.shape) + ", head " + to_string(head.shape) + ", " +
+            std::to_string(targets.size()) + " targets");
     std::vector<std::int32_t> rows, tgt;
     for (index_t i = 0; i < n; ++i)
       if (targets[i] >= 0) rows.push_back(std::int32_t(i)), tgt.push_back(targets[i]);
@@ -261,7 +263,8 @@ class lora_decoder {
     r.sum = softmax_xent(ctx, m_logits.view(), tensor_view<const std::int32_t, D>(m_tgt.view()),
                          grad ? G(grad_scale / double(m)) : G(0));
     if (!grad) return r;
-    if (head_grad.data) gemm(ctx, head_grad, cv(m_logits.view()), cv(m_nc.view()), true, false, G(1), G(1));
+    if (head_grad.data)
+      gemm(ctx, head_grad, cv(m_logits.view()), cv(m_nc.view()), true, false, G(1), G(1));
     if (dx.data) {
       ensure(m_dnc, {m, c});
       ensure(m_dxc, {m, c});
@@ -283,8 +286,8 @@ class lora_decoder {
     ensure(m_dx, {n, c});
     embed(ctx, batch, m_x.view());
     forward(ctx, batch, 0, config().num_layers, m_x.view(), m_saved, true);
-    const auto r = lm_loss(ctx, cv(m_x.view()), head, batch.targets, head_grad, m_dx.view(),
-                           grad_scale);
+    const auto r =
+        lm_loss(ctx, cv(m_x.view()), head, batch.targets, head_grad, m_dx.view(), grad_scale);
     backward(ctx, m_dx.view(), 0, config().num_layers, m_saved);
     return r;
   }
@@ -362,8 +365,8 @@ class lora_decoder {
   // Per-layer scratch for N tokens (one layer's intermediates and gradients).
   void reserve(index_t n) {
     const auto& c = config();
-    const index_t C = c.hidden_size, F = c.intermediate_size, H = c.num_heads,
-                  dh = c.head_dim, qd = H * dh, width = (H + 2 * index_t(c.num_kv_heads)) * dh,
+    const index_t C = c.hidden_size, F = c.intermediate_size, H = c.num_heads, dh = c.head_dim,
+                  qd = H * dh, width = (H + 2 * index_t(c.num_kv_heads)) * dh,
                   M = (c.kind == family::gpt2 ? 1 : 2) * F;
     for (auto* t : {&m_h1, &m_o, &m_h2, &m_d, &m_dd, &m_dh, &m_do}) ensure(*t, {n, C});
     ensure(m_qkv, {n, width});
@@ -442,8 +445,8 @@ class lora_decoder {
 
   // Layer l: out = in + attn(norm1(in)) + mlp(norm2(...)); every intermediate stays in the
   // workspace (in and out may alias).
-  void layer_forward(const context<D>& ctx, int l, tensor_view<const G, D> in, tensor_view<G, D> out,
-                     std::uint64_t seed, bool training) {
+  void layer_forward(const context<D>& ctx, int l, tensor_view<const G, D> in,
+                     tensor_view<G, D> out, std::uint64_t seed, bool training) {
     const auto& c = config();
     const auto& L = m_model.layers[l];
     const index_t H = c.num_heads, Hkv = c.num_kv_heads, dh = c.head_dim;
@@ -455,17 +458,16 @@ class lora_decoder {
       rope_forward(ctx, rope_view(m_qkv, 0, H), positions(), m_model.inv_freq.view());
       rope_forward(ctx, rope_view(m_qkv, H * dh, Hkv), positions(), m_model.inv_freq.view());
     }
-    attention_forward_train(ctx, m_attn.view().reshape({m_batch.batch, m_batch.length, H, dh}),
-                            m_lse.view(), cv(head_part(m_qkv, 0, H)),
-                            cv(head_part(m_qkv, H * dh, Hkv)),
-                            cv(head_part(m_qkv, (H + Hkv) * dh, Hkv)), valid(),
-                            1.0f / std::sqrt(float(dh)));
+    attention_forward_train(
+        ctx, m_attn.view().reshape({m_batch.batch, m_batch.length, H, dh}), m_lse.view(),
+        cv(head_part(m_qkv, 0, H)), cv(head_part(m_qkv, H * dh, Hkv)),
+        cv(head_part(m_qkv, (H + Hkv) * dh, Hkv)), valid(), 1.0f / std::sqrt(float(dh)));
     linear_forward(ctx, m_o.view(), cv(m_attn.view()), L.o_w.view(), L.o_b.view());
     adapter_forward(ctx, l, lora_slot::o, m_o.view(), cv(m_attn.view()), seed, training);
     copy_rows(ctx, m_x2.view(), in);
     residual_add(ctx, m_x2.view(), cv(m_o.view()));
-    norm_forward(ctx, norm_type(), m_h2.view(), cv(m_x2.view()), L.norm2_w.view(),
-                 L.norm2_b.view(), c.norm_eps);
+    norm_forward(ctx, norm_type(), m_h2.view(), cv(m_x2.view()), L.norm2_w.view(), L.norm2_b.view(),
+                 c.norm_eps);
     linear_forward(ctx, m_mlp.view(), cv(m_h2.view()), L.up_w.view(), L.up_b.view());
     for (lora_slot s : {lora_slot::gate, lora_slot::up})
       adapter_forward(ctx, l, s, slot_out(m_mlp, s), cv(m_h2.view()), seed, training);

@@ -38,9 +38,9 @@ inline void lora_dropout_factors(std::uint64_t seed, std::uint64_t stream, std::
   std::uint64_t k = 0;
   while (k < n) {
     const std::uint64_t index = first + k, block = index >> 2;
-    std::uint32_t c[4] = {static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32),
-                          static_cast<std::uint32_t>(stream),
-                          static_cast<std::uint32_t>(stream >> 32)};
+    std::uint32_t c[4] = {
+        static_cast<std::uint32_t>(block), static_cast<std::uint32_t>(block >> 32),
+        static_cast<std::uint32_t>(stream), static_cast<std::uint32_t>(stream >> 32)};
     philox4x32::generate(c, static_cast<std::uint32_t>(rng.seed),
                          static_cast<std::uint32_t>(rng.seed >> 32));
     for (unsigned lane = unsigned(index & 3); lane < 4 && k < n; ++lane, ++k) {

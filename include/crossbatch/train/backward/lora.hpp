@@ -52,14 +52,22 @@ inline lora_slot_shape lora_shape(const model_config& c, lora_slot s) {
   const index_t C = c.hidden_size, F = c.intermediate_size, qd = index_t(c.num_heads) * c.head_dim,
                 kd = index_t(c.num_kv_heads) * c.head_dim;
   switch (s) {
-    case lora_slot::q: return {qd, C, 0};
-    case lora_slot::k: return {kd, C, qd};
-    case lora_slot::v: return {kd, C, qd + kd};
-    case lora_slot::qkv: return {qd + 2 * kd, C, 0};
-    case lora_slot::o: return {C, qd, 0};
-    case lora_slot::gate: return {F, C, 0};
-    case lora_slot::up: return {F, C, c.kind == family::gpt2 ? 0 : F};
-    case lora_slot::down: return {C, F, 0};
+    case lora_slot::q:
+      return {qd, C, 0};
+    case lora_slot::k:
+      return {kd, C, qd};
+    case lora_slot::v:
+      return {kd, C, qd + kd};
+    case lora_slot::qkv:
+      return {qd + 2 * kd, C, 0};
+    case lora_slot::o:
+      return {C, qd, 0};
+    case lora_slot::gate:
+      return {F, C, 0};
+    case lora_slot::up:
+      return {F, C, c.kind == family::gpt2 ? 0 : F};
+    case lora_slot::down:
+      return {C, F, 0};
   }
   return {};
 }
@@ -68,11 +76,16 @@ inline lora_slot_shape lora_shape(const model_config& c, lora_slot s) {
 inline std::string lora_module_name(const model_config& c, lora_slot s) {
   if (c.kind == family::gpt2) {
     switch (s) {
-      case lora_slot::qkv: return "attn.c_attn";
-      case lora_slot::o: return "attn.c_proj";
-      case lora_slot::up: return "mlp.c_fc";
-      case lora_slot::down: return "mlp.c_proj";
-      default: throw value_error("lora: GPT-2 has no separate q/k/v/gate module");
+      case lora_slot::qkv:
+        return "attn.c_attn";
+      case lora_slot::o:
+        return "attn.c_proj";
+      case lora_slot::up:
+        return "mlp.c_fc";
+      case lora_slot::down:
+        return "mlp.c_proj";
+      default:
+        throw value_error("lora: GPT-2 has no separate q/k/v/gate module");
     }
   }
   static const char* names[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
@@ -86,9 +99,12 @@ inline std::string lora_module_name(const model_config& c, lora_slot s) {
 inline std::string lora_peft_target(const model_config& c, lora_slot s) {
   if (c.kind == family::gpt2) {
     switch (s) {
-      case lora_slot::qkv: return "c_attn";
-      case lora_slot::up: return "c_fc";
-      default: return lora_module_name(c, s);  // attn.c_proj, mlp.c_proj
+      case lora_slot::qkv:
+        return "c_attn";
+      case lora_slot::up:
+        return "c_fc";
+      default:
+        return lora_module_name(c, s);  // attn.c_proj, mlp.c_proj
     }
   }
   const std::string m = lora_module_name(c, s);
@@ -155,8 +171,8 @@ class lora_adapters {
   // Fresh adapters on every targeted module of every layer: A kaiming-uniform from config.seed,
   // B zero, gradients zero.
   static lora_adapters create(const model_config& m, const lora_config& cfg) {
-    require<value_error>(cfg.rank > 0, "lora: rank must be positive, got " +
-                                           std::to_string(cfg.rank));
+    require<value_error>(cfg.rank > 0,
+                         "lora: rank must be positive, got " + std::to_string(cfg.rank));
     require<value_error>(cfg.dropout >= 0 && cfg.dropout < 1,
                          "lora: dropout must be in [0, 1), got " + std::to_string(cfg.dropout));
     lora_adapters ad;
@@ -172,8 +188,8 @@ class lora_adapters {
         tensor<G> a({cfg.rank, sh.in});
         const double bound = 1.0 / std::sqrt(double(sh.in));
         for (index_t i = 0; i < a.size(); ++i)
-          a.data()[i] = G((2.0 * rng.uniform(lora_stream(l, int(s)), std::uint64_t(i)) - 1.0) *
-                          bound);
+          a.data()[i] =
+              G((2.0 * rng.uniform(lora_stream(l, int(s)), std::uint64_t(i)) - 1.0) * bound);
         ad.set(l, s, a, full<G>({sh.out, cfg.rank}, G(0)));
       }
     return ad;
@@ -249,7 +265,8 @@ class lora_adapters {
   void save(const std::string& dir) const {
     std::filesystem::create_directories(dir);
     json targets = json::array();
-    for (lora_slot s : lora_slots(model, config.targets)) targets.push_back(lora_peft_target(model, s));
+    for (lora_slot s : lora_slots(model, config.targets))
+      targets.push_back(lora_peft_target(model, s));
     const json cfg = {{"peft_type", "LORA"},
                       {"task_type", "CAUSAL_LM"},
                       {"r", config.rank},
@@ -348,11 +365,15 @@ tensor<T, D>& lora_target_weight(decoder_layer<T, D>& L, lora_slot s) {
     case lora_slot::q:
     case lora_slot::k:
     case lora_slot::v:
-    case lora_slot::qkv: return L.qkv_w;
-    case lora_slot::o: return L.o_w;
+    case lora_slot::qkv:
+      return L.qkv_w;
+    case lora_slot::o:
+      return L.o_w;
     case lora_slot::gate:
-    case lora_slot::up: return L.up_w;
-    case lora_slot::down: return L.down_w;
+    case lora_slot::up:
+      return L.up_w;
+    case lora_slot::down:
+      return L.down_w;
   }
   return L.qkv_w;
 }
@@ -368,8 +389,9 @@ void merge_lora(decoder_model<T, D>& model, const lora_adapters<G, D>& ad) {
     const auto sh = lora_shape(model.config, s);
     const auto d = ad.delta(l, s);
     auto h = to_host(w);
-    require<shape_error>(h.dim(1) == sh.in && h.dim(0) >= sh.offset + sh.out,
-                         "merge_lora: weight " + to_string(h.shape()) + " does not fit the adapter");
+    require<shape_error>(
+        h.dim(1) == sh.in && h.dim(0) >= sh.offset + sh.out,
+        "merge_lora: weight " + to_string(h.shape()) + " does not fit the adapter");
     for (index_t i = 0; i < sh.out; ++i)
       for (index_t j = 0; j < sh.in; ++j) {
         T& x = h(sh.offset + i, j);
@@ -408,12 +430,11 @@ void write_merged_model(const std::string& src, const lora_adapters<G, D>& ad,
       const std::string name =
           gpt2_prefix + "h." + std::to_string(l) + "." + lora_module_name(c, s) + ".weight";
       auto t = load_npy<float>(w.file(name));
-      require<shape_error>(t.rank() == 2 && t.dim(0) == sh.in && t.dim(1) >= sh.out,
-                           w.file(name) + ": shape " + to_string(t.shape()) +
-                               " does not fit the adapter");
+      require<shape_error>(
+          t.rank() == 2 && t.dim(0) == sh.in && t.dim(1) >= sh.out,
+          w.file(name) + ": shape " + to_string(t.shape()) + " does not fit the adapter");
       for (index_t i = 0; i < sh.out; ++i)
-        for (index_t j = 0; j < sh.in; ++j)
-          t(j, i) = float(double(t(j, i)) + d[i * sh.in + j]);
+        for (index_t j = 0; j < sh.in; ++j) t(j, i) = float(double(t(j, i)) + d[i * sh.in + j]);
       save_npy((fs::path(dst) / (name + ".npy")).string(), t);
     } else {
       const std::string name =

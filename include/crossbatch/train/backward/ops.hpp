@@ -18,11 +18,11 @@
 
 #include "crossbatch/core/context.hpp"
 #include "crossbatch/core/tensor.hpp"
+#include "crossbatch/mix/cpu_ops.hpp"  // copy_rows
 #include "crossbatch/ops/activation_kind.hpp"
 #include "crossbatch/ops/cpu/norm.hpp"  // norm_kind
 #include "crossbatch/train/backward/dropout.hpp"
-#include "crossbatch/mix/cpu_ops.hpp"  // copy_rows
-#include "crossbatch/train/ops.hpp"    // gemm, frozen_norm, train_detail
+#include "crossbatch/train/ops.hpp"  // gemm, frozen_norm, train_detail
 
 namespace crossbatch {
 namespace backward_detail {
@@ -44,11 +44,10 @@ cstrided<S> rows_at(const S* p, index_t rows, index_t cols, index_t ld) {
 
 template <class V>
 void require_rows(const V& v, index_t rows, index_t cols, const char* op, const char* what) {
-  require<shape_error>(v.rank() == 2 && v.shape[0] == rows && v.shape[1] == cols &&
-                           (cols <= 1 || v.strides[1] == 1),
-                       std::string(op) + ": " + what + " must be (" + std::to_string(rows) + ", " +
-                           std::to_string(cols) + ") with unit column stride, got " +
-                           to_string(v.shape));
+  require<shape_error>(
+      v.rank() == 2 && v.shape[0] == rows && v.shape[1] == cols && (cols <= 1 || v.strides[1] == 1),
+      std::string(op) + ": " + what + " must be (" + std::to_string(rows) + ", " +
+          std::to_string(cols) + ") with unit column stride, got " + to_string(v.shape));
 }
 
 // act(x) and act'(x) in S.
@@ -146,9 +145,9 @@ void lora_forward(const context<cpu>& ctx, tensor_view<S> y, in_view<S> x, in_vi
 // The backward pass of lora_forward given dy (N, O): dA (r, I) +=, dB (O, r) +=, dx (N, I) +=
 // (the adapter's share of the input gradient). du (N, r) and dxd (N, I) are scratch.
 template <class S>
-void lora_backward(const context<cpu>& ctx, tensor_view<S> da, tensor_view<S> db,
-                   tensor_view<S> dx, in_view<S> dy, in_view<S> xd, in_view<S> u, in_view<S> a,
-                   in_view<S> b, float scale, float p, std::uint64_t seed, std::uint64_t stream,
+void lora_backward(const context<cpu>& ctx, tensor_view<S> da, tensor_view<S> db, tensor_view<S> dx,
+                   in_view<S> dy, in_view<S> xd, in_view<S> u, in_view<S> a, in_view<S> b,
+                   float scale, float p, std::uint64_t seed, std::uint64_t stream,
                    tensor_view<S> du, tensor_view<S> dxd) {
   using namespace backward_detail;
   const index_t n = xd.shape[0], in = xd.shape[1], r = a.shape[0], out = b.shape[0];
@@ -218,10 +217,9 @@ void norm_backward(const context<cpu>&, norm_kind kind, tensor_view<S> dx, in_vi
 namespace backward_detail {
 template <class S>
 void rotate(tensor_view<S> x, in_view<std::int32_t> positions, in_view<float> inv_freq, S sign) {
-  require<shape_error>(
-      x.rank() == 3 && x.shape[0] == positions.size() && x.shape[2] == 2 * inv_freq.size() &&
-          x.strides[2] == 1,
-      "rope: x " + to_string(x.shape) + " does not fit positions / inv_freq");
+  require<shape_error>(x.rank() == 3 && x.shape[0] == positions.size() &&
+                           x.shape[2] == 2 * inv_freq.size() && x.strides[2] == 1,
+                       "rope: x " + to_string(x.shape) + " does not fit positions / inv_freq");
   const index_t n = x.shape[0], h = x.shape[1], half = x.shape[2] / 2;
   std::vector<S> cs(half), sn(half);
   for (index_t t = 0; t < n; ++t) {
@@ -264,55 +262,57 @@ void rope_backward(const context<cpu>&, tensor_view<S> dx, in_view<std::int32_t>
 // q (B, T, H, Dh), k, v (B, T, Hkv, Dh): any strides with unit last stride (views into a fused
 // projection). lse (B, H, T) receives each query's log-sum-exp of the scaled scores.
 template <class S>
-void attention_forward_train(const context<cpu>&, tensor_view<S> out, tensor_view<S> lse,
-                             in_view<S> q, in_view<S> k, in_view<S> v,
-                             in_view<std::int32_t> valid, float scale) {
+void attention_forward_train(const context<cpu>& ctx, tensor_view<S> out, tensor_view<S> lse,
+                             in_view<S> q, in_view<S> k, in_view<S> v, in_view<std::int32_t> valid,
+                             float scale) {
   using namespace backward_detail;
   const index_t b = q.shape[0], t = q.shape[1], h = q.shape[2], d = q.shape[3], hkv = k.shape[2];
-  require<shape_error>(q.rank() == 4 && k.rank() == 4 && k.shape == v.shape && k.shape[0] == b &&
-                           k.shape[1] == t && k.shape[3] == d && h % hkv == 0 &&
-                           out.shape == q.shape && lse.shape == shape_t{b, h, t} &&
-                           valid.size() == b * t && q.strides[3] == 1 && k.strides[3] == 1 &&
-                           v.strides[3] == 1 && out.strides[3] == 1,
-                       "attention_forward_train: q " + to_string(q.shape) + ", k " +
-                           to_string(k.shape) + ", out " + to_string(out.shape) + ", lse " +
-                           to_string(lse.shape));
+  require<shape_error>(
+      q.rank() == 4 && k.rank() == 4 && k.shape == v.shape && k.shape[0] == b && k.shape[1] == t &&
+          k.shape[3] == d && h % hkv == 0 && out.shape == q.shape &&
+          lse.shape == shape_t{b, h, t} && valid.size() == b * t && q.strides[3] == 1 &&
+          k.strides[3] == 1 && v.strides[3] == 1 && out.strides[3] == 1,
+      "attention_forward_train: q " + to_string(q.shape) + ", k " + to_string(k.shape) + ", out " +
+          to_string(out.shape) + ", lse " + to_string(lse.shape));
   const index_t group = h / hkv;
   const S ninf = -std::numeric_limits<S>::infinity();
-  train_detail::mat<S> scores(t, t);
-  for (index_t bi = 0; bi < b; ++bi)
-    for (index_t hi = 0; hi < h; ++hi) {
-      const index_t kh = hi / group;
-      const auto qm = rows_at(&q(bi, 0, hi, 0), t, d, q.strides[1]);
-      const auto km = rows_at(&k(bi, 0, kh, 0), t, d, k.strides[1]);
-      const auto vm = rows_at(&v(bi, 0, kh, 0), t, d, v.strides[1]);
-      auto om = rows_at(&out(bi, 0, hi, 0), t, d, out.strides[1]);
-      scores.noalias() = S(scale) * qm * km.transpose();
-      for (index_t i = 0; i < t; ++i) {
-        S m = ninf;
-        for (index_t j = 0; j < t; ++j) {
-          if (j > i || !valid.data[bi * t + j]) scores(i, j) = ninf;
-          m = std::max(m, scores(i, j));
-        }
-        if (m == ninf) {
-          scores.row(i).setZero();
-          lse(bi, hi, i) = ninf;
-          continue;
-        }
-        S sum = 0;
-        for (index_t j = 0; j < t; ++j) sum += (scores(i, j) = std::exp(scores(i, j) - m));
-        for (index_t j = 0; j < t; ++j) scores(i, j) /= sum;
-        lse(bi, hi, i) = m + std::log(sum);
+  Eigen::setNbThreads(1);
+  const int threads = int(std::max<index_t>(1, std::min<index_t>(ctx.threads, b * h)));
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && t >= 32)
+  for (index_t bh = 0; bh < b * h; ++bh) {
+    const index_t bi = bh / h, hi = bh % h;
+    train_detail::mat<S> scores(t, t);
+    const index_t kh = hi / group;
+    const auto qm = rows_at(&q(bi, 0, hi, 0), t, d, q.strides[1]);
+    const auto km = rows_at(&k(bi, 0, kh, 0), t, d, k.strides[1]);
+    const auto vm = rows_at(&v(bi, 0, kh, 0), t, d, v.strides[1]);
+    auto om = rows_at(&out(bi, 0, hi, 0), t, d, out.strides[1]);
+    scores.noalias() = S(scale) * qm * km.transpose();
+    for (index_t i = 0; i < t; ++i) {
+      S m = ninf;
+      for (index_t j = 0; j < t; ++j) {
+        if (j > i || !valid.data[bi * t + j]) scores(i, j) = ninf;
+        m = std::max(m, scores(i, j));
       }
-      om.noalias() = scores * vm;
+      if (m == ninf) {
+        scores.row(i).setZero();
+        lse(bi, hi, i) = ninf;
+        continue;
+      }
+      S sum = 0;
+      for (index_t j = 0; j < t; ++j) sum += (scores(i, j) = std::exp(scores(i, j) - m));
+      for (index_t j = 0; j < t; ++j) scores(i, j) /= sum;
+      lse(bi, hi, i) = m + std::log(sum);
     }
+    om.noalias() = scores * vm;
+  }
 }
 
 // The backward pass of attention_forward_train given dout (B, T, H, Dh) and its out and lse:
 // dq (B, T, H, Dh) =, dk, dv (B, T, Hkv, Dh) = (a kv head sums over its query heads). The
 // probabilities are recomputed from q, k and lse.
 template <class S>
-void attention_backward(const context<cpu>&, tensor_view<S> dq, tensor_view<S> dk,
+void attention_backward(const context<cpu>& ctx, tensor_view<S> dq, tensor_view<S> dk,
                         tensor_view<S> dv, in_view<S> dout, in_view<S> out, in_view<S> q,
                         in_view<S> k, in_view<S> v, in_view<S> lse, in_view<std::int32_t> valid,
                         float scale) {
@@ -327,37 +327,39 @@ void attention_backward(const context<cpu>&, tensor_view<S> dq, tensor_view<S> d
                            to_string(dq.shape) + ", dk " + to_string(dk.shape));
   const index_t group = h / hkv;
   const S ninf = -std::numeric_limits<S>::infinity();
-  train_detail::mat<S> p(t, t), dp(t, t);
-  std::vector<S> delta(t);
-  for (index_t bi = 0; bi < b; ++bi)
-    for (index_t kh = 0; kh < hkv; ++kh) {
-      auto dkm = rows_at(&dk(bi, 0, kh, 0), t, d, dk.strides[1]);
-      auto dvm = rows_at(&dv(bi, 0, kh, 0), t, d, dv.strides[1]);
-      dkm.setZero();
-      dvm.setZero();
-      const auto km = rows_at(&k(bi, 0, kh, 0), t, d, k.strides[1]);
-      const auto vm = rows_at(&v(bi, 0, kh, 0), t, d, v.strides[1]);
-      for (index_t hi = kh * group; hi < (kh + 1) * group; ++hi) {
-        const auto qm = rows_at(&q(bi, 0, hi, 0), t, d, q.strides[1]);
-        const auto om = rows_at(&out(bi, 0, hi, 0), t, d, out.strides[1]);
-        const auto dom = rows_at(&dout(bi, 0, hi, 0), t, d, dout.strides[1]);
-        auto dqm = rows_at(&dq(bi, 0, hi, 0), t, d, dq.strides[1]);
-        p.noalias() = S(scale) * qm * km.transpose();
-        for (index_t i = 0; i < t; ++i) {
-          const S l = lse(bi, hi, i);
-          for (index_t j = 0; j < t; ++j)
-            p(i, j) = (l == ninf || j > i || !valid.data[bi * t + j]) ? S(0)
-                                                                      : std::exp(p(i, j) - l);
-          delta[i] = dom.row(i).dot(om.row(i));
-        }
-        dvm.noalias() += p.transpose() * dom;
-        dp.noalias() = dom * vm.transpose();
-        for (index_t i = 0; i < t; ++i)
-          for (index_t j = 0; j < t; ++j) dp(i, j) = p(i, j) * (dp(i, j) - delta[i]) * S(scale);
-        dqm.noalias() = dp * km;
-        dkm.noalias() += dp.transpose() * qm;
+  Eigen::setNbThreads(1);
+  const int threads = int(std::max<index_t>(1, std::min<index_t>(ctx.threads, b * hkv)));
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && t >= 32)
+  for (index_t bk = 0; bk < b * hkv; ++bk) {
+    const index_t bi = bk / hkv, kh = bk % hkv;
+    train_detail::mat<S> p(t, t), dp(t, t);
+    std::vector<S> delta(t);
+    auto dkm = rows_at(&dk(bi, 0, kh, 0), t, d, dk.strides[1]);
+    auto dvm = rows_at(&dv(bi, 0, kh, 0), t, d, dv.strides[1]);
+    dkm.setZero();
+    dvm.setZero();
+    const auto km = rows_at(&k(bi, 0, kh, 0), t, d, k.strides[1]);
+    const auto vm = rows_at(&v(bi, 0, kh, 0), t, d, v.strides[1]);
+    for (index_t hi = kh * group; hi < (kh + 1) * group; ++hi) {
+      const auto qm = rows_at(&q(bi, 0, hi, 0), t, d, q.strides[1]);
+      const auto om = rows_at(&out(bi, 0, hi, 0), t, d, out.strides[1]);
+      const auto dom = rows_at(&dout(bi, 0, hi, 0), t, d, dout.strides[1]);
+      auto dqm = rows_at(&dq(bi, 0, hi, 0), t, d, dq.strides[1]);
+      p.noalias() = S(scale) * qm * km.transpose();
+      for (index_t i = 0; i < t; ++i) {
+        const S l = lse(bi, hi, i);
+        for (index_t j = 0; j < t; ++j)
+          p(i, j) = (l == ninf || j > i || !valid.data[bi * t + j]) ? S(0) : std::exp(p(i, j) - l);
+        delta[i] = dom.row(i).dot(om.row(i));
       }
+      dvm.noalias() += p.transpose() * dom;
+      dp.noalias() = dom * vm.transpose();
+      for (index_t i = 0; i < t; ++i)
+        for (index_t j = 0; j < t; ++j) dp(i, j) = p(i, j) * (dp(i, j) - delta[i]) * S(scale);
+      dqm.noalias() = dp * km;
+      dkm.noalias() += dp.transpose() * qm;
     }
+  }
 }
 
 // ---- MLP activations ----
@@ -386,8 +388,8 @@ template <class S>
 void gated_activation_forward(const context<cpu>&, activation a, tensor_view<S> out,
                               in_view<S> gate_up) {
   const index_t n = out.shape[0], f = out.shape[1];
-  require<shape_error>(out.rank() == 2 && gate_up.shape == shape_t{n, 2 * f} &&
-                           out.contiguous() && gate_up.contiguous(),
+  require<shape_error>(out.rank() == 2 && gate_up.shape == shape_t{n, 2 * f} && out.contiguous() &&
+                           gate_up.contiguous(),
                        "gated_activation_forward: out " + to_string(out.shape) + ", gate_up " +
                            to_string(gate_up.shape));
   for (index_t i = 0; i < n; ++i)
@@ -419,15 +421,14 @@ template <class S>
 void embedding_forward(const context<cpu>&, tensor_view<S> x, in_view<std::int32_t> ids,
                        in_view<S> table, bool accumulate = false) {
   const index_t n = ids.size(), vocab = table.shape[0], c = table.shape[1];
-  require<shape_error>(x.shape == shape_t{n, c},
-                       "embedding_forward: x " + to_string(x.shape) + " for " +
-                           std::to_string(n) + " ids of a table " + to_string(table.shape));
+  require<shape_error>(x.shape == shape_t{n, c}, "embedding_forward: x " + to_string(x.shape) +
+                                                     " for " + std::to_string(n) +
+                                                     " ids of a table " + to_string(table.shape));
   for (index_t i = 0; i < n; ++i) {
     const std::int32_t id = ids.data[i];
-    require(id >= 0 && id < vocab, "embedding_forward: id " + std::to_string(id) +
-                                       " at position " + std::to_string(i) +
-                                       " is outside the table of " + std::to_string(vocab) +
-                                       " rows");
+    require(id >= 0 && id < vocab, "embedding_forward: id " + std::to_string(id) + " at position " +
+                                       std::to_string(i) + " is outside the table of " +
+                                       std::to_string(vocab) + " rows");
     for (index_t j = 0; j < c; ++j) x(i, j) = (accumulate ? x(i, j) : S(0)) + table(id, j);
   }
 }

@@ -1,0 +1,299 @@
+// lora_decoder as a whole model, on tiny models of each family (llama with GQA, qwen2 with q/k/v
+// biases, gpt2 with LayerNorm, gelu_new and learned positions):
+// - its training forward equals decoder_model's inference forward with zero B, and the merged
+//   model's (merge_lora, write_merged_model) with non-zero B; adapters save / load identically;
+// - against PyTorch + transformers + peft (tests/data/lora, tools/make_lora_goldens.py): with
+//   peft's own adapters loaded from npy + adapter_config.json, the teacher-forced loss on a
+//   right-padded batch with ignored targets, every adapter gradient and the adapters after one
+//   AdamW step equal torch's;
+// - training really changes the model: LoRA alone (head and base frozen), AdamW on 4 short random
+//   sequences, drives the loss near zero; the merged model directory continues every sequence
+//   from its first two tokens greedily through generate(); every frozen weight is bit-identical.
+#define BOOST_TEST_MODULE train_lora_model
+#include <boost/test/data/test_case.hpp>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "crossbatch/generate/generate.hpp"
+#include "crossbatch/sample/sampler.hpp"
+#include "crossbatch/train/backward/decoder_backward.hpp"
+#include "tiny_models.hpp"
+
+using namespace crossbatch;
+namespace bdata = boost::unit_test::data;
+
+namespace {
+context<cpu> ctx;
+}  // namespace
+
+namespace {
+
+// Two rows, the second shorter (right padding), positions 0..len-1.
+token_batch padded_batch(int vocab) {
+  return make_token_batch({{1, 5, 9, 2, 7, 3}, {4, 8 % vocab, 6}}, 0);
+}
+
+// Logits (B*T, V) of decoder_model's inference path: one prefill over a causal + right-padding
+// mask.
+tensor<float> reference_logits(const decoder_model<float>& m, const token_batch& b) {
+  const auto& c = m.config;
+  const index_t n = b.tokens();
+  tensor<std::int32_t> ids({n}), pos({n});
+  std::copy(b.ids.begin(), b.ids.end(), ids.data());
+  std::copy(b.positions.begin(), b.positions.end(), pos.data());
+  std::vector<int> lengths(b.batch, 0);
+  for (int i = 0; i < b.batch; ++i)
+    for (int t = 0; t < b.length; ++t) lengths[i] += b.valid[i * b.length + t];
+  tensor<float> x({b.batch, b.length, c.hidden_size});
+  m.embed_tokens(ctx, x.view().reshape({n, c.hidden_size}), ids.view(), pos.view());
+  auto cache = m.make_cache(b.batch, b.length);
+  decoder_workspace<float> ws(c, n);
+  const all_of<causal, right_padding> mask(causal{}, right_padding{lengths.data()});
+  m.run_layers(ctx, x.view(), pos.view(), cache, 0, mask, 0, c.num_layers, ws);
+  tensor<float> h({n, c.hidden_size}), logits({n, c.vocab_size});
+  m.final_norm(ctx, h.view(), x.view().reshape({n, c.hidden_size}));
+  m.logits(ctx, logits.view(), h.view());
+  return logits;
+}
+
+// Sets every B to small random values (so the adapters change the model).
+template <class G>
+void randomize_b(lora_adapters<G>& ad, unsigned seed) {
+  ad.for_each([&](int, lora_slot, lora_module<G>& m) {
+    auto b = cbtest::random_tensor<G>(m.b.shape(), seed++, -0.3f, 0.3f);
+    std::copy(b.data(), b.data() + b.size(), m.b.data());
+  });
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(zero_adapters_match_the_inference_forward) {
+  for (const std::string fam : {"llama", "qwen2", "gpt2"}) {
+    const auto dir = cbtest::tiny_model_dir(fam, 3);
+    const auto model = decoder_model<float>::load(dir);
+    auto ad = lora_adapters<float>::create(model.config, lora_config{.rank = 4, .seed = 1});
+    lora_decoder<float> dec(model, &ad);
+    const auto batch = padded_batch(model.config.vocab_size);
+    tensor<float> got({batch.tokens(), model.config.vocab_size});
+    dec.logits(ctx, batch, got.view());
+    const auto want = reference_logits(model, batch);
+    cbtest::check_close<float>(got.view(), want.view(), fam + " logits", 4.f);
+    std::filesystem::remove_all(dir);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(adapters_match_the_merged_model) {
+  for (const std::string fam : {"llama", "qwen2", "gpt2"}) {
+    const auto dir = cbtest::tiny_model_dir(fam, 4);
+    const auto merged_dir = cbtest::scratch_dir("merged_" + fam).string();
+    const auto adapter_dir = cbtest::scratch_dir("adapter_" + fam).string();
+    auto model = decoder_model<float>::load(dir);
+    auto ad = lora_adapters<float>::create(model.config, lora_config{.rank = 4, .seed = 2});
+    randomize_b(ad, 10);
+    const auto batch = padded_batch(model.config.vocab_size);
+    tensor<float> got({batch.tokens(), model.config.vocab_size});
+    {
+      lora_decoder<float> dec(model, &ad);
+      dec.logits(ctx, batch, got.view());
+    }
+    const auto base = reference_logits(model, batch);
+    BOOST_TEST(cbtest::compare_views(got.view(), base.view(), 1e-3).failures > 0,
+               fam << ": the adapters should change the logits");
+    // merged in memory
+    auto merged = decoder_model<float>::load(dir);
+    merge_lora(merged, ad);
+    cbtest::check_close<float>(reference_logits(merged, batch).view(), got.view(),
+                               fam + " merge_lora", 4.f);
+    // merged into a directory
+    write_merged_model(dir, ad, merged_dir);
+    const auto reloaded = decoder_model<float>::load(merged_dir);
+    cbtest::check_close<float>(reference_logits(reloaded, batch).view(), got.view(),
+                               fam + " write_merged_model", 4.f);
+    // adapters round-trip through save / load
+    ad.save(adapter_dir);
+    auto back = lora_adapters<float>::load(adapter_dir, model.config);
+    BOOST_TEST(back.scale() == ad.scale());
+    BOOST_TEST(back.parameter_count() == ad.parameter_count());
+    ad.for_each([&](int l, lora_slot s, lora_module<float>& m) {
+      const auto* b = back.find(l, s);
+      BOOST_REQUIRE(b);
+      BOOST_TEST(cbtest::compare_views(b->a.view(), m.a.view()).ok());
+      BOOST_TEST(cbtest::compare_views(b->b.view(), m.b.view()).ok());
+    });
+    for (const auto& d : {dir, merged_dir, adapter_dir}) std::filesystem::remove_all(d);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(bad_targets_are_refused) {
+  const auto c = parse_config(cbtest::tiny_config("llama"), "tiny");
+  BOOST_CHECK_THROW(lora_adapters<float>::create(c, lora_config{.targets = {"q", "mlp_in"}}),
+                    value_error);
+  BOOST_CHECK_THROW(lora_adapters<float>::create(c, lora_config{.rank = 0}), value_error);
+  BOOST_CHECK_THROW(lora_adapters<float>::create(c, lora_config{.dropout = 1.0f}), value_error);
+}
+
+namespace {
+const char* cases[] = {"llama_gqa_tied", "qwen2", "gpt2"};
+
+token_batch golden_batch(const json& j) {
+  token_batch b;
+  b.batch = j.at("batch").get<int>();
+  b.length = j.at("length").get<int>();
+  b.ids = j.at("ids").get<std::vector<std::int32_t>>();
+  b.valid = j.at("valid").get<std::vector<std::int32_t>>();
+  b.positions = j.at("positions").get<std::vector<std::int32_t>>();
+  b.targets = j.at("targets").get<std::vector<std::int32_t>>();
+  return b;
+}
+
+// |got - want| <= float tolerance x max |want| over the tensor (gradients and updates are sums of
+// many float32 products computed in different orders by torch and by us).
+void check_tensor(const tensor<float>& got, const tensor<float>& want, const std::string& what) {
+  const auto st = cbtest::compare(got, want);
+  const double scale = std::max(1e-3, st.max_ref);
+  BOOST_TEST(st.max_abs <= double(dtype_traits<float>::rtol) * scale,
+             what << ": " << st.summary() << " (scale " << scale << ")");
+}
+
+}  // namespace
+
+BOOST_DATA_TEST_CASE(loss_gradients_and_adamw_step_match_peft, bdata::make(cases), name) {
+  const std::string dir = cbtest::data_dir() + "/lora/" + name;
+  std::ifstream in(dir + "/batch.json");
+  BOOST_REQUIRE(in);
+  const json info = json::parse(in);
+  const auto model = decoder_model<float>::load(dir + "/model");
+  auto ad = lora_adapters<float>::load(dir + "/adapter", model.config);
+  BOOST_TEST(ad.rank() == info.at("rank").get<int>());
+  BOOST_TEST(ad.config.dropout == 0.0f);
+  BOOST_TEST(ad.parameter_count() > 0);
+  lora_decoder<float> dec(model, &ad);
+  const auto batch = golden_batch(info);
+  const auto r = dec.loss_and_backward(ctx, batch, dec.frozen_head());
+  BOOST_TEST(r.tokens == info.at("tokens").get<int>());
+  const double want_loss = info.at("loss").get<double>();
+  BOOST_TEST(std::fabs(r.mean() - want_loss) <= dtype_traits<float>::rtol * want_loss,
+             name << ": loss " << r.mean() << " vs torch " << want_loss);
+  const weight_dir grads(dir + "/grad"), step(dir + "/step");
+  int checked = 0;
+  ad.for_each([&](int l, lora_slot s, lora_module<float>& m) {
+    for (auto [g, which] : {std::pair{&m.da, "lora_A"}, std::pair{&m.db, "lora_B"}}) {
+      const auto n = ad.tensor_name(l, s, which);
+      check_tensor(*g, grads.load<float>(n, g->shape()), std::string(name) + " grad " + n);
+      ++checked;
+    }
+  });
+  // every gradient torch recorded was compared
+  BOOST_TEST(checked == std::distance(std::filesystem::directory_iterator(dir + "/grad"),
+                                      std::filesystem::directory_iterator()));
+  adamw_options o;
+  o.weight_decay = info.at("weight_decay").get<float>();
+  o.eps = info.at("eps").get<float>();
+  o.max_grad_norm = 0;  // torch's step ran without clipping
+  adamw<float> opt(o);
+  ad.add_to(opt);
+  opt.step(ctx, info.at("lr").get<float>());
+  ad.for_each([&](int l, lora_slot s, lora_module<float>& m) {
+    for (auto [p, which] : {std::pair{&m.a, "lora_A"}, std::pair{&m.b, "lora_B"}}) {
+      const auto n = ad.tensor_name(l, s, which);
+      check_tensor(*p, step.load<float>(n, p->shape()), std::string(name) + " step " + n);
+    }
+  });
+}
+
+namespace {
+
+// Every weight tensor of the model, for a before/after comparison.
+std::vector<const tensor<float>*> weights(const decoder_model<float>& m) {
+  std::vector<const tensor<float>*> w = {&m.embed, &m.pos_embed, &m.final_w, &m.final_b,
+                                         &m.lm_head};
+  for (const auto& L : m.layers)
+    for (const auto* t : {&L.norm1_w, &L.norm1_b, &L.qkv_w, &L.qkv_b, &L.o_w, &L.o_b, &L.norm2_w,
+                          &L.norm2_b, &L.up_w, &L.up_b, &L.down_w, &L.down_b})
+      w.push_back(t);
+  return w;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(lora_memorises_and_the_merged_model_answers) {
+  for (const std::string fam : {"llama", "qwen2", "gpt2"}) {
+    const auto dir = cbtest::tiny_model_dir(fam, 8);
+    const auto merged_dir = cbtest::scratch_dir("memorised_" + fam).string();
+    const auto model = decoder_model<float>::load(dir);
+    std::vector<tensor<float>> before;
+    for (const auto* t : weights(model))
+      before.push_back(t->empty() ? tensor<float>() : t->clone());
+
+    std::mt19937 gen(5);
+    std::vector<std::vector<std::int32_t>> seqs(4);
+    for (auto& s : seqs)
+      for (int t = 0; t < 8; ++t) s.push_back(std::int32_t(3 + gen() % 90));
+    auto batch = make_token_batch(seqs);
+    auto ad = lora_adapters<float>::create(
+        model.config, lora_config{.rank = 8, .alpha = 16, .dropout = 0.05f, .seed = 11});
+    lora_decoder<float> dec(model, &ad);
+    adamw<float> opt(adamw_options{.weight_decay = 0.0f, .max_grad_norm = 1.0f});
+    ad.add_to(opt);
+    const lr_schedule lr{.peak = 2e-2f, .warmup_steps = 10, .total_steps = 300, .min_ratio = 0.1f};
+    double first = 0, loss = 0;
+    int step = 0;
+    for (; step < 300; ++step) {
+      ad.zero_grad(ctx);
+      loss = dec.loss_and_backward(ctx, batch, dec.frozen_head()).mean();
+      if (step == 0) first = loss;
+      opt.step(ctx, lr.at(step));
+    }
+    // the loss of the trained adapters without dropout
+    tensor<float> logits({batch.tokens(), model.config.vocab_size});
+    dec.logits(ctx, batch, logits.view());
+    double eval = 0;
+    int counted = 0;
+    for (index_t i = 0; i < batch.tokens(); ++i) {
+      if (batch.targets[i] < 0) continue;
+      const float* row = logits.data() + i * model.config.vocab_size;
+      double m = row[0], s = 0;
+      for (int v = 0; v < model.config.vocab_size; ++v) m = std::max(m, double(row[v]));
+      for (int v = 0; v < model.config.vocab_size; ++v) s += std::exp(row[v] - m);
+      eval += m + std::log(s) - row[batch.targets[i]];
+      ++counted;
+    }
+    eval /= counted;
+    BOOST_TEST_MESSAGE(fam << ": loss " << first << " -> " << loss << " (training, dropout) / "
+                           << eval << " (eval) after " << step << " steps");
+    BOOST_TEST(first > 2.0, fam << ": the random model should not know the sequences");
+    BOOST_TEST(eval < 0.05, fam << ": memorisation loss " << eval);
+
+    // the frozen weights did not move by a bit
+    const auto after = weights(model);
+    for (std::size_t i = 0; i < after.size(); ++i) {
+      BOOST_REQUIRE(after[i]->size() == before[i].size() || before[i].empty());
+      if (before[i].empty()) continue;
+      BOOST_TEST(
+          std::memcmp(after[i]->data(), before[i].data(), sizeof(float) * before[i].size()) == 0,
+          fam << ": frozen weight " << i << " changed");
+    }
+
+    // the merged model continues each sequence from its first two tokens
+    write_merged_model(dir, ad, merged_dir);
+    const auto merged = decoder_model<float>::load(merged_dir);
+    std::vector<std::vector<int>> prompts;
+    for (const auto& s : seqs) prompts.push_back({s[0], s[1]});
+    generation_options o{.max_new_tokens = 6};
+    o.stop_at_eos = false;
+    const auto out = generate(ctx, merged, prompts, greedy{}, o);
+    for (std::size_t i = 0; i < seqs.size(); ++i)
+      BOOST_TEST(out.tokens[i] == std::vector<int>(seqs[i].begin() + 2, seqs[i].end()),
+                 fam << ": sequence " << i << " not reproduced");
+    // while the base model does not
+    const auto base_out = generate(ctx, model, prompts, greedy{}, o);
+    int base_right = 0;
+    for (std::size_t i = 0; i < seqs.size(); ++i)
+      base_right += base_out.tokens[i] == std::vector<int>(seqs[i].begin() + 2, seqs[i].end());
+    BOOST_TEST(base_right == 0);
+    std::filesystem::remove_all(dir);
+    std::filesystem::remove_all(merged_dir);
+  }
+}
