@@ -7,7 +7,7 @@
 # Qwen2.5-0.5B shapes (bf16, batch 1/8/16/32, modes fused+pdl / graph+pdl = unfused; batch 64:
 # graph+pdl and fused+pdl/m64 (the fused step above the default max_batch 32); the GEMV switches
 # at batch 1, 4, 8 and 16), then bench_lda at batch 16, then compute-sanitizer memcheck of the
-# fused step at SmolLM2 batch 32 and 64. Writes $OUT/decode/log.txt (everything, the tables last) and $OUT/decode/result.json
+# fused step at SmolLM2 batch 64. Writes $OUT/decode/log.txt (everything, the tables last) and $OUT/decode/result.json
 # (exit codes, bench_decode's rows, bench_lda's JSON). Needs no model and no carried files beyond
 # .devdeps/ (PCRE2, for the CMake targets, when the machine lacks it).
 set -uo pipefail
@@ -55,7 +55,7 @@ lda_bin=$build/bench/lda/bench_lda
 stamp "test_fused_decode"
 test_rc=127
 if [ -x "$test_bin" ]; then
-  timeout 60 "$test_bin" --log_level=test_suite --report_level=short --color_output=false >"$build/test.log" 2>&1
+  timeout 90 "$test_bin" --log_level=test_suite --report_level=short --color_output=false >"$build/test.log" 2>&1
   test_rc=$?
   grep -E "error|fatal|failure|Test module|passed|skipped|path A =" "$build/test.log" | head -120 >>"$log"
   echo "test_fused_decode: exit $test_rc" >>"$log"
@@ -91,8 +91,9 @@ if [ -x "$lda_bin" ]; then
   cat "$build/lda.log" >>"$log"
   echo "bench_lda: exit $lda_rc" >>"$log"
 fi
-# compute-sanitizer memcheck of the fused step at SmolLM2 batch 32 and 64 (tensor-core GEMV,
-# prompt 128 as above, a few steps; batch 64 through m64), when the time allows (the whole script
+# compute-sanitizer memcheck of the fused step at SmolLM2 batch 64 (tensor-core GEMV through m64,
+# after the plain layers ("fused" is the plain layers at 64 by default); prompt 128 as in the run
+# that hit an illegal address, 4 new tokens), when the time allows (the whole script
 # stays under 5 minutes).
 memcheck_rc=-1
 sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
@@ -100,10 +101,10 @@ left=$((285 - ($(date +%s) - t0)))  # seconds left of the 5 minutes, less the su
 if [ -x "$decode_bin" ] && [ -n "$sanitizer" ] && ((left >= 30)); then
   stamp "memcheck"
   timeout $((left < 70 ? left : 70)) "$sanitizer" --tool memcheck --error-exitcode 9 "$decode_bin" --shapes smollm2-135m \
-    --batches 32,64 --modes fused --tune m64 --new 4 --reps 1 >"$build/memcheck.log" 2>&1
+    --batches 64 --modes fused --tune m64 --new 4 --reps 1 >"$build/memcheck.log" 2>&1
   memcheck_rc=$?
   grep -E "ERROR SUMMARY|Invalid|out of bounds|at 0x|by thread|logits|failed" "$build/memcheck.log" | head -30 >>"$log"
-  echo "memcheck bench_decode (smollm2 batch 32, 64): exit $memcheck_rc (124: timed out, not a failure)" >>"$log"
+  echo "memcheck bench_decode (smollm2 batch 64): exit $memcheck_rc (124: timed out, not a failure)" >>"$log"
 else
   echo "memcheck skipped (compute-sanitizer: '${sanitizer}', elapsed $(($(date +%s) - t0)) s)" >>"$log"
 fi
