@@ -679,7 +679,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(qwen2_5_0_5b_fused_vs_plain, T, path_dtypes) {
 }
 
 // The GEMV switches the defaults do not take at these batches: the CUDA-core GEMV of 16 rows in
-// bfloat16 (tensor_cores off), and the tensor-core GEMV at batch 8 (tensor_core_min_batch 1).
+// bfloat16 (tensor_cores off), the CUDA-core GEMV at batch 8 (tensor_core_min_batch 9, the
+// default before) and the tensor-core GEMV at batch 1 (tensor_core_min_batch 1).
 BOOST_AUTO_TEST_CASE(gemv_switches_match_the_plain_path) {
   const auto model = random_decoder<bfloat16>(shape_config("smollm2-135m"), 1);
   case_options o;
