@@ -67,15 +67,15 @@ __global__ void dropout_kernel(O* out, const I* in, index_t is, index_t rows, in
 
 // dx (rows, cols) (+)= dxd * the same dropout factors (the backward of dropout_kernel).
 template <class G>
-__global__ void dropout_backward_kernel(G* dx, index_t ds, const float* dxd, index_t rows,
-                                        index_t cols, std::uint64_t seed, std::uint64_t stream,
-                                        float p, bool accumulate) {
+__global__ void dropout_backward_kernel(G* dx, index_t ds, const float* dxd, index_t dxds,
+                                        index_t rows, index_t cols, std::uint64_t seed,
+                                        std::uint64_t stream, float p, bool accumulate) {
   grid_dependency();
   const index_t n = rows * cols;
   for (index_t i = blockIdx.x * index_t(blockDim.x) + threadIdx.x; i < n;
        i += index_t(gridDim.x) * blockDim.x) {
     const index_t r = i / cols, j = i - r * cols;
-    const float g = dxd[i] * lora_dropout_factor(seed, stream, std::uint64_t(i), p);
+    const float g = dxd[r * dxds + j] * lora_dropout_factor(seed, stream, std::uint64_t(i), p);
     G* o = dx + r * ds + j;
     *o = from_f<G>(accumulate ? to_f(*o) + g : g);
   }

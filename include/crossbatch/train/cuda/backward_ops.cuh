@@ -176,12 +176,11 @@ void lora_backward(const context<cuda>& ctx, tensor_view<G, cuda> da, tensor_vie
     return;
   }
   require_rows(dxd, n, in, "lora_backward", "dxd");
-  require<shape_error>(dxd.contiguous(), "lora_backward: dxd must be contiguous");
   static_assert(std::is_same_v<G, float>, "lora_backward: adapters are float32");
   product(ctx, dxd, cv(du), a, false, false, 1.0f, 0.0f, "lora_backward dxd");
   launch(ctx, "lora_dropout_backward", dropout_backward_kernel<cuda_t<DX>>, dim3(ew_blocks(n * in)),
-         dim3(256), 0, dev(dx.data), row_stride(dx, "dx"), static_cast<const float*>(dxd.data), n,
-         in, seed, stream, p, true);
+         dim3(256), 0, dev(dx.data), row_stride(dx, "dx"), static_cast<const float*>(dxd.data),
+         row_stride(dxd, "dxd"), n, in, seed, stream, p, true);
 }
 
 // ---- normalisation with frozen weights ----
