@@ -2,8 +2,8 @@
 // The caller and up to threads - 1 helper threads claim chunks of the work from one atomic counter,
 // so the caller never waits for a helper that has not started (a preempted helper simply gets no
 // chunks); it waits only for chunks a helper has claimed and not finished. Helpers spin briefly for
-// the next call (decode calls come microseconds apart), then sleep on a futex (std::atomic::wait),
-// so an idle or preempted thread burns no time slice. This replaces OpenMP's parallel for in the
+// the next call (decode calls come microseconds apart), then yield, then sleep on a futex
+// (std::atomic::wait), so a waiting thread burns no time slice of a shared core. This replaces OpenMP's parallel for in the
 // GEMV path: libgomp's barriers spin for ~300k iterations, which under oversubscription makes each
 // of a step's ~120 barriers cost a scheduler time slice (bench/NOTES.md: 686 ms instead of 25 ms a
 // step on a shared 2-core machine).
@@ -33,8 +33,31 @@ inline void cpu_relax() {
 
 class worker_pool {
  public:
-  // How long a waiting thread spins before it sleeps.
-  static constexpr auto spin_time = std::chrono::microseconds(50);
+  // A waiting thread spins (pause) for spin_time, then yields its core (sched_yield: returns at
+  // once on an idle core, hands the core to a runnable thread on a shared one) until yield_time,
+  // then sleeps on a futex. Decode's gaps between calls (attention, norms) are 10-300 us, so an
+  // idle machine's helpers stay awake without burning a shared machine's time slices.
+  static constexpr auto spin_time = std::chrono::microseconds(20);
+  static constexpr auto yield_time = std::chrono::microseconds(500);
+
+  // Waits while pred() holds: spin, yield, then sleep with sleep() (an atomic wait).
+  template <class Pred, class Sleep>
+  static void wait_while(const Pred& pred, const Sleep& sleep) {
+    const auto start = std::chrono::steady_clock::now();
+    for (unsigned i = 0; pred(); ++i) {
+      if ((i & 15) != 0) {
+        cpu_relax();
+        continue;
+      }
+      const auto waited = std::chrono::steady_clock::now() - start;
+      if (waited < spin_time)
+        cpu_relax();
+      else if (waited < yield_time)
+        std::this_thread::yield();
+      else
+        sleep();
+    }
+  }
 
   static worker_pool& instance() {
     static worker_pool pool;
@@ -66,14 +89,12 @@ class worker_pool {
     }
     m_posted.notify_all();
     work(gen, chunks, m_fn, m_arg);
-    // Wait for the chunks helpers claimed: spin, then sleep until the last one is finished.
-    const auto until = std::chrono::steady_clock::now() + spin_time;
-    for (std::int32_t left; (left = m_left.load(std::memory_order_acquire)) != 0;) {
-      if (std::chrono::steady_clock::now() < until)
-        cpu_relax();
-      else
-        m_left.wait(left, std::memory_order_acquire);
-    }
+    // Wait for the chunks helpers claimed until the last one is finished.
+    wait_while([&] { return m_left.load(std::memory_order_acquire) != 0; },
+               [&] {
+                 const std::int32_t left = m_left.load(std::memory_order_acquire);
+                 if (left != 0) m_left.wait(left, std::memory_order_acquire);
+               });
   }
 
   ~worker_pool() {
@@ -114,15 +135,7 @@ class worker_pool {
   void helper_loop(int id) {
     std::uint32_t seen = m_posted.load();
     for (;;) {
-      const auto until = std::chrono::steady_clock::now() + spin_time;
-      std::uint32_t now;
-      while ((now = m_posted.load()) == seen) {
-        if (std::chrono::steady_clock::now() < until)
-          cpu_relax();
-        else
-          m_posted.wait(seen);
-      }
-      seen = now;
+      wait_while([&] { return m_posted.load() == seen; }, [&] { m_posted.wait(seen); });
       std::uint32_t gen;
       index_t chunks;
       chunk_fn fn;
@@ -130,10 +143,10 @@ class worker_pool {
       {
         std::lock_guard lk(m_job);  // a consistent snapshot of the newest job
         if (m_stop) return;
-        if (id >= m_helpers) continue;
-        gen = m_gen, chunks = m_chunks, fn = m_fn, arg = m_arg;
+        seen = gen = m_gen;
+        if (id >= m_helpers) continue;  // a call with fewer threads than helpers
+        chunks = m_chunks, fn = m_fn, arg = m_arg;
       }
-      seen = gen;
       work(gen, chunks, fn, arg);
     }
   }
