@@ -392,3 +392,33 @@ BOOST_AUTO_TEST_CASE(dropout_mask_is_a_pure_function_of_its_counter) {
   lora_dropout_factors(42, 0, 0, 8, 0.0f, row.data());
   for (int k = 0; k < 8; ++k) BOOST_TEST(row[k] == 1.0f);
 }
+
+BOOST_AUTO_TEST_CASE(lm_loss_in_chunks_equals_one_pass) {
+  const auto dir = cbtest::tiny_model_dir("qwen2", 9);
+  const auto model = cast_model<double>(decoder_model<float>::load(dir));
+  std::filesystem::remove_all(dir);
+  lora_decoder<double> dec(model, nullptr);
+  const auto batch = model_batch();
+  const index_t n = batch.tokens(), C = model.config.hidden_size, V = model.config.vocab_size;
+  const auto x = rnd({n, C}, 71, -2, 2);
+  tensor<double> dx1({n, C}), dx3({n, C});
+  auto hg1 = full<double>({V, C}, 0.0), hg3 = full<double>({V, C}, 0.0);
+  const auto r1 =
+      dec.lm_loss(ctx, x.view(), dec.frozen_head(), batch.targets, hg1.view(), dx1.view());
+  dec.loss_chunk_rows = 3;  // 7 targets: chunks of 3, 3, 1
+  const auto r3 =
+      dec.lm_loss(ctx, x.view(), dec.frozen_head(), batch.targets, hg3.view(), dx3.view());
+  BOOST_TEST(r1.tokens == 7);
+  BOOST_TEST(r3.tokens == 7);
+  BOOST_TEST(std::fabs(r1.sum - r3.sum) < 1e-12 * r1.sum);
+  BOOST_TEST(cbtest::compare_views(dx3.view(), dx1.view(), 1e-14).ok());
+  BOOST_TEST(cbtest::compare_views(hg3.view(), hg1.view(), 1e-14).ok());
+  int zero_rows = 0;  // rows without a target get no gradient
+  for (index_t i = 0; i < n; ++i) {
+    if (batch.targets[i] >= 0) continue;
+    bool zero = true;
+    for (index_t j = 0; j < C; ++j) zero &= dx1(i, j) == 0.0;
+    zero_rows += zero;
+  }
+  BOOST_TEST(zero_rows == int(n) - 7);
+}

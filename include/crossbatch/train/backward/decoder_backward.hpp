@@ -153,6 +153,9 @@ class lora_decoder {
     }
   }
 
+  // lm_loss computes the logits of at most this many target rows at a time.
+  index_t loss_chunk_rows = 2048;
+
   const decoder_model<T, D>& model() const { return m_model; }
   // Every training pass draws a fresh dropout seed from (adapters' seed, pass count); this
   // rewinds the count, so that a later pass repeats the masks of an earlier one (tests).
@@ -252,26 +255,32 @@ class lora_decoder {
     ensure(m_tgt, {m});
     device_traits<D>::upload(m_rows.data(), rows.data(), sizeof(std::int32_t) * m);
     device_traits<D>::upload(m_tgt.data(), tgt.data(), sizeof(std::int32_t) * m);
-    ensure(m_xc, {m, c});
-    ensure(m_nc, {m, c});
-    ensure(m_logits, {m, v});
-    gather_rows(ctx, m_xc.view(), x, rows_view());
-    frozen_norm(ctx, norm_type(), m_nc.view(), cv(m_xc.view()), m_final_w_view, m_final_b_view,
-                config().norm_eps);
-    gemm(ctx, m_logits.view(), cv(m_nc.view()), head, false, true);
     const bool grad = head_grad.data || dx.data;
-    r.sum = softmax_xent(ctx, m_logits.view(), tensor_view<const std::int32_t, D>(m_tgt.view()),
-                         grad ? G(grad_scale / double(m)) : G(0));
-    if (!grad) return r;
-    if (head_grad.data)
-      gemm(ctx, head_grad, cv(m_logits.view()), cv(m_nc.view()), true, false, G(1), G(1));
-    if (dx.data) {
-      ensure(m_dnc, {m, c});
-      ensure(m_dxc, {m, c});
-      gemm(ctx, m_dnc.view(), cv(m_logits.view()), head, false, false);
-      frozen_norm_backward(ctx, norm_type(), m_dxc.view(), cv(m_dnc.view()), cv(m_xc.view()),
-                           m_final_w_view, config().norm_eps);
-      scatter_rows(ctx, dx, cv(m_dxc.view()), rows_view());
+    // Chunks of rows bound the (rows, V) logits buffer.
+    const index_t chunk = std::min(m, std::max<index_t>(1, loss_chunk_rows));
+    for (index_t start = 0; start < m; start += chunk) {
+      const index_t k = std::min(chunk, m - start);
+      const tensor_view<const std::int32_t, D> rows_k(m_rows.data() + start, {k}),
+          tgt_k(m_tgt.data() + start, {k});
+      ensure(m_xc, {k, c});
+      ensure(m_nc, {k, c});
+      ensure(m_logits, {k, v});
+      gather_rows(ctx, m_xc.view(), x, rows_k);
+      frozen_norm(ctx, norm_type(), m_nc.view(), cv(m_xc.view()), m_final_w_view, m_final_b_view,
+                  config().norm_eps);
+      gemm(ctx, m_logits.view(), cv(m_nc.view()), head, false, true);
+      r.sum += softmax_xent(ctx, m_logits.view(), tgt_k, grad ? G(grad_scale / double(m)) : G(0));
+      if (!grad) continue;
+      if (head_grad.data)
+        gemm(ctx, head_grad, cv(m_logits.view()), cv(m_nc.view()), true, false, G(1), G(1));
+      if (dx.data) {
+        ensure(m_dnc, {k, c});
+        ensure(m_dxc, {k, c});
+        gemm(ctx, m_dnc.view(), cv(m_logits.view()), head, false, false);
+        frozen_norm_backward(ctx, norm_type(), m_dxc.view(), cv(m_dnc.view()), cv(m_xc.view()),
+                             m_final_w_view, config().norm_eps);
+        scatter_rows(ctx, dx, cv(m_dxc.view()), rows_k);
+      }
     }
     return r;
   }
@@ -324,7 +333,6 @@ class lora_decoder {
   norm_kind norm_type() const {
     return config().kind == family::gpt2 ? norm_kind::layer : norm_kind::rms;
   }
-  tensor_view<const std::int32_t, D> rows_view() const { return m_rows.view(); }
 
   std::uint64_t next_seed() {
     const std::uint64_t base = m_ad ? m_ad->config.seed : 0;
