@@ -1,7 +1,7 @@
 // The fused CUDA decode step (generate/cuda/fused_decode.cuh) against the plain path
 // (decoder_model::run_layers + final_norm + logits with the CUDA ops) at real shapes: GPT-2 124M,
 // SmolLM2-135M and Qwen2.5-0.5B with random weights, in float32 and bfloat16, at batch 1, 2, 5, 8,
-// 9, 16, (bfloat16: 32) and 64 (max_batch 64: above the default 32), over four decode steps. Per
+// 9, 16, (bfloat16: 32) and 64 (max_batch 64: above the default 16), over four decode steps. Per
 // case: a random left-padded prompt batch (16-40 tokens) is prefilled once with run_layers and its
 // KV cache copied, so both paths start from identical caches; every step feeds both paths the
 // argmax of the plain path's logits (the same ids), and the logits and the residual stream x of
@@ -624,7 +624,7 @@ void check_shape(const std::string& shape) {
   constexpr bool f32 = std::is_same_v<T, float>;
   for (int batch : {1, 2, 5, 8, 9, 16, 32, 64}) {
     if (f32 && batch == 32) continue;  // float32 above 16 is run_layers, covered at 64
-    BOOST_TEST(fused_decode_supported(model, batch) == (batch <= (f32 ? 16 : 32)),
+    BOOST_TEST(fused_decode_supported(model, batch) == (batch <= 16),
                shape << ": where the fused step applies at batch " << batch);
     case_options o;
     o.fused.max_batch = 64;  // batch 64 on the fused step too (bfloat16)
@@ -803,8 +803,11 @@ void check_batch_invariance(int batch, const std::vector<int>& copies) {
 }
 
 // The static shared memory fused_launch_config.hpp counts for each GEMV kernel (it decides the
-// opt-in: the first H200 run failed where static + dynamic passed 48 KB unasked) equals the
-// compiled kernel's (cudaFuncGetAttributes), for every instantiation the step uses.
+// opt-in: the first H200 run failed where static + dynamic passed 48 KB unasked) is never below
+// the compiled kernel's (cudaFuncGetAttributes), for every instantiation the step uses, and equals
+// it where every array is used: nvcc drops the CUDA-core kernel's argmax scratch `top` from the
+// other epilogues (the second H200 run: compiled = counted - 8 * NT * 8 bytes there), which only
+// makes the count an upper bound (an opt-in asked for a few bytes early is harmless).
 template <class T, cuda_detail::prologue P, cuda_detail::epilogue E>
 void check_static_smem() {
   using namespace cuda_detail;
@@ -812,9 +815,11 @@ void check_static_smem() {
   auto check = [&](auto* kernel, std::size_t counted, const char* what, int rows) {
     cudaFuncAttributes fa{};
     cuda_check(cudaFuncGetAttributes(&fa, kernel), "cudaFuncGetAttributes");
-    BOOST_TEST(fa.sharedSizeBytes == counted, what << " " << rows << " rows, " << sizeof(T)
-                                                   << "-byte, prologue " << int(P) << ", epilogue "
-                                                   << int(E));
+    const bool exact = E == epilogue::argmax || std::string(what) == "tensor-core";
+    BOOST_TEST((exact ? fa.sharedSizeBytes == counted : fa.sharedSizeBytes <= counted),
+               what << " " << rows << " rows, " << sizeof(T) << "-byte, prologue " << int(P)
+                    << ", epilogue " << int(E) << ": compiled " << fa.sharedSizeBytes
+                    << " B, counted " << counted << " B");
   };
   using launch_detail::cuda_core_static_smem;
   check(fused_gemv_kernel<T, 1, P, E>, cuda_core_static_smem(1, gated), "CUDA-core", 1);

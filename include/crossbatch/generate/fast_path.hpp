@@ -23,10 +23,11 @@ struct fused_decode_options {
   bool fused_attention = true;
   int fused_attention_max_len = 1024;
   // Largest batch the fused step takes (above it: the plain layers). 8 gives the step of before
-  // the tensor-core GEMV. 32 by default: batch 64 is exercised by tests/cuda/test_fused_decode.cu
-  // and bench_decode (max_batch 64) but has not yet passed a device run of the whole step at every
-  // real shape.
-  int max_batch = 32;
+  // the tensor-core GEMV. 16 by default: on the H200 (bench_decode, bf16) the fused step beats the
+  // plain layers up to 16 (SmolLM2-135M 0.76 vs 1.22 ms, Qwen2.5-0.5B 1.13 vs 1.28 ms at batch 16)
+  // and not above (batch 32: 1.26 vs 1.26 and 1.87 vs 1.52 ms; batch 64 slower still); batch 32
+  // and 64 pass tests/cuda/test_fused_decode.cu with max_batch 64.
+  int max_batch = 16;
   // 16-bit weights: the GEMVs run on tensor cores (mma.sync) from this many rows on, up to batch
   // 64 (batch 1 stays on the CUDA-core GEMV: one row fills an eighth of an mma tile); false (or
   // float32): the CUDA-core GEMV, batch <= 16. The tensor-core GEMV takes 0.53x the CUDA-core
