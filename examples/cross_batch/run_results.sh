@@ -27,7 +27,7 @@ MD=${MD:-examples/cross_batch/RESULTS.md}
 TIME_LIMIT=${TIME_LIMIT:-0}
 if [ "$SCALE" = full ]; then
   # groups (contexts) of 1-5 questions; ~3.7 questions and ~450 tokens per group
-  TRAIN=${TRAIN:-240} VAL=${VAL:-40} TEST=${TEST:-100} EPOCHS=${EPOCHS:-3} TOKENS=${TOKENS:-24}
+  TRAIN=${TRAIN:-80} VAL=${VAL:-24} TEST=${TEST:-60} EPOCHS=${EPOCHS:-2} TOKENS=${TOKENS:-24}
   JOBS=${JOBS:-12}
 else
   TRAIN=${TRAIN:-16} VAL=${VAL:-6} TEST=${TEST:-12} EPOCHS=${EPOCHS:-2} TOKENS=${TOKENS:-16}
@@ -46,12 +46,13 @@ mkdir -p "$WORK/logs"
 python3 tools/make_stories.py --out-dir "$WORK/data" --seed 0 --train 300 --test 100 >&2 || exit 1
 start=$SECONDS
 
-# One run: variant (split|normal) seed mode (scale|gate). The scale run trains all four methods,
-# the gate run the two with a mixer.
+# One run: variant (split|normal) seed mode (scale|gate). The scale run trains all four methods
+# (the LoRA ones first: a run stopped by TIME_LIMIT keeps what it finished, its JSON is written
+# after every method), the gate run the two with a mixer.
 one() {
   local variant=$1 seed=$2 mode=$3 prefix methods flags=()
   prefix=$([ "$variant" = split ] && echo stories_split || echo stories)
-  if [ "$mode" = gate ]; then methods=crossbatch,lora_crossbatch; flags=(--use-gate); else methods=baseline,crossbatch,lora_lmhead,lora_crossbatch; fi
+  if [ "$mode" = gate ]; then methods=crossbatch,lora_crossbatch; flags=(--use-gate); else methods=lora_lmhead,lora_crossbatch,baseline,crossbatch; fi
   local name=${variant}_s${seed}_${mode}
   local cmd=("$bin" --dataset squad --data "$WORK/data/${prefix}_train.json" --eval-data "$WORK/data/${prefix}_test.json"
     --model "$MODEL" --max-samples "$TRAIN" --val-samples "$VAL" --eval-samples "$TEST" --min-questions 1 --max-questions 5
@@ -79,9 +80,18 @@ import json, pathlib, subprocess, sys, datetime, platform
 logs, out, device, scale, seconds = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
 runs = []
 for f in sorted(logs.glob("*.json")):
+    if f.stat().st_size == 0:
+        continue
     variant, seed, mode = f.stem.split("_")
     runs.append({"variant": variant, "seed": int(seed[1:]), "mode": mode, "history": json.loads(f.read_text())})
-missing = sorted(p.stem for p in logs.glob("*.log") if not (logs / (p.stem + ".json")).exists())
+def finished(stem):
+    j = logs / (stem + ".json")
+    if not j.exists():
+        return False
+    h = json.loads(j.read_text())
+    want = 2 if stem.endswith("_gate") else 4
+    return len([m for m in h.get("methods", {}).values() if "skipped" not in m]) == want
+missing = sorted(p.stem for p in logs.glob("*.log") if not finished(p.stem))
 try:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 except OSError:

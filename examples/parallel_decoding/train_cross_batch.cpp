@@ -62,6 +62,16 @@ std::string model_name(const std::string& dir) {
 template <class T, class D>
 int run_training(const options& o, context<D>& ctx, const char* device_name);
 
+// The history so far (written after every method, so that a run stopped early keeps its results).
+void write_history(const std::string& path, const json& history) {
+  if (path.empty()) return;
+  std::filesystem::path p(path);
+  if (p.has_parent_path()) std::filesystem::create_directories(p.parent_path());
+  std::ofstream f(path);
+  f << history.dump(2) << "\n";
+  if (!f) throw io_error(path + ": write failed");
+}
+
 template <class T, class D>
 json generation_scores(pardec::trained_strategy<T, D>& strategy, const std::vector<pardec::question_group>& groups,
                        const qa_tokenizer& qt, int max_new_tokens, const std::string& label, bool quiet,
@@ -94,9 +104,17 @@ json generation_scores(pardec::trained_strategy<T, D>& strategy, const std::vect
 
 template <class T, class D>
 int run(const options& o, context<D>& ctx, const char* device_name) {
+#ifdef CROSSBATCH_TRAIN_FLOAT32_ONLY  // a faster build (tools/device/methods.sh): float32 only
+  constexpr bool built = std::is_same_v<T, float>;
+#else
+  constexpr bool built = std::is_same_v<T, float> || std::is_same_v<T, bfloat16>;
+#endif
   if constexpr (std::is_same_v<D, cpu> && !std::is_same_v<T, float>) {
     throw value_error(std::string("--dtype ") + dtype_traits<T>::name +
-                      ": training on the CPU runs in float32 (bfloat16 / float16 weights on CUDA only)");
+                      ": training on the CPU runs in float32 (bfloat16 weights on CUDA only)");
+  } else if constexpr (!built) {
+    throw value_error(std::string("--dtype ") + dtype_traits<T>::name +
+                      ": not built for training (float32, and bfloat16 on CUDA)");
   } else {
     return run_training<T, D>(o, ctx, device_name);
   }
@@ -190,6 +208,7 @@ int run_training(const options& o, context<D>& ctx, const char* device_name) {
       if (!test.empty()) fj["test"].update(generation_scores(s, test, qt, o.max_new_tokens, "frozen test", o.quiet));
     }
     history["frozen"] = fj;
+    write_history(o.json_out, history);
     std::cerr << "frozen model: " << fj.dump() << "\n";
   }
 
@@ -254,18 +273,13 @@ int run_training(const options& o, context<D>& ctx, const char* device_name) {
       mj["test_answers"] = answers;
     }
     history["methods"][name] = mj;
+    write_history(o.json_out, history);
     std::printf("| %s | %s | %s |\n", name.c_str(),
                 mj.contains("val") ? mj["val"].dump().c_str() : "-", mj.contains("test") ? mj["test"].dump().c_str() : "-");
     std::fflush(stdout);
   }
-  if (!o.json_out.empty()) {
-    fs::path p(o.json_out);
-    if (p.has_parent_path()) fs::create_directories(p.parent_path());
-    std::ofstream f(o.json_out);
-    f << history.dump(2) << "\n";
-    if (!f) throw io_error(o.json_out + ": write failed");
-    std::cerr << "wrote " << o.json_out << "\n";
-  }
+  write_history(o.json_out, history);
+  if (!o.json_out.empty()) std::cerr << "wrote " << o.json_out << "\n";
   return 0;
 }
 

@@ -38,7 +38,7 @@ fi
 build=build/device-methods-build
 say "configure + build train_cross_batch (CUDA)"
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCROSSBATCH_CUDA=ON -DCROSSBATCH_BUILD_TESTS=OFF \
-  -DCMAKE_CUDA_ARCHITECTURES=90a-real "${extra[@]}" >>"$log" 2>&1 &&
+  -DCMAKE_CUDA_ARCHITECTURES=90a-real -DCMAKE_CUDA_FLAGS=-DCROSSBATCH_TRAIN_FLOAT32_ONLY=1 "${extra[@]}" >>"$log" 2>&1 &&
   cmake --build "$build" --target train_cross_batch -j "$(nproc)" >>"$log" 2>&1
 rc=$?
 wait "$prep"
