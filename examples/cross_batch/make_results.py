@@ -17,7 +17,7 @@ import sys
 
 METHODS = ["baseline", "crossbatch", "lora_lmhead", "lora_crossbatch"]
 DESCRIPTION = {
-    "frozen": "the model as it is (its own head, no training)",
+    "frozen": "its own head, no training",
     "baseline": "LM head trained, model frozen, no mixing",
     "crossbatch": "LM head + cross-batch mixer, model frozen",
     "lora_lmhead": "LoRA adapters + LM head",
@@ -75,11 +75,19 @@ def main():
       "examples/cross_batch/RESULTS.md`).\n")
     w(f"Generated {meta.get('date')} at commit {meta.get('commit')} on {meta.get('device')} "
       f"(scale `{meta.get('scale')}`, {meta.get('seconds')} s for all runs).\n")
+    variants = sorted({r["variant"] for r in runs})
+    modes = sorted({r["mode"] for r in runs})
     if reduced:
-        w("**This is the reduced CPU run** (`SCALE=small`): few training groups and short training, "
-          "sized to finish on a shared 2-core machine. Its numbers show that the pipeline runs end to "
-          "end and how the methods compare at this size; they are not the full experiment "
-          "(`SCALE=full`, on the GPU: `tools/device/methods.sh`).\n")
+        steps = math.ceil(cfg.get("train_groups", 0) / max(1, cfg.get("batch_size", 1))) * cfg.get("epochs", 1)
+        w("**This is a reduced CPU run** (`SCALE=small`), sized to finish on a shared 2-core machine: "
+          f"{cfg.get('train_groups')} training groups, {cfg.get('epochs')} epoch(s) = {steps} optimiser steps "
+          f"per method, {cfg.get('test_groups')} test groups, answers of at most {cfg.get('max_new_tokens')} "
+          f"tokens; stories: {', '.join(variants)}; mixer modes: {', '.join(modes)}. It shows the pipeline "
+          "end to end and how the methods compare at this size, not the full experiment "
+          "(`SCALE=full` on the GPU: `tools/device/methods.sh`).\n")
+    for v in VARIANTS:
+        if v not in variants:
+            w(f"*{VARIANTS[v].split(' (')[0]}: not run in this run.*\n")
     if meta.get("failed_runs"):
         w(f"Runs that failed or ran out of time (not in the tables): {', '.join(meta['failed_runs'])}.\n")
     w("## Setup\n")
@@ -96,10 +104,11 @@ def main():
       "part as its own context). Teacher-forced target `<answer>{gold}</answer>` + `<|im_end|>`; the loss "
       "is the mean cross-entropy over answer tokens (nats/token).")
     lora = cfg.get("lora", {})
+    g = lambda x: f"{x:.3g}" if isinstance(x, float) else str(x)
     w(f"- Training: {cfg.get('epochs')} epoch(s), batches of {cfg.get('batch_size')} groups, AdamW lr "
-      f"{cfg.get('lr')} (cosine to {cfg.get('min_lr')}), weight decay {cfg.get('weight_decay')}, clipping "
-      f"{cfg.get('max_grad_norm')}; LoRA r {lora.get('rank')}, alpha {lora.get('alpha')}, dropout "
-      f"{lora.get('dropout')} on {','.join(lora.get('targets', []))}; mixer: 8-head attention over the "
+      f"{g(cfg.get('lr'))} (cosine to {g(cfg.get('min_lr'))}), weight decay {g(cfg.get('weight_decay'))}, clipping "
+      f"{g(cfg.get('max_grad_norm'))}; LoRA r {lora.get('rank')}, alpha {g(lora.get('alpha'))}, dropout "
+      f"{g(lora.get('dropout'))} on {','.join(lora.get('targets', []))}; mixer: 8-head attention over the "
       f"group at mix layer {cfg.get('mix_layer')} (the final-normed output), the reference's init "
       "(q/k/v ~ N(0, 0.02), output 0, scale sigmoid(-3)). The reference trains 1 epoch at lr 1e-4 on all "
       "of SQuAD; with a few hundred questions that moves nothing, so the epochs and lr are larger here "
@@ -167,7 +176,8 @@ def main():
             tps = [m.get("tokens_per_second") for m in t[key].values()]
             speed.append(f"`{name}` {fmt(tps, 0)}")
         if speed:
-            w("Training throughput (tokens/s, prompt + answer tokens, one process): " + ", ".join(speed) + ".\n")
+            w("Training throughput (tokens/s, prompt + answer tokens, per process; processes ran side by side "
+              "with other jobs, so these are rough): " + ", ".join(speed) + ".\n")
         # Verdict lora_crossbatch vs lora_lmhead.
         if "lora_crossbatch" in keys and "lora_lmhead" in keys:
             a, b = t[keys["lora_crossbatch"]], t[keys["lora_lmhead"]]
