@@ -361,6 +361,7 @@ template <class T>
 void round_weights_to(decoder_model<float>& m) {
   if constexpr (!std::is_same_v<T, float>) {
     auto round = [](tensor<float>& t) {
+      if (t.empty()) return;  // absent biases, pos_embed of rotary families, a tied head
       for (index_t i = 0; i < t.size(); ++i) t.data()[i] = float(T(t.data()[i]));
     };
     for (auto* t : {&m.embed, &m.pos_embed, &m.final_w, &m.final_b, &m.lm_head}) round(*t);
