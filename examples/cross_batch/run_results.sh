@@ -5,7 +5,8 @@
 # (scale or gate) chosen per method on the validation groups, the test groups reported once:
 # answer-token loss (with the mixer, without it, and the like-for-like control: as many partners
 # from other stories) and EM / F1 / lenient of greedy answers under the batch strategy's prompts.
-#   examples/cross_batch/run_results.sh                       CPU, SCALE=small (reduced, ~40 min on 2 cores)
+#   examples/cross_batch/run_results.sh     CPU, SCALE=small: the reduced run of RESULTS.md (split stories,
+#                                           3 seeds x scale/gate; ~40 min on 2 shared cores, 3 runs at a time)
 #   DEVICE=cuda SCALE=full BIN=build/cuda examples/cross_batch/run_results.sh     (tools/device/methods.sh)
 # Environment: DEVICE cpu|cuda, SCALE small|full, BIN (build dir holding
 # examples/parallel_decoding/train_cross_batch; default: builds build/mix on the CPU), WORK (scratch,
@@ -19,7 +20,6 @@ SCALE=${SCALE:-small}
 MODEL=${MODEL:-models/smollm2-135m-instruct}
 WORK=${WORK:-build/cross_batch/methods}
 SEEDS=${SEEDS:-0 1 2}
-VARIANTS=${VARIANTS:-split normal}
 MODES=${MODES:-scale gate}
 THREADS=${THREADS:-1}
 RESULTS=${RESULTS:-$WORK/results.json}
@@ -29,9 +29,11 @@ if [ "$SCALE" = full ]; then
   # groups (contexts) of 1-5 questions; ~3.7 questions and ~450 tokens per group
   TRAIN=${TRAIN:-80} VAL=${VAL:-24} TEST=${TEST:-60} EPOCHS=${EPOCHS:-2} TOKENS=${TOKENS:-24}
   JOBS=${JOBS:-12}
+  VARIANTS=${VARIANTS:-split normal}
 else
-  TRAIN=${TRAIN:-16} VAL=${VAL:-6} TEST=${TEST:-12} EPOCHS=${EPOCHS:-2} TOKENS=${TOKENS:-16}
-  JOBS=${JOBS:-1}
+  TRAIN=${TRAIN:-10} VAL=${VAL:-4} TEST=${TEST:-8} EPOCHS=${EPOCHS:-1} TOKENS=${TOKENS:-12}
+  JOBS=${JOBS:-3}
+  VARIANTS=${VARIANTS:-split}
 fi
 LR=${LR:-5e-4}
 BATCH=${BATCH:-4}
