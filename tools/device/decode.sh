@@ -22,17 +22,7 @@ t0=$(date +%s)
 stamp() { echo "[$(($(date +%s) - t0)) s] $*" >>"$log"; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >>"$log" 2>&1
 
-extra=()
-if ! pkg-config --exists libpcre2-8 2>/dev/null && [ -d .devdeps/root ]; then
-  root=$PWD/.devdeps/root
-  mkdir -p /tmp/devdeps-pc
-  for f in "$root"/usr/lib/x86_64-linux-gnu/pkgconfig/*.pc; do
-    sed "s|^prefix=.*|prefix=$root/usr|" "$f" >/tmp/devdeps-pc/"$(basename "$f")"
-  done
-  export PKG_CONFIG_PATH=/tmp/devdeps-pc:${PKG_CONFIG_PATH:-}
-  export LD_LIBRARY_PATH=$root/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
-  extra=(-DCROSSBATCH_PCRE2_INCLUDE="$root/usr/include" -DCROSSBATCH_PCRE2_LIB="$root/usr/lib/x86_64-linux-gnu/libpcre2-8.so")
-fi
+. tools/device/pcre2_env.sh  # PCRE2 from .devdeps/root when the machine lacks it; sets extra
 
 # Build: the test with nvcc (as tools/device_check.sh does), the benchmarks with CMake, at once.
 nvcc_flags=(-std=c++20 -O3 -DNDEBUG --expt-relaxed-constexpr -diag-suppress 20012

@@ -40,17 +40,7 @@ fi
 say "model ready"
 
 # PCRE2 (the crossbatch target needs it), as in tools/device_check.sh.
-extra=()
-if ! pkg-config --exists libpcre2-8 2>/dev/null && [ -d .devdeps/root ]; then
-  root=$PWD/.devdeps/root
-  mkdir -p /tmp/devdeps-pc
-  for f in "$root"/usr/lib/x86_64-linux-gnu/pkgconfig/*.pc; do
-    sed "s|^prefix=.*|prefix=$root/usr|" "$f" >/tmp/devdeps-pc/"$(basename "$f")"
-  done
-  export PKG_CONFIG_PATH=/tmp/devdeps-pc:${PKG_CONFIG_PATH:-}
-  export LD_LIBRARY_PATH=$root/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
-  extra=(-DCROSSBATCH_PCRE2_INCLUDE="$root/usr/include" -DCROSSBATCH_PCRE2_LIB="$root/usr/lib/x86_64-linux-gnu/libpcre2-8.so")
-fi
+. tools/device/pcre2_env.sh  # PCRE2 from .devdeps/root when the machine lacks it; sets extra
 
 # Build: the gpu test with nvcc directly, the example and the bench with CMake, in parallel.
 build=build/device-fusion

@@ -24,17 +24,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >>
 
 [ -f models/smollm2-135m-instruct/config.json ] || . tools/device/prepare_model.sh >>"$log" 2>&1 &
 prep=$!
-extra=()
-if ! pkg-config --exists libpcre2-8 2>/dev/null && [ -d .devdeps/root ]; then
-  root=$PWD/.devdeps/root
-  mkdir -p /tmp/devdeps-pc
-  for f in "$root"/usr/lib/x86_64-linux-gnu/pkgconfig/*.pc; do
-    sed "s|^prefix=.*|prefix=$root/usr|" "$f" >/tmp/devdeps-pc/"$(basename "$f")"
-  done
-  export PKG_CONFIG_PATH=/tmp/devdeps-pc:${PKG_CONFIG_PATH:-}
-  export LD_LIBRARY_PATH=$root/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
-  extra=(-DCROSSBATCH_PCRE2_INCLUDE="$root/usr/include" -DCROSSBATCH_PCRE2_LIB="$root/usr/lib/x86_64-linux-gnu/libpcre2-8.so")
-fi
+. tools/device/pcre2_env.sh  # PCRE2 from .devdeps/root when the machine lacks it; sets extra
 build=build/device-methods-build
 say "configure + build train_cross_batch (CUDA)"
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCROSSBATCH_CUDA=ON -DCROSSBATCH_BUILD_TESTS=OFF \

@@ -47,17 +47,7 @@ stage() {  # stage NAME CMD...: runs CMD, logs its status and seconds
 if [ -n "${BIN:-}" ]; then
   build=$BIN
 else
-  extra=()
-  if ! pkg-config --exists libpcre2-8 2>/dev/null && [ -d .devdeps/root ]; then
-    root=$PWD/.devdeps/root
-    mkdir -p /tmp/devdeps-pc
-    for f in "$root"/usr/lib/x86_64-linux-gnu/pkgconfig/*.pc; do
-      sed "s|^prefix=.*|prefix=$root/usr|" "$f" >/tmp/devdeps-pc/"$(basename "$f")"
-    done
-    export PKG_CONFIG_PATH=/tmp/devdeps-pc:${PKG_CONFIG_PATH:-}
-    export LD_LIBRARY_PATH=$root/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
-    extra=(-DCROSSBATCH_PCRE2_INCLUDE="$root/usr/include" -DCROSSBATCH_PCRE2_LIB="$root/usr/lib/x86_64-linux-gnu/libpcre2-8.so")
-  fi
+  . tools/device/pcre2_env.sh  # sets extra (PCRE2 from .devdeps/root when missing)
   build=build/device-pardec-build
   nvidia-smi --query-gpu=name,driver_version --format=csv,noheader >>"$log" 2>&1
   stage configure cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCROSSBATCH_CUDA=ON \

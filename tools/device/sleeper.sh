@@ -59,19 +59,8 @@ stage() {
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 python3 -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__, "cuda", torch.cuda.is_available())'
 
-# PCRE2 (the crossbatch target needs it) from .devdeps/root when the machine lacks it (as
-# tools/device_check.sh does).
-extra=()
-if ! pkg-config --exists libpcre2-8 2>/dev/null && [ -d .devdeps/root ]; then
-  root=$PWD/.devdeps/root
-  mkdir -p /tmp/devdeps-pc
-  for f in "$root"/usr/lib/x86_64-linux-gnu/pkgconfig/*.pc; do
-    sed "s|^prefix=.*|prefix=$root/usr|" "$f" >/tmp/devdeps-pc/"$(basename "$f")"
-  done
-  export PKG_CONFIG_PATH=/tmp/devdeps-pc:${PKG_CONFIG_PATH:-}
-  export LD_LIBRARY_PATH=$root/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
-  extra=(-DCROSSBATCH_PCRE2_INCLUDE="$root/usr/include" -DCROSSBATCH_PCRE2_LIB="$root/usr/lib/x86_64-linux-gnu/libpcre2-8.so")
-fi
+# PCRE2 (the crossbatch target needs it) from .devdeps/root when the machine lacks it.
+. tools/device/pcre2_env.sh
 
 # 1. Build (background).
 build_programs() {
