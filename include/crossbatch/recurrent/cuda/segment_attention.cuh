@@ -13,6 +13,8 @@
 
 #include <cmath>
 
+#include "crossbatch/core/cuda_type.cuh"
+#include "crossbatch/model/config.hpp"
 #include "crossbatch/ops/cuda/strided_batched_linear.cuh"
 
 namespace crossbatch {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "crossbatch/ops/cpu/norm.hpp"  // norm_kind
+#include "crossbatch/ops/cuda/norm.cuh"  // norm_threads
 #include "crossbatch/ops/cuda/rope.cuh"
 #include "crossbatch/train/backward/ops.hpp"
 #include "crossbatch/train/cuda/backward_kernels.cuh"
