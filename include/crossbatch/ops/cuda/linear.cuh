@@ -67,6 +67,38 @@ __global__ void __launch_bounds__(256)
   }
 }
 
+// The heuristic's first cuBLASLt algorithm for a planned product D = op(A) op(B) (C = D) whose
+// operands start at pa, pb and pc (their alignments bound the choice), within the context's
+// workspace; false when cuBLASLt offers none.
+inline bool lt_first_algorithm(const context<cuda>& ctx, cublasLtMatmulDesc_t op,
+                               cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b,
+                               cublasLtMatrixLayout_t c, const void* pa, const void* pb,
+                               const void* pc, cublasLtMatmulAlgo_t& algo) {
+  cublasLtMatmulPreference_t pref = nullptr;
+  cublas_check(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
+  const std::size_t wsb = ctx.lt_workspace_bytes;
+  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb,
+                                       sizeof(wsb));
+  const std::uint32_t al_a = std::uint32_t(pointer_alignment(pa)),
+                      al_b = std::uint32_t(pointer_alignment(pb)),
+                      al_c = std::uint32_t(pointer_alignment(pc));
+  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a,
+                                       sizeof(al_a));
+  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b,
+                                       sizeof(al_b));
+  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c,
+                                       sizeof(al_c));
+  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c,
+                                       sizeof(al_c));
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  const auto st = cublasLtMatmulAlgoGetHeuristic(ctx.lt, op, a, b, c, c, pref, 1, &result, &found);
+  cublasLtMatmulPreferenceDestroy(pref);
+  if (st != CUBLAS_STATUS_SUCCESS || found == 0) return false;
+  algo = result.algo;
+  return true;
+}
+
 template <class T>
 constexpr cudaDataType_t cuda_data_type() {
   if constexpr (std::is_same_v<T, float>)
@@ -108,32 +140,11 @@ void lt_matmul(const context<cuda>& ctx, T* out, index_t ldc, const T* x, index_
     cublas_check(cublasLtMatrixLayoutCreate(&p.a, type, in, o, lda), "layout A");
     cublas_check(cublasLtMatrixLayoutCreate(&p.b, type, in, n, ldb), "layout B");
     cublas_check(cublasLtMatrixLayoutCreate(&p.c, type, o, n, ldc), "layout C");
-    cublasLtMatmulPreference_t pref = nullptr;
-    cublas_check(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
-    const std::size_t wsb = ctx.lt_workspace_bytes;
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb,
-                                         sizeof(wsb));
-    const std::uint32_t al_a = std::uint32_t(pointer_alignment(w)),
-                        al_b = std::uint32_t(pointer_alignment(x)),
-                        al_c = std::uint32_t(pointer_alignment(out));
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a,
-                                         sizeof(al_a));
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b,
-                                         sizeof(al_b));
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c,
-                                         sizeof(al_c));
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c,
-                                         sizeof(al_c));
-    cublasLtMatmulHeuristicResult_t result{};
-    int found = 0;
-    const auto st =
-        cublasLtMatmulAlgoGetHeuristic(ctx.lt, p.op, p.a, p.b, p.c, p.c, pref, 1, &result, &found);
-    cublasLtMatmulPreferenceDestroy(pref);
-    if (st != CUBLAS_STATUS_SUCCESS || found == 0)
+    const bool found = lt_first_algorithm(ctx, p.op, p.a, p.b, p.c, w, x, out, p.algo);
+    if (!found)
       throw device_error("linear: cuBLASLt found no algorithm for (" + std::to_string(n) + " x " +
                          std::to_string(in) + ") @ (" + std::to_string(o) + " x " +
                          std::to_string(in) + ")^T");
-    p.algo = result.algo;
     plan = &ctx.add_plan(key, p);
   }
   if (bias)

@@ -163,29 +163,8 @@ void matmul_raw(const context<cuda>& ctx, C* c, index_t ldc, const A* a, index_t
       set_batch(p.b, batch, sa);
       set_batch(p.c, batch, sc);
     }
-    cublasLtMatmulPreference_t pref = nullptr;
-    cublas_check(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
-    const std::size_t wsb = ctx.lt_workspace_bytes;
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb,
-                                         sizeof(wsb));
-    const std::uint32_t al_a = std::uint32_t(pointer_alignment(b)),
-                        al_b = std::uint32_t(pointer_alignment(a)),
-                        al_c = std::uint32_t(pointer_alignment(c));
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_a,
-                                         sizeof(al_a));
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_b,
-                                         sizeof(al_b));
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c,
-                                         sizeof(al_c));
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c,
-                                         sizeof(al_c));
-    cublasLtMatmulHeuristicResult_t result{};
-    int found = 0;
-    const auto st =
-        cublasLtMatmulAlgoGetHeuristic(ctx.lt, p.op, p.a, p.b, p.c, p.c, pref, 1, &result, &found);
-    cublasLtMatmulPreferenceDestroy(pref);
-    p.fallback = st != CUBLAS_STATUS_SUCCESS || found == 0;
-    p.algo = result.algo;
+    // cuBLAS order: its A is our b, its B our a.
+    p.fallback = !lt_first_algorithm(ctx, p.op, p.a, p.b, p.c, b, a, c, p.algo);
     it = plans.emplace(key, p).first;
   }
   lt_plan& p = it->second;
