@@ -257,7 +257,11 @@ class ServerTest(unittest.TestCase):
         self.assertTrue(any("POST /v1/completions 413 " in line for line in s.log), s.log[-5:])
 
     def test_one_log_line_per_request(self):
-        before = len(self.server.log)
+        # The log is read by a thread: let the lines of earlier tests arrive before counting.
+        before = -1
+        while before != len(self.server.log):
+            before = len(self.server.log)
+            time.sleep(0.3)
         self.server.request("POST", "/v1/completions", {"prompt": "log me", "max_tokens": 3,
                                                         "temperature": 0, "ignore_eos": True})
         self.server.request("GET", "/nope")
