@@ -156,6 +156,13 @@ class lora_decoder {
   // lm_loss computes the logits of at most this many target rows at a time.
   index_t loss_chunk_rows = 2048;
 
+  // Precision emulation on the CPU (tests, tools): when set, the CPU path applies it in place to
+  // each buffer that lora_decoder<bfloat16, float, cuda> holds in the 16-bit type T and to each
+  // operand that a CUDA product converts to T (lm_loss: as lm_loss_mixed does), at the point
+  // where the CUDA path does, e.g. rounding to bfloat16. Roundings inside the CUDA ops
+  // (attention probabilities, the adapters' bf16 output product) are not emulated. null: none.
+  void (*emulate_rounding)(G* data, index_t count) = nullptr;
+
   const decoder_model<T, D>& model() const { return m_model; }
   // Every training pass draws a fresh dropout seed from (adapters' seed, pass count); this
   // rewinds the count, so that a later pass repeats the masks of an earlier one (tests).
@@ -256,6 +263,13 @@ class lora_decoder {
     device_traits<D>::upload(m_rows.data(), rows.data(), sizeof(std::int32_t) * m);
     device_traits<D>::upload(m_tgt.data(), tgt.data(), sizeof(std::int32_t) * m);
     const bool grad = head_grad.data || dx.data;
+    if constexpr (std::is_same_v<D, cpu>)
+      if (emulate_rounding) {  // lm_loss_mixed's T copy of the head
+        ensure(m_head_rounded, head.shape);
+        copy_rows(ctx, m_head_rounded.view(), head);
+        emulate(m_head_rounded);
+        head = m_head_rounded.view();
+      }
     // Chunks of rows bound the (rows, V) logits buffer.
     const index_t chunk = std::min(m, std::max<index_t>(1, loss_chunk_rows));
     for (index_t start = 0; start < m; start += chunk) {
@@ -268,9 +282,11 @@ class lora_decoder {
       gather_rows(ctx, m_xc.view(), x, rows_k);
       frozen_norm(ctx, norm_type(), m_nc.view(), cv(m_xc.view()), m_final_w_view, m_final_b_view,
                   config().norm_eps);
+      emulate(m_nc);
       gemm(ctx, m_logits.view(), cv(m_nc.view()), head, false, true);
       r.sum += softmax_xent(ctx, m_logits.view(), tgt_k, grad ? G(grad_scale / double(m)) : G(0));
       if (!grad) continue;
+      emulate(m_logits);  // now the logit gradients, a product operand
       if (head_grad.data)
         gemm(ctx, head_grad, cv(m_logits.view()), cv(m_nc.view()), true, false, G(1), G(1));
       if (dx.data) {
@@ -330,6 +346,13 @@ class lora_decoder {
     for (index_t i = 0; i < h.size(); ++i) g.data()[i] = G(static_cast<float>(h.data()[i]));
     return to_device<D>(g);
   }
+  // Applies emulate_rounding (CPU only) to a whole buffer.
+  template <class U>
+  void emulate(tensor<U, D>& t) const {
+    if constexpr (std::is_same_v<D, cpu> && std::is_same_v<U, G>)
+      if (emulate_rounding) emulate_rounding(t.data(), t.size());
+  }
+
   norm_kind norm_type() const {
     return config().kind == family::gpt2 ? norm_kind::layer : norm_kind::rms;
   }
@@ -459,32 +482,45 @@ class lora_decoder {
     const auto& L = m_model.layers[l];
     const index_t H = c.num_heads, Hkv = c.num_kv_heads, dh = c.head_dim;
     norm_forward(ctx, norm_type(), m_h1.view(), in, L.norm1_w.view(), L.norm1_b.view(), c.norm_eps);
+    emulate(m_h1);
     linear_forward(ctx, m_qkv.view(), cv(m_h1.view()), L.qkv_w.view(), L.qkv_b.view());
+    emulate(m_qkv);
     for (lora_slot s : {lora_slot::q, lora_slot::k, lora_slot::v, lora_slot::qkv})
       adapter_forward(ctx, l, s, slot_out(m_qkv, s), cv(m_h1.view()), seed, training);
+    emulate(m_qkv);
     if (c.uses_rope()) {
       rope_forward(ctx, rope_view(m_qkv, 0, H), positions(), m_model.inv_freq.view());
       rope_forward(ctx, rope_view(m_qkv, H * dh, Hkv), positions(), m_model.inv_freq.view());
+      emulate(m_qkv);
     }
     attention_forward_train(
         ctx, m_attn.view().reshape({m_batch.batch, m_batch.length, H, dh}), m_lse.view(),
         cv(head_part(m_qkv, 0, H)), cv(head_part(m_qkv, H * dh, Hkv)),
         cv(head_part(m_qkv, (H + Hkv) * dh, Hkv)), valid(), 1.0f / std::sqrt(float(dh)));
+    emulate(m_attn);
     linear_forward(ctx, m_o.view(), cv(m_attn.view()), L.o_w.view(), L.o_b.view());
+    emulate(m_o);
     adapter_forward(ctx, l, lora_slot::o, m_o.view(), cv(m_attn.view()), seed, training);
+    emulate(m_o);
     copy_rows(ctx, m_x2.view(), in);
     residual_add(ctx, m_x2.view(), cv(m_o.view()));
     norm_forward(ctx, norm_type(), m_h2.view(), cv(m_x2.view()), L.norm2_w.view(), L.norm2_b.view(),
                  c.norm_eps);
+    emulate(m_h2);
     linear_forward(ctx, m_mlp.view(), cv(m_h2.view()), L.up_w.view(), L.up_b.view());
+    emulate(m_mlp);
     for (lora_slot s : {lora_slot::gate, lora_slot::up})
       adapter_forward(ctx, l, s, slot_out(m_mlp, s), cv(m_h2.view()), seed, training);
+    emulate(m_mlp);
     if (c.kind == family::gpt2)
       activation_forward(ctx, c.act, m_act.view(), cv(m_mlp.view()));
     else
       gated_activation_forward(ctx, c.act, m_act.view(), cv(m_mlp.view()));
+    emulate(m_act);
     linear_forward(ctx, m_d.view(), cv(m_act.view()), L.down_w.view(), L.down_b.view());
+    emulate(m_d);
     adapter_forward(ctx, l, lora_slot::down, m_d.view(), cv(m_act.view()), seed, training);
+    emulate(m_d);
     copy_rows(ctx, out, cv(m_x2.view()));
     residual_add(ctx, out, cv(m_d.view()));
   }
@@ -498,35 +534,50 @@ class lora_decoder {
     const index_t H = c.num_heads, Hkv = c.num_kv_heads, dh = c.head_dim;
     // MLP branch: out = x2 + down(act(up(norm2(x2))))
     convert_rows(ctx, m_dd.view(), cv(dy));
+    emulate(m_dd);
     linear_backward_input(ctx, m_dact.view(), cv(m_dd.view()), L.down_w.view());
+    emulate(m_dact);
     adapter_backward(ctx, l, lora_slot::down, m_dact.view(), cv(m_dd.view()), seed);
+    emulate(m_dact);
     if (c.kind == family::gpt2)
       activation_backward(ctx, c.act, m_dmlp.view(), cv(m_dact.view()), cv(m_mlp.view()));
     else
       gated_activation_backward(ctx, c.act, m_dmlp.view(), cv(m_dact.view()), cv(m_mlp.view()));
+    emulate(m_dmlp);
     linear_backward_input(ctx, m_dh.view(), cv(m_dmlp.view()), L.up_w.view());
-    for (lora_slot s : {lora_slot::gate, lora_slot::up})
+    emulate(m_dh);
+    for (lora_slot s : {lora_slot::gate, lora_slot::up}) {
       adapter_backward(ctx, l, s, m_dh.view(), cv(slot_out(m_dmlp, s)), seed);
+      emulate(m_dh);
+    }
     copy_rows(ctx, m_dx2.view(), cv(dy));
     norm_backward(ctx, norm_type(), m_dx2.view(), cv(m_dh.view()), cv(m_x2.view()),
                   L.norm2_w.view(), c.norm_eps);
     // Attention branch: x2 = in + o(attn(rope(qkv(norm1(in)))))
     convert_rows(ctx, m_do.view(), cv(m_dx2.view()));
+    emulate(m_do);
     linear_backward_input(ctx, m_dattn.view(), cv(m_do.view()), L.o_w.view());
+    emulate(m_dattn);
     adapter_backward(ctx, l, lora_slot::o, m_dattn.view(), cv(m_do.view()), seed);
+    emulate(m_dattn);
     const shape_t heads4 = {m_batch.batch, m_batch.length, H, dh};
     attention_backward(ctx, head_part(m_dqkv, 0, H), head_part(m_dqkv, H * dh, Hkv),
                        head_part(m_dqkv, (H + Hkv) * dh, Hkv), cv(m_dattn.view().reshape(heads4)),
                        cv(m_attn.view().reshape(heads4)), cv(head_part(m_qkv, 0, H)),
                        cv(head_part(m_qkv, H * dh, Hkv)), cv(head_part(m_qkv, (H + Hkv) * dh, Hkv)),
                        cv(m_lse.view()), valid(), 1.0f / std::sqrt(float(dh)));
+    emulate(m_dqkv);
     if (c.uses_rope()) {
       rope_backward(ctx, rope_view(m_dqkv, 0, H), positions(), m_model.inv_freq.view());
       rope_backward(ctx, rope_view(m_dqkv, H * dh, Hkv), positions(), m_model.inv_freq.view());
+      emulate(m_dqkv);
     }
     linear_backward_input(ctx, m_dh.view(), cv(m_dqkv.view()), L.qkv_w.view());
-    for (lora_slot s : {lora_slot::q, lora_slot::k, lora_slot::v, lora_slot::qkv})
+    emulate(m_dh);
+    for (lora_slot s : {lora_slot::q, lora_slot::k, lora_slot::v, lora_slot::qkv}) {
       adapter_backward(ctx, l, s, m_dh.view(), cv(slot_out(m_dqkv, s)), seed);
+      emulate(m_dh);
+    }
     copy_rows(ctx, dy, cv(m_dx2.view()));
     norm_backward(ctx, norm_type(), dy, cv(m_dh.view()), in, L.norm1_w.view(), c.norm_eps);
   }
@@ -547,7 +598,7 @@ class lora_decoder {
   std::array<tensor<G, D>, lora_slot_count> m_xd, m_u;
   tensor<G, D> m_du, m_dxd;
   // whole-model helpers and lm_loss scratch
-  tensor<G, D> m_x, m_dx, m_xc, m_dxc, m_nc, m_dnc, m_logits;
+  tensor<G, D> m_x, m_dx, m_xc, m_dxc, m_nc, m_dnc, m_logits, m_head_rounded;
   lora_activations<G, D> m_saved;
 };
 
