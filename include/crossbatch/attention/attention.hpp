@@ -1,6 +1,8 @@
 // Multi-head / grouped-query attention on the CPU over keys and values laid out (B, Hkv, S, D),
 // under any mask policy. Key blocks that the policy reports empty are skipped; queries with no
-// visible key (padding slots) produce zeros. The reference for the CUDA kernels.
+// visible key (padding slots) produce zeros. The reference for the CUDA kernels. Vectorised, and
+// parallel over (sequence, KV head, query block) on ctx.threads threads (ops/cpu/attention.hpp);
+// results do not depend on the thread count.
 #pragma once
 
 #include <Eigen/Core>
@@ -12,6 +14,8 @@
 #include "crossbatch/attention/mask.hpp"
 #include "crossbatch/core/context.hpp"
 #include "crossbatch/core/tensor.hpp"
+#include "crossbatch/ops/cpu/attention.hpp"
+#include "crossbatch/ops/cpu/parallel.hpp"
 #include "crossbatch/ops/cpu/softmax.hpp"
 
 namespace crossbatch {
@@ -44,7 +48,7 @@ struct attention_shape {
 // keys, values (B, Hkv, S, D); H must be a multiple of Hkv (grouped-query attention).
 // probs, when given (B, H, Tq, kv_len), receives the attention probabilities.
 template <class T, mask_policy M>
-void attention(const context<cpu>&, tensor_view<T> out, in_view<T> q, in_view<T> keys,
+void attention(const context<cpu>& ctx, tensor_view<T> out, in_view<T> q, in_view<T> keys,
                in_view<T> values, const M& mask, const attention_shape& a,
                tensor_view<float> probs = {}) {
   const index_t b = q.shape[0], tq = q.shape[1], h = q.shape[2], d = q.shape[3],
@@ -57,41 +61,28 @@ void attention(const context<cpu>&, tensor_view<T> out, in_view<T> q, in_view<T>
   require<value_error>(a.kv_len <= keys.shape[2], "attention: kv_len beyond the cache");
   require<shape_error>(!probs.data || probs.shape == shape_t{b, h, tq, a.kv_len},
                        "attention: probs must be (B, H, Tq, kv_len)");
-  const index_t group = h / hkv, s_len = a.kv_len;
-  std::vector<float> qv(d), scores(s_len), acc(d);
-  std::vector<char> live(s_len);
-  for (index_t bi = 0; bi < b; ++bi) {
-    for (index_t hi = 0; hi < h; ++hi) {
-      const index_t kvh = hi / group;
-      for (index_t ti = 0; ti < tq; ++ti) {
-        const int qs = a.q_start + static_cast<int>(ti);
-        for (index_t j = 0; j < d; ++j) qv[j] = static_cast<float>(q(bi, ti, hi, j));
-        std::fill(scores.begin(), scores.end(), -std::numeric_limits<float>::infinity());
-        for (int k0 = 0; k0 < s_len; k0 += a.block) {
-          const int k1 = std::min<int>(s_len, k0 + a.block);
-          const tile kind = mask.tile_kind(static_cast<int>(bi), qs, qs + 1, k0, k1);
-          if (kind == tile::empty) continue;
-          for (int k = k0; k < k1; ++k) {
-            if (kind == tile::partial && !mask.allowed(static_cast<int>(bi), qs, k)) continue;
-            const T* kr = &keys(bi, kvh, k, 0);
-            float dot = 0;
-            for (index_t j = 0; j < d; ++j) dot += qv[j] * static_cast<float>(kr[j]);
-            scores[k] = dot * a.scale;
-          }
-        }
-        softmax_row(scores.data(), s_len);
-        std::fill(acc.begin(), acc.end(), 0.0f);
-        for (index_t k = 0; k < s_len; ++k) {
-          if (scores[k] == 0.0f) continue;
-          const T* vr = &values(bi, kvh, k, 0);
-          for (index_t j = 0; j < d; ++j) acc[j] += scores[k] * static_cast<float>(vr[j]);
-        }
-        for (index_t j = 0; j < d; ++j) out(bi, ti, hi, j) = static_cast<T>(acc[j]);
-        if (probs.data)
-          for (index_t k = 0; k < s_len; ++k) probs(bi, hi, ti, k) = scores[k];
-      }
-    }
-  }
+  require<shape_error>(keys.strides[3] == 1 && values.strides[3] == 1,
+                       "attention: keys and values need unit stride along D");
+  require<value_error>(a.block > 0, "attention: key block size must be positive");
+  const index_t group = h / hkv;
+  // Work units of rows sharing a KV head (ops/cpu/attention.hpp): decode (one query token) takes a
+  // sequence's whole head group, or single heads when that leaves too few units for the threads;
+  // prefill takes about 16 rows (group heads x a few tokens).
+  const int threads = std::max(1, ctx.threads);
+  const index_t heads_per_unit = tq == 1 && threads > 1 && b * hkv < 4 * threads ? 1 : group;
+  const index_t head_splits = group / heads_per_unit;
+  const index_t tokens_per_unit = tq == 1 ? 1 : std::max<index_t>(1, (16 + group - 1) / group);
+  const index_t token_blocks = (tq + tokens_per_unit - 1) / tokens_per_unit;
+  const index_t units = b * hkv * head_splits * token_blocks;
+  tensor_view<const T> qc = q, kc = keys, vc = values;
+  cpu_detail::parallel_chunks(threads, units, [&](index_t u) {
+    const index_t tb = u % token_blocks, hs = u / token_blocks % head_splits,
+                  kvh = u / (token_blocks * head_splits) % hkv,
+                  bi = u / (token_blocks * head_splits * hkv);
+    const index_t t0 = tb * tokens_per_unit, t1 = std::min(tq, t0 + tokens_per_unit);
+    cpu_detail::attention_unit(out, qc, kc, vc, mask, a.q_start, a.kv_len, a.scale, a.block, probs,
+                               bi, kvh, t0, t1, hs * heads_per_unit, (hs + 1) * heads_per_unit);
+  });
 }
 
 }  // namespace crossbatch
