@@ -19,7 +19,9 @@ gradient
 
 and records the relative L2 error sqrt(sum (g - g32)^2 / sum g32^2) of autocast and bf16 against
 float32, per gradient group (head, dx, all adapters, all lora_A, all lora_B) and per adapter
-tensor, with the float32 loss and gradient norms (the tests check that theirs equal these, so the
+tensor, and their larger one as the mode "worst_of_modes" (what the tests' bounds use: on these
+ill-conditioned models the error of one run depends on where it rounds, by a factor of about 2
+between equally valid schemes, so no single scheme is the reference), with the float32 loss and gradient norms (the tests check that theirs equal these, so the
 fixture provably belongs to their inputs) and the float32 agreement with our CPU gradients.
 
     cmake --build build/cpu --target train_test_lora_bf16
@@ -37,11 +39,12 @@ import numpy as np
 
 FAMILIES = ("llama", "qwen2", "gpt2")
 # Two independent bf16 implementations round at different points (ours keeps attention scores
-# and the activation gradients' reductions in float where PyTorch's autocast rounds products to
-# bf16, and vice versa for a few operands), so equal-quality implementations can differ by about
-# their own error in either direction: ours must stay within K x PyTorch's error.
+# and the residual stream in float where PyTorch's bf16 rounds them, PyTorch keeps a few operands
+# in float that ours rounds), and on these sensitive models moving one rounding point changes the
+# error of a run by up to about 2x (test_lora_bf16's emulation, e.g. llama all adapters 5.9 % vs
+# 8.1 % with the attention probabilities unrounded): ours must stay within K x PyTorch's error.
 K = 2.0
-BOUND_MODE = "autocast"
+BOUND_MODE = "worst_of_modes"
 
 
 def load_inputs(d):
@@ -182,6 +185,11 @@ def family(d):
         print(f"{d.name} {mode}: loss {loss:.6f} vs {loss32:.6f}; rel L2 " +
               ", ".join(f"{k} {v:.4f}" for k, v in err.items()) +
               f"; worst tensor {max(per.values()):.4f}")
+    modes = list(res["modes"].values())
+    res["modes"]["worst_of_modes"] = {
+        "rel_l2": {k: max(m["rel_l2"][k] for m in modes) for k in modes[0]["rel_l2"]},
+        "rel_l2_per_tensor": {k: max(m["rel_l2_per_tensor"][k] for m in modes)
+                              for k in modes[0]["rel_l2_per_tensor"]}}
     print(f"{d.name}: our float32 vs PyTorch float32: " +
           ", ".join(f"{k} {v:.2e}" for k, v in ours_err.items()))
     return res

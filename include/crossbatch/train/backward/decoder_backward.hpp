@@ -159,8 +159,9 @@ class lora_decoder {
   // Precision emulation on the CPU (tests, tools): when set, the CPU path applies it in place to
   // each buffer that lora_decoder<bfloat16, float, cuda> holds in the 16-bit type T and to each
   // operand that a CUDA product converts to T (lm_loss: as lm_loss_mixed does), at the point
-  // where the CUDA path does, e.g. rounding to bfloat16. Roundings inside the CUDA ops
-  // (attention probabilities, the adapters' bf16 output product) are not emulated. null: none.
+  // where the CUDA path does, e.g. rounding to bfloat16, including the roundings inside the CUDA
+  // ops (attention probabilities and score gradients, the adapters' 16-bit products) through the
+  // CPU ops' round_16bit. null: none.
   void (*emulate_rounding)(G* data, index_t count) = nullptr;
 
   const decoder_model<T, D>& model() const { return m_model; }
@@ -448,18 +449,28 @@ class lora_decoder {
     const auto* m = m_ad->find(l, s);
     if (!m) return;
     const float p = training ? m_ad->config.dropout : 0.0f;
-    lora_forward(ctx, y, x, m->a.view(), m->b.view(), m_ad->scale(), p, seed,
-                 lora_stream(l, int(s)), m_xd[int(s)].view(), m_u[int(s)].view());
+    if constexpr (std::is_same_v<D, cpu>)
+      lora_forward(ctx, y, x, m->a.view(), m->b.view(), m_ad->scale(), p, seed,
+                   lora_stream(l, int(s)), m_xd[int(s)].view(), m_u[int(s)].view(),
+                   emulate_rounding);
+    else
+      lora_forward(ctx, y, x, m->a.view(), m->b.view(), m_ad->scale(), p, seed,
+                   lora_stream(l, int(s)), m_xd[int(s)].view(), m_u[int(s)].view());
   }
   void adapter_backward(const context<D>& ctx, int l, lora_slot s, tensor_view<T, D> dx,
                         tensor_view<const T, D> dy, std::uint64_t seed) {
     if (!m_ad) return;
     auto* m = m_ad->find(l, s);
     if (!m) return;
-    lora_backward(ctx, m->da.view(), m->db.view(), dx, dy, cv(m_xd[int(s)].view()),
-                  cv(m_u[int(s)].view()), m->a.view(), m->b.view(), m_ad->scale(),
-                  m_ad->config.dropout, seed, lora_stream(l, int(s)), m_du.view(),
-                  cols(m_dxd, 0, m->a.dim(1)));
+    const auto xd = cv(m_xd[int(s)].view()), u = cv(m_u[int(s)].view());
+    const auto dxd = cols(m_dxd, 0, m->a.dim(1));
+    const float p = m_ad->config.dropout, sc = m_ad->scale();
+    if constexpr (std::is_same_v<D, cpu>)
+      lora_backward(ctx, m->da.view(), m->db.view(), dx, dy, xd, u, m->a.view(), m->b.view(), sc,
+                    p, seed, lora_stream(l, int(s)), m_du.view(), dxd, emulate_rounding);
+    else
+      lora_backward(ctx, m->da.view(), m->db.view(), dx, dy, xd, u, m->a.view(), m->b.view(), sc,
+                    p, seed, lora_stream(l, int(s)), m_du.view(), dxd);
   }
 
   // Strided q (B, T, H, Dh), k, v (B, T, Hkv, Dh) views of a fused (N, width) buffer.
@@ -493,10 +504,14 @@ class lora_decoder {
       rope_forward(ctx, rope_view(m_qkv, H * dh, Hkv), positions(), m_model.inv_freq.view());
       emulate(m_qkv);
     }
-    attention_forward_train(
-        ctx, m_attn.view().reshape({m_batch.batch, m_batch.length, H, dh}), m_lse.view(),
-        cv(head_part(m_qkv, 0, H)), cv(head_part(m_qkv, H * dh, Hkv)),
-        cv(head_part(m_qkv, (H + Hkv) * dh, Hkv)), valid(), 1.0f / std::sqrt(float(dh)));
+    const auto attn4 = m_attn.view().reshape({m_batch.batch, m_batch.length, H, dh});
+    const auto q = cv(head_part(m_qkv, 0, H)), k = cv(head_part(m_qkv, H * dh, Hkv)),
+               v = cv(head_part(m_qkv, (H + Hkv) * dh, Hkv));
+    const float scale = 1.0f / std::sqrt(float(dh));
+    if constexpr (std::is_same_v<D, cpu>)
+      attention_forward_train(ctx, attn4, m_lse.view(), q, k, v, valid(), scale, emulate_rounding);
+    else
+      attention_forward_train(ctx, attn4, m_lse.view(), q, k, v, valid(), scale);
     emulate(m_attn);
     linear_forward(ctx, m_o.view(), cv(m_attn.view()), L.o_w.view(), L.o_b.view());
     emulate(m_o);
@@ -561,11 +576,19 @@ class lora_decoder {
     adapter_backward(ctx, l, lora_slot::o, m_dattn.view(), cv(m_do.view()), seed);
     emulate(m_dattn);
     const shape_t heads4 = {m_batch.batch, m_batch.length, H, dh};
-    attention_backward(ctx, head_part(m_dqkv, 0, H), head_part(m_dqkv, H * dh, Hkv),
-                       head_part(m_dqkv, (H + Hkv) * dh, Hkv), cv(m_dattn.view().reshape(heads4)),
-                       cv(m_attn.view().reshape(heads4)), cv(head_part(m_qkv, 0, H)),
-                       cv(head_part(m_qkv, H * dh, Hkv)), cv(head_part(m_qkv, (H + Hkv) * dh, Hkv)),
-                       cv(m_lse.view()), valid(), 1.0f / std::sqrt(float(dh)));
+    const auto dq = head_part(m_dqkv, 0, H), dk = head_part(m_dqkv, H * dh, Hkv),
+               dv = head_part(m_dqkv, (H + Hkv) * dh, Hkv);
+    const auto dattn4 = cv(m_dattn.view().reshape(heads4)),
+               attn4 = cv(m_attn.view().reshape(heads4));
+    const auto q = cv(head_part(m_qkv, 0, H)), k = cv(head_part(m_qkv, H * dh, Hkv)),
+               v = cv(head_part(m_qkv, (H + Hkv) * dh, Hkv));
+    const float scale = 1.0f / std::sqrt(float(dh));
+    if constexpr (std::is_same_v<D, cpu>)
+      attention_backward(ctx, dq, dk, dv, dattn4, attn4, q, k, v, cv(m_lse.view()), valid(), scale,
+                         emulate_rounding);
+    else
+      attention_backward(ctx, dq, dk, dv, dattn4, attn4, q, k, v, cv(m_lse.view()), valid(),
+                         scale);
     emulate(m_dqkv);
     if (c.uses_rope()) {
       rope_backward(ctx, rope_view(m_dqkv, 0, H), positions(), m_model.inv_freq.view());

@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "crossbatch/core/context.hpp"
@@ -25,6 +26,11 @@
 #include "crossbatch/train/ops.hpp"  // gemm, frozen_norm, train_detail
 
 namespace crossbatch {
+// An optional in-place rounding of a contiguous range (precision emulation: round_16bit applies
+// it where the CUDA ops hold or multiply a 16-bit operand; null = none).
+template <class S>
+using rounding = std::type_identity_t<void (*)(S*, index_t)>;
+
 namespace backward_detail {
 
 template <class S>
@@ -40,6 +46,16 @@ strided<S> rows_at(S* p, index_t rows, index_t cols, index_t ld) {
 template <class S>
 cstrided<S> rows_at(const S* p, index_t rows, index_t cols, index_t ld) {
   return {p, rows, cols, Eigen::OuterStride<>(ld)};
+}
+
+// A contiguous copy of a 2-D view (unit column stride), rounded by round.
+template <class S>
+tensor<S> rounded(in_view<S> v, rounding<S> round) {
+  tensor<S> t({v.shape[0], v.shape[1]});
+  for (index_t i = 0; i < v.shape[0]; ++i)
+    for (index_t j = 0; j < v.shape[1]; ++j) t.data()[i * v.shape[1] + j] = v(i, j);
+  round(t.data(), t.size());
+  return t;
 }
 
 template <class V>
@@ -121,11 +137,12 @@ void linear_backward_input(const context<cpu>& ctx, tensor_view<S> dx, in_view<S
 
 // y (N, O) += scale * xd A^T B^T with xd (N, I) = dropout(x) (written: kept for the backward
 // pass) and u (N, r) = xd A^T (written). A (r, I), B (O, r). The dropout mask is
-// lora_dropout_factor(seed, stream, row * I + col, p).
+// lora_dropout_factor(seed, stream, row * I + col, p). round_16bit (emulation): applied to the
+// operands u and B of the output product, as the CUDA op multiplies them in y's 16-bit type.
 template <class S>
 void lora_forward(const context<cpu>& ctx, tensor_view<S> y, in_view<S> x, in_view<S> a,
                   in_view<S> b, float scale, float p, std::uint64_t seed, std::uint64_t stream,
-                  tensor_view<S> xd, tensor_view<S> u) {
+                  tensor_view<S> xd, tensor_view<S> u, rounding<S> round_16bit = nullptr) {
   using namespace backward_detail;
   const index_t n = x.shape[0], in = x.shape[1], r = a.shape[0], out = b.shape[0];
   require_rows(a, r, in, "lora_forward", "A");
@@ -139,25 +156,44 @@ void lora_forward(const context<cpu>& ctx, tensor_view<S> y, in_view<S> x, in_vi
     for (index_t j = 0; j < in; ++j) xd(i, j) = x(i, j) * S(keep[j]);
   }
   gemm(ctx, u, in_view<S>(xd), a, false, true);
+  if (round_16bit) {
+    const auto ur = backward_detail::rounded<S>(in_view<S>(u), round_16bit);
+    const auto br = backward_detail::rounded<S>(b, round_16bit);
+    gemm(ctx, y, ur.view(), br.view(), false, true, S(scale), S(1));
+    return;
+  }
   gemm(ctx, y, in_view<S>(u), b, false, true, S(scale), S(1));
 }
 
 // The backward pass of lora_forward given dy (N, O): dA (r, I) +=, dB (O, r) +=, dx (N, I) +=
 // (the adapter's share of the input gradient). du (N, r) and dxd (N, I) are scratch.
+// round_16bit (emulation of a 16-bit dy and dx): applied to the float operands of the products
+// with dy (u, B) and, without dropout, of the product into dx (du, A), as the CUDA op does.
 template <class S>
 void lora_backward(const context<cpu>& ctx, tensor_view<S> da, tensor_view<S> db, tensor_view<S> dx,
                    in_view<S> dy, in_view<S> xd, in_view<S> u, in_view<S> a, in_view<S> b,
                    float scale, float p, std::uint64_t seed, std::uint64_t stream,
-                   tensor_view<S> du, tensor_view<S> dxd) {
+                   tensor_view<S> du, tensor_view<S> dxd, rounding<S> round_16bit = nullptr) {
   using namespace backward_detail;
   const index_t n = xd.shape[0], in = xd.shape[1], r = a.shape[0], out = b.shape[0];
   require_rows(dy, n, out, "lora_backward", "dy");
   require_rows(dx, n, in, "lora_backward", "dx");
   require_rows(du, n, r, "lora_backward", "du");
-  gemm(ctx, db, dy, u, true, false, S(scale), S(1));  // dB += s dy^T u
-  gemm(ctx, du, dy, b, false, false, S(scale));       // du = s dy B
+  if (round_16bit) {
+    const auto ur = rounded<S>(u, round_16bit), br = rounded<S>(b, round_16bit);
+    gemm(ctx, db, dy, ur.view(), true, false, S(scale), S(1));
+    gemm(ctx, du, dy, br.view(), false, false, S(scale));
+  } else {
+    gemm(ctx, db, dy, u, true, false, S(scale), S(1));  // dB += s dy^T u
+    gemm(ctx, du, dy, b, false, false, S(scale));       // du = s dy B
+  }
   gemm(ctx, da, in_view<S>(du), xd, true, false, S(1), S(1));
   if (p <= 0.0f) {
+    if (round_16bit) {
+      const auto dur = rounded<S>(in_view<S>(du), round_16bit), ar = rounded<S>(a, round_16bit);
+      gemm(ctx, dx, dur.view(), ar.view(), false, false, S(1), S(1));
+      return;
+    }
     gemm(ctx, dx, in_view<S>(du), a, false, false, S(1), S(1));
     return;
   }
@@ -261,10 +297,12 @@ void rope_backward(const context<cpu>&, tensor_view<S> dx, in_view<std::int32_t>
 // j when j <= t and valid[b * T + j] != 0 (a query seeing no key gets zeros and lse -inf).
 // q (B, T, H, Dh), k, v (B, T, Hkv, Dh): any strides with unit last stride (views into a fused
 // projection). lse (B, H, T) receives each query's log-sum-exp of the scaled scores.
+// round_16bit (emulation): applied to the probabilities, which the CUDA op multiplies with v in
+// the 16-bit type.
 template <class S>
 void attention_forward_train(const context<cpu>& ctx, tensor_view<S> out, tensor_view<S> lse,
                              in_view<S> q, in_view<S> k, in_view<S> v, in_view<std::int32_t> valid,
-                             float scale) {
+                             float scale, rounding<S> round_16bit = nullptr) {
   using namespace backward_detail;
   const index_t b = q.shape[0], t = q.shape[1], h = q.shape[2], d = q.shape[3], hkv = k.shape[2];
   require<shape_error>(
@@ -304,18 +342,21 @@ void attention_forward_train(const context<cpu>& ctx, tensor_view<S> out, tensor
       for (index_t j = 0; j < t; ++j) scores(i, j) /= sum;
       lse(bi, hi, i) = m + std::log(sum);
     }
+    if (round_16bit) round_16bit(scores.data(), scores.size());
     om.noalias() = scores * vm;
   }
 }
 
 // The backward pass of attention_forward_train given dout (B, T, H, Dh) and its out and lse:
 // dq (B, T, H, Dh) =, dk, dv (B, T, Hkv, Dh) = (a kv head sums over its query heads). The
-// probabilities are recomputed from q, k and lse.
+// probabilities are recomputed from q, k and lse. round_16bit (emulation of the CUDA op in a
+// 16-bit type): applied to the probabilities and to the score gradients, which it holds in that
+// type, and the row sums of p dp then stand for dout . out, as there.
 template <class S>
 void attention_backward(const context<cpu>& ctx, tensor_view<S> dq, tensor_view<S> dk,
                         tensor_view<S> dv, in_view<S> dout, in_view<S> out, in_view<S> q,
                         in_view<S> k, in_view<S> v, in_view<S> lse, in_view<std::int32_t> valid,
-                        float scale) {
+                        float scale, rounding<S> round_16bit = nullptr) {
   using namespace backward_detail;
   const index_t b = q.shape[0], t = q.shape[1], h = q.shape[2], d = q.shape[3], hkv = k.shape[2];
   require<shape_error>(dq.shape == q.shape && dout.shape == q.shape && out.shape == q.shape &&
@@ -352,10 +393,14 @@ void attention_backward(const context<cpu>& ctx, tensor_view<S> dq, tensor_view<
           p(i, j) = (l == ninf || j > i || !valid.data[bi * t + j]) ? S(0) : std::exp(p(i, j) - l);
         delta[i] = dom.row(i).dot(om.row(i));
       }
+      if (round_16bit) round_16bit(p.data(), p.size());
       dvm.noalias() += p.transpose() * dom;
       dp.noalias() = dom * vm.transpose();
+      if (round_16bit)
+        for (index_t i = 0; i < t; ++i) delta[i] = p.row(i).dot(dp.row(i));
       for (index_t i = 0; i < t; ++i)
         for (index_t j = 0; j < t; ++j) dp(i, j) = p(i, j) * (dp(i, j) - delta[i]) * S(scale);
+      if (round_16bit) round_16bit(dp.data(), dp.size());
       dqm.noalias() = dp * km;
       dkm.noalias() += dp.transpose() * qm;
     }
