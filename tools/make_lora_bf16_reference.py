@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """The bf16 error of whole-model LoRA gradients in PyTorch + peft: tests/data/lora/bf16_reference.json.
 
-An independent reference for the tolerance of the bf16 whole-model gradient checks
-(tests/train/test_lora_bf16.cpp, tests/cuda/test_lora_backward.cu): on exactly the inputs of those
-tests (the tiny llama / qwen2 / gpt2 models of tests/tiny_models.hpp with scale-2 random weights
+An independent reference for the tolerance of the bf16 whole-model gradient checks (the bf16
+case of tests/train/test_lora_model.cpp, tests/cuda/test_lora_backward.cu): on exactly the inputs
+of those tests (the tiny llama / qwen2 / gpt2 models of tests/tiny_models.hpp with scale-2 random weights
 rounded to bf16, the same LoRA A and B, the same dropout masks, the same trainable head and
-batch), which test_lora_bf16 writes when run with CROSSBATCH_LORA_BF16_DUMP=<dir>, transformers +
+batch), which train_test_lora_model writes when run with CROSSBATCH_LORA_BF16_DUMP=<dir>, transformers +
 peft compute the loss, the head gradient, the gradient of the embedding output and every adapter
 gradient
 
@@ -24,8 +24,9 @@ ill-conditioned models the error of one run depends on where it rounds, by a fac
 between equally valid schemes, so no single scheme is the reference), with the float32 loss and gradient norms (the tests check that theirs equal these, so the
 fixture provably belongs to their inputs) and the float32 agreement with our CPU gradients.
 
-    cmake --build build/cpu --target train_test_lora_bf16
-    CROSSBATCH_LORA_BF16_DUMP=/tmp/lora_bf16 build/cpu/tests/train_test_lora_bf16
+    cmake --build build/cpu --target train_test_lora_model
+    CROSSBATCH_LORA_BF16_DUMP=/tmp/lora_bf16 build/cpu/tests/train_test_lora_model \
+        --run_test=bf16_gradient_error_within_the_pytorch_reference
     tools/make_lora_bf16_reference.py /tmp/lora_bf16 [--out tests/data/lora/bf16_reference.json]
 
 Needs torch, transformers and peft (CPU is enough).
@@ -41,7 +42,7 @@ FAMILIES = ("llama", "qwen2", "gpt2")
 # Two independent bf16 implementations round at different points (ours keeps attention scores
 # and the residual stream in float where PyTorch's bf16 rounds them, PyTorch keeps a few operands
 # in float that ours rounds), and on these sensitive models moving one rounding point changes the
-# error of a run by up to about 2x (test_lora_bf16's emulation, e.g. llama all adapters 5.9 % vs
+# error of a run by up to about 2x (test_lora_model's bf16 emulation, e.g. llama all adapters 5.9 % vs
 # 8.1 % with the attention probabilities unrounded): ours must stay within K x PyTorch's error.
 K = 2.0
 BOUND_MODE = "worst_of_modes"
@@ -197,7 +198,7 @@ def family(d):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("dump", help="what CROSSBATCH_LORA_BF16_DUMP=<dir> test_lora_bf16 wrote")
+    ap.add_argument("dump", help="what CROSSBATCH_LORA_BF16_DUMP=<dir> train_test_lora_model wrote")
     ap.add_argument("--out", default=str(pathlib.Path(__file__).resolve().parent.parent / "tests" /
                                          "data" / "lora" / "bf16_reference.json"))
     args = ap.parse_args()
@@ -206,7 +207,7 @@ def main():
     import transformers
 
     out = {"what": "relative L2 error of PyTorch + peft LoRA gradients in bf16 against float32 on "
-                   "the inputs of tests/train/test_lora_bf16.cpp (tools/make_lora_bf16_reference.py)",
+                   "the inputs of the bf16 case of tests/train/test_lora_model.cpp (tools/make_lora_bf16_reference.py)",
            "bound_mode": BOUND_MODE, "k": K,
            "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                         "peft": peft.__version__},

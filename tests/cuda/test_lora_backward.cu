@@ -341,7 +341,7 @@ tensor<float> as_float(const tensor<T, gpu>& t) {
 
 // The normwise bounds of the bf16 whole-model gradients, from an independent implementation:
 // tools/make_lora_bf16_reference.py ran PyTorch + peft on exactly this case's inputs (models,
-// adapters, dropout masks, head, batch; tests/train/test_lora_bf16.cpp dumps them) in float32 and
+// adapters, dropout masks, head, batch; tests/train/test_lora_model.cpp dumps them) in float32 and
 // in bf16 (autocast and model.to(bfloat16)), and tests/data/lora/bf16_reference.json holds its
 // relative L2 errors (bound_mode: the larger of the two). The bound of a group is max(bf16 rtol,
 // k x PyTorch's error of that group), k = 2 (the fixture's "k"): two independent bf16
@@ -384,6 +384,7 @@ void check_model(const tensor<float>& got, const tensor<float>& want, const std:
     BOOST_TEST((!st.has_nonfinite() && st.rel_l2() <= bound),
                what << " (" << dtype_traits<T>::name << "): relative L2 error " << st.rel_l2()
                     << " (bound " << bound << "), " << st.nonfinite << " non-finite");
+    BOOST_TEST_MESSAGE(what << ": relative L2 error " << st.rel_l2() << " (bound " << bound << ")");
     if (sums) sums[0] += st.sum_sq_diff, sums[1] += st.sum_sq_ref;
   }
 }
@@ -475,6 +476,8 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(whole_model_and_adamw_match_the_cpu, T, act_types)
       const double err = all[1] > 0 ? std::sqrt(all[0] / all[1]) : INFINITY;
       BOOST_TEST(err <= bounds.adapters, what << ": all adapter gradients, relative L2 error "
                                               << err << " (bound " << bounds.adapters << ")");
+      BOOST_TEST_MESSAGE(what << ": all adapter gradients, relative L2 error " << err << " (bound "
+                              << bounds.adapters << ")");
     }
 
     // the generic one-call step on the GPU (its lm_loss) gives the same loss and gradients
