@@ -106,20 +106,20 @@ tensor<T> random(shape_t shape, unsigned seed) {
 
 // One dtype, context and mode at each thread count: old once (single-threaded), new per count.
 template <class T>
-bool run_case(int batch, int context, bool decode, const std::vector<int>& threads, int layers,
+bool run_case(int batch, int kv_len, bool decode, const std::vector<int>& threads, int layers,
               std::vector<row>& rows) {
   constexpr int heads = 9, kv_heads = 3, d = 64;
-  const int tq = decode ? 1 : context, q_start = context - tq;
+  const int tq = decode ? 1 : kv_len, q_start = kv_len - tq;
   std::vector<tensor<T>> keys, values;
   for (int l = 0; l < layers; ++l) {
-    keys.push_back(random<T>({batch, kv_heads, context, d}, 10 + 2 * l));
-    values.push_back(random<T>({batch, kv_heads, context, d}, 11 + 2 * l));
+    keys.push_back(random<T>({batch, kv_heads, kv_len, d}, 10 + 2 * l));
+    values.push_back(random<T>({batch, kv_heads, kv_len, d}, 11 + 2 * l));
   }
   auto q = random<T>({batch, tq, heads, d}, 3);
   std::vector<int> pad(batch, 0);
-  for (int s = 1; s < batch; ++s) pad[s] = (s * 37) % std::max(1, context / 4);
+  for (int s = 1; s < batch; ++s) pad[s] = (s * 37) % std::max(1, kv_len / 4);
   const auto mask = all_of<causal, left_padding>(causal{}, left_padding{pad.data()});
-  const attention_shape shape{q_start, context, 1.0f / std::sqrt(float(d))};
+  const attention_shape shape{q_start, kv_len, 1.0f / std::sqrt(float(d))};
   tensor<T> out_old({batch, tq, heads, d}), out_new({batch, tq, heads, d});
   // Repetitions: about 0.3 s of the old kernel (estimated from one layer), at least 3.
   const auto t0 = std::chrono::steady_clock::now();
@@ -147,16 +147,16 @@ bool run_case(int batch, int context, bool decode, const std::vector<int>& threa
       worst = std::isnan(diff) ? INFINITY : std::max(worst, diff);
     }
     if (!same) {
-      std::cerr << "bench_cpu_attention: " << dtype_traits<T>::name << " context " << context
+      std::cerr << "bench_cpu_attention: " << dtype_traits<T>::name << " context " << kv_len
                 << (decode ? " decode" : " prefill") << " threads " << t
                 << ": new output differs from old beyond the dtype tolerance (max |diff| " << worst
                 << ")\n";
       ok = false;
     }
-    rows.push_back({dtype_traits<T>::name, decode ? "decode" : "prefill", context, t, old_ms,
+    rows.push_back({dtype_traits<T>::name, decode ? "decode" : "prefill", kv_len, t, old_ms,
                     new_ms, worst, load_average()});
     std::cerr << "bench_cpu_attention: " << rows.back().dtype << " " << rows.back().mode << " "
-              << context << " threads " << t << ": old " << old_ms << " ms, new " << new_ms
+              << kv_len << " threads " << t << ": old " << old_ms << " ms, new " << new_ms
               << " ms\n";
   }
   return ok;
@@ -166,7 +166,7 @@ bool run_case(int batch, int context, bool decode, const std::vector<int>& threa
 
 int main(int argc, char** argv) {
   CLI::App app("CPU attention: vectorised pooled kernel vs the old scalar loop (SmolLM2 shape)");
-  std::vector<int> threads = {1, 2}, contexts = {256, 2048, 8192}, prefill = {256, 1024};
+  std::vector<int> threads = {1, 2}, contexts = {256, 2048, 8192}, prefill = {256, 512};
   std::vector<std::string> dtypes = {"float32", "bfloat16", "float16"};
   int batch = 1, layers = 30;
   std::string json_path;

@@ -65,23 +65,38 @@ void attention(const context<cpu>& ctx, tensor_view<T> out, in_view<T> q, in_vie
                        "attention: keys and values need unit stride along D");
   require<value_error>(a.block > 0, "attention: key block size must be positive");
   const index_t group = h / hkv;
-  // Work units of rows sharing a KV head (ops/cpu/attention.hpp): decode (one query token) takes a
-  // sequence's whole head group, or single heads when that leaves too few units for the threads;
-  // prefill takes about 16 rows (group heads x a few tokens).
-  const int threads = std::max(1, ctx.threads);
-  const index_t heads_per_unit = tq == 1 && threads > 1 && b * hkv < 4 * threads ? 1 : group;
-  const index_t head_splits = group / heads_per_unit;
+  const int threads = std::max(1, ctx.threads), nblocks = (a.kv_len + a.block - 1) / a.block;
+  tensor_view<const T> qc = q, kc = keys, vc = values;
+  // Work units of rows sharing a KV head (ops/cpu/attention.hpp). Decode (one query token) over a
+  // long context: a sequence's head group per key split of about 512 keys (whole mask blocks),
+  // merged afterwards, so that even batch 1 has units for every thread; the splits do not depend
+  // on the thread count. Without probabilities only (those need the whole row).
+  const int split_blocks = std::max(1, 512 / a.block);
+  const index_t splits = tq == 1 && !probs.data ? (nblocks + split_blocks - 1) / split_blocks : 1;
+  if (splits > 1) {
+    const index_t f = cpu_detail::split_floats(d);
+    std::vector<float> parts(b * h * splits * f);  // (B, H, splits, [m, l, acc (D)])
+    cpu_detail::parallel_chunks(threads, b * hkv * splits, [&](index_t u) {
+      const index_t sp = u % splits, kvh = u / splits % hkv, bi = u / (splits * hkv);
+      const int kb0 = int(sp) * split_blocks, kb1 = std::min(nblocks, kb0 + split_blocks);
+      cpu_detail::attention_unit(out, qc, kc, vc, mask, a.q_start, a.kv_len, a.scale, a.block,
+                                 probs, bi, kvh, 0, 1, 0, group, kb0, kb1,
+                                 &parts[((bi * h + kvh * group) * splits + sp) * f], splits * f);
+    });
+    for (index_t bi = 0; bi < b; ++bi)
+      for (index_t hi = 0; hi < h; ++hi)
+        cpu_detail::merge_splits(&parts[(bi * h + hi) * splits * f], splits, f, d, &out(bi, 0, hi, 0),
+                                 out.strides[3]);
+    return;
+  }
+  // Otherwise a sequence's head group for about 16 rows (group heads x a few query tokens).
   const index_t tokens_per_unit = tq == 1 ? 1 : std::max<index_t>(1, (16 + group - 1) / group);
   const index_t token_blocks = (tq + tokens_per_unit - 1) / tokens_per_unit;
-  const index_t units = b * hkv * head_splits * token_blocks;
-  tensor_view<const T> qc = q, kc = keys, vc = values;
-  cpu_detail::parallel_chunks(threads, units, [&](index_t u) {
-    const index_t tb = u % token_blocks, hs = u / token_blocks % head_splits,
-                  kvh = u / (token_blocks * head_splits) % hkv,
-                  bi = u / (token_blocks * head_splits * hkv);
+  cpu_detail::parallel_chunks(threads, b * hkv * token_blocks, [&](index_t u) {
+    const index_t tb = u % token_blocks, kvh = u / token_blocks % hkv, bi = u / (token_blocks * hkv);
     const index_t t0 = tb * tokens_per_unit, t1 = std::min(tq, t0 + tokens_per_unit);
     cpu_detail::attention_unit(out, qc, kc, vc, mask, a.q_start, a.kv_len, a.scale, a.block, probs,
-                               bi, kvh, t0, t1, hs * heads_per_unit, (hs + 1) * heads_per_unit);
+                               bi, kvh, t0, t1, 0, group, 0, nblocks);
   });
 }
 

@@ -150,16 +150,10 @@ inline void weighted_sum(const float* p, int n, const float* v, index_t vs, inde
 #endif
 }
 
-// Softmax of x[0, n) in place as softmax_row (ops/cpu/softmax.hpp): max subtracted, -inf entries
-// get 0, an all -inf row becomes zeros; vectorised with Eigen's exp.
-inline void softmax_span(float* x, index_t n) {
+// x[i] = exp(x[i] - m) for i < n (-inf entries give exactly 0, where Eigen's exp would give a
+// tiny positive value); returns their float sum. Vectorised with Eigen's exp.
+inline float exp_shifted(float* x, index_t n, float m) {
   constexpr float ninf = -std::numeric_limits<float>::infinity();
-  float m = ninf;
-  for (index_t i = 0; i < n; ++i) m = std::max(m, x[i]);
-  if (m == ninf) {
-    std::fill(x, x + n, 0.0f);
-    return;
-  }
 #ifdef CROSSBATCH_GEMV_AVX512
   const __m512 mv = _mm512_set1_ps(m), nv = _mm512_set1_ps(ninf);
   __m512 sum = _mm512_setzero_ps();
@@ -171,15 +165,36 @@ inline void softmax_span(float* x, index_t n) {
     _mm512_mask_storeu_ps(x + j, lanes, e);
     sum = _mm512_add_ps(sum, e);
   }
-  const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
-  for (index_t j = 0; j < n; j += 16) {
-    const __mmask16 lanes = first_lanes(n - j);
-    _mm512_mask_storeu_ps(x + j, lanes, _mm512_mul_ps(_mm512_maskz_loadu_ps(lanes, x + j), inv));
-  }
+  return _mm512_reduce_add_ps(sum);
 #else
   float s = 0;
   for (index_t i = 0; i < n; ++i) s += (x[i] = x[i] == ninf ? 0.0f : std::exp(x[i] - m));
-  const float inv = 1.0f / s;
+  return s;
+#endif
+}
+
+inline float max_of(const float* x, index_t n) {
+  float m = -std::numeric_limits<float>::infinity();
+  for (index_t i = 0; i < n; ++i) m = std::max(m, x[i]);
+  return m;
+}
+
+// Softmax of x[0, n) in place as softmax_row (ops/cpu/softmax.hpp): max subtracted, -inf entries
+// get 0, an all -inf row becomes zeros.
+inline void softmax_span(float* x, index_t n) {
+  const float m = max_of(x, n);
+  if (m == -std::numeric_limits<float>::infinity()) {
+    std::fill(x, x + n, 0.0f);
+    return;
+  }
+  const float inv = 1.0f / exp_shifted(x, n, m);
+#ifdef CROSSBATCH_GEMV_AVX512
+  const __m512 iv = _mm512_set1_ps(inv);
+  for (index_t j = 0; j < n; j += 16) {
+    const __mmask16 lanes = first_lanes(n - j);
+    _mm512_mask_storeu_ps(x + j, lanes, _mm512_mul_ps(_mm512_maskz_loadu_ps(lanes, x + j), iv));
+  }
+#else
   for (index_t i = 0; i < n; ++i) x[i] *= inv;
 #endif
 }
@@ -195,19 +210,25 @@ struct attention_scratch {
   }
 };
 
-// One work unit: query tokens [t0, t1) x the heads [h0, h1) of KV head kvh's group, sequence bi.
-// q, out (B, Tq, H, D); keys, values (B, Hkv, S, D) with unit stride along D; probs (B, H, Tq,
-// kv_len) or empty.
+// A row's partial result over one key split (decode): running max m, sum of exp(s - m) l, and
+// acc[d] = sum exp(s - m) v. The splits of a row are merged by merge_splits.
+inline index_t split_floats(index_t d) { return d + 2; }  // [m, l, acc...]
+
+// One work unit: query tokens [t0, t1) x the heads [h0, h1) of KV head kvh's group, sequence bi,
+// over the key blocks [kb0, kb1). q, out (B, Tq, H, D); keys, values (B, Hkv, S, D) with unit
+// stride along D; probs (B, H, Tq, kv_len) or empty. With `partial`, the unit covers one key split
+// and writes each row's (m, l, acc) there (row r at r * partial_stride) instead of out and probs.
 template <class T, class M>
 void attention_unit(tensor_view<T> out, tensor_view<const T> q, tensor_view<const T> keys,
                     tensor_view<const T> values, const M& mask, int q_start, int kv_len,
                     float scale, int block, tensor_view<float> probs, index_t bi, index_t kvh,
-                    index_t t0, index_t t1, index_t h0, index_t h1) {
+                    index_t t0, index_t t1, index_t h0, index_t h1, int kb0, int kb1,
+                    float* partial = nullptr, index_t partial_stride = 0) {
   constexpr float ninf = -std::numeric_limits<float>::infinity();
   const index_t d = q.shape[3], group = q.shape[2] / keys.shape[1];
   const index_t nh = h1 - h0, rows = (t1 - t0) * nh;
   const index_t sstride = (index_t(kv_len) + 15) / 16 * 16;
-  const int s = int(bi), nblocks = (kv_len + block - 1) / block;
+  const int s = int(bi);
   auto& w = attention_scratch::local();
   w.q.resize(rows * d);
   w.scores.resize(rows * sstride);
@@ -215,7 +236,7 @@ void attention_unit(tensor_view<T> out, tensor_view<const T> q, tensor_view<cons
   w.tile_buf.resize(key_tile * d);
   w.lo.resize(rows);
   w.hi.resize(rows);
-  w.kinds.resize(nblocks);
+  w.kinds.resize(kb1);
   // Row r = (token t0 + r / nh, head kvh * group + h0 + r % nh).
   const auto head = [&](index_t r) { return kvh * group + h0 + r % nh; };
   const auto token = [&](index_t r) { return t0 + r / nh; };
@@ -229,7 +250,7 @@ void attention_unit(tensor_view<T> out, tensor_view<const T> q, tensor_view<cons
     // The row's own visible key range, by its own tile kinds (independent of the unit).
     const int qs = q_start + int(token(r));
     w.lo[r] = kv_len, w.hi[r] = 0;
-    for (int kb = 0; kb < nblocks; ++kb) {
+    for (int kb = kb0; kb < kb1; ++kb) {
       const int k0 = kb * block, k1 = std::min(kv_len, k0 + block);
       if (mask.tile_kind(s, qs, qs + 1, k0, k1) == tile::empty) continue;
       w.lo[r] = std::min(w.lo[r], k0), w.hi[r] = k1;
@@ -238,7 +259,7 @@ void attention_unit(tensor_view<T> out, tensor_view<const T> q, tensor_view<cons
   const int qs0 = q_start + int(t0), qs1 = q_start + int(t1);
   index_t ts = 0;
   // Pass 1: scores.
-  for (int kb = 0; kb < nblocks; ++kb) {
+  for (int kb = kb0; kb < kb1; ++kb) {
     const int k0 = kb * block, k1 = std::min(kv_len, k0 + block);
     const tile kind = w.kinds[kb] = mask.tile_kind(s, qs0, qs1, k0, k1);
     if (kind == tile::empty) continue;
@@ -256,15 +277,28 @@ void attention_unit(tensor_view<T> out, tensor_view<const T> q, tensor_view<cons
           if (!mask.allowed(s, qs, k)) sr[k] = ninf;
       }
   }
-  // Softmax over each row's visible range; outside it every probability is 0.
+  // Softmax over each row's visible range (a split: exp(s - m), unnormalised); outside it every
+  // probability is 0.
   for (index_t r = 0; r < rows; ++r) {
     float* sr = &w.scores[r * sstride];
-    if (w.lo[r] < w.hi[r]) softmax_span(sr + w.lo[r], w.hi[r] - w.lo[r]);
-    std::fill(sr, sr + std::min(w.lo[r], kv_len), 0.0f);
-    std::fill(sr + std::max(w.hi[r], w.lo[r]), sr + kv_len, 0.0f);
+    if (partial) {
+      float* pr = partial + r * partial_stride;
+      pr[0] = -std::numeric_limits<float>::infinity(), pr[1] = 0;
+      if (w.lo[r] < w.hi[r]) {
+        pr[0] = max_of(sr + w.lo[r], w.hi[r] - w.lo[r]);
+        if (pr[0] == ninf)
+          std::fill(sr + w.lo[r], sr + w.hi[r], 0.0f);
+        else
+          pr[1] = exp_shifted(sr + w.lo[r], w.hi[r] - w.lo[r], pr[0]);
+      }
+    } else {
+      if (w.lo[r] < w.hi[r]) softmax_span(sr + w.lo[r], w.hi[r] - w.lo[r]);
+      std::fill(sr, sr + std::min(w.lo[r], kv_len), 0.0f);
+      std::fill(sr + std::max(w.hi[r], w.lo[r]), sr + kv_len, 0.0f);
+    }
   }
   // Pass 2: weighted sums of the values.
-  for (int kb = 0; kb < nblocks; ++kb) {
+  for (int kb = kb0; kb < kb1; ++kb) {
     if (w.kinds[kb] == tile::empty) continue;
     const int k0 = kb * block, k1 = std::min(kv_len, k0 + block);
     for (int c0 = k0; c0 < k1; c0 += key_tile) {
@@ -275,12 +309,39 @@ void attention_unit(tensor_view<T> out, tensor_view<const T> q, tensor_view<cons
         weighted_sum(&w.scores[r * sstride + c0], n, vt, ts, d, &w.acc[r * d]);
     }
   }
+  if (partial) {
+    for (index_t r = 0; r < rows; ++r)
+      std::copy_n(&w.acc[r * d], d, partial + r * partial_stride + 2);
+    return;
+  }
   for (index_t r = 0; r < rows; ++r) {
     const index_t ti = token(r), hi = head(r);
     for (index_t j = 0; j < d; ++j) out(bi, ti, hi, j) = static_cast<T>(w.acc[r * d + j]);
     if (probs.data)
       for (int k = 0; k < kv_len; ++k) probs(bi, hi, ti, k) = w.scores[r * sstride + k];
   }
+}
+
+// out[0, d) = the softmax-weighted sum of one row from its key splits' (m, l, acc) (splits x
+// split_floats(d), `stride` floats apart): sum_s exp(m_s - M) acc_s / sum_s exp(m_s - M) l_s with
+// M the largest m_s; zeros when no split saw a key.
+template <class T>
+void merge_splits(const float* parts, index_t splits, index_t stride, index_t d, T* out,
+                  index_t out_stride) {
+  float m = -std::numeric_limits<float>::infinity();
+  for (index_t i = 0; i < splits; ++i) m = std::max(m, parts[i * stride]);
+  std::vector<float> acc(d, 0.0f);
+  float l = 0;
+  if (m != -std::numeric_limits<float>::infinity())
+    for (index_t i = 0; i < splits; ++i) {
+      const float* p = parts + i * stride;
+      if (p[1] == 0.0f) continue;
+      const float wgt = std::exp(p[0] - m);
+      l += wgt * p[1];
+      for (index_t j = 0; j < d; ++j) acc[j] += wgt * p[2 + j];
+    }
+  const float inv = l > 0 ? 1.0f / l : 0.0f;
+  for (index_t j = 0; j < d; ++j) out[j * out_stride] = static_cast<T>(acc[j] * inv);
 }
 
 }  // namespace crossbatch::cpu_detail
