@@ -6,6 +6,8 @@
 //   softmax of each row over its own visible key range (vectorised exp, float sums);
 //   pass 2: out_r = sum_k p[r][k] v_k over the same blocks, keys with p == 0 skipped (masked slots
 //           are never read into a sum, as before).
+// Decode over a long context runs one unit per key split instead (unnormalised exp(s - m), their
+// sum l and the weighted sum, per row), merged by merge_splits with the usual max rescaling.
 // Every row's arithmetic depends only on that row and the key blocks, not on which rows share its
 // unit, so the result is the same for any thread count. AVX-512 when the compiler targets it
 // (gemv.hpp's loads and conversions), plain loops otherwise.
