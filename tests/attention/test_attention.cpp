@@ -6,6 +6,7 @@
 #include <random>
 
 #include "crossbatch/attention/attention.hpp"
+#include "reference_attention.hpp"
 #include "support.hpp"
 
 using namespace crossbatch;
@@ -24,29 +25,12 @@ void check_against_brute(const M& mask, int b, int tq, int h, int hkv, int d, in
   const float scale = 1.0f / std::sqrt(float(d));
   attention(ctx, out.view(), q.view(), k.view(), v.view(), mask, {q_start, kv_len, scale, 7},
             probs.view());
+  std::vector<double> want_out, want_probs;
+  cbtest::reference_attention<float>(q.view(), k.view(), v.view(), mask, q_start, kv_len, scale,
+                                     want_out, want_probs);
   cbtest::diff_stats st;  // outputs and probabilities (got) against the brute force (want)
-  for (int bi = 0; bi < b; ++bi)
-    for (int hi = 0; hi < h; ++hi)
-      for (int ti = 0; ti < tq; ++ti) {
-        const int kvh = hi / (h / hkv), qs = q_start + ti;
-        std::vector<double> s(kv_len, -INFINITY);
-        double m = -INFINITY;
-        for (int kk = 0; kk < kv_len; ++kk) {
-          if (!mask.allowed(bi, qs, kk)) continue;
-          double dot = 0;
-          for (int j = 0; j < d; ++j) dot += double(q(bi, ti, hi, j)) * k(bi, kvh, kk, j);
-          s[kk] = dot * scale;
-          m = std::max(m, s[kk]);
-        }
-        double z = 0;
-        for (double& x : s) z += (x = std::isinf(x) ? 0.0 : std::exp(x - m));
-        for (int j = 0; j < d; ++j) {
-          double acc = 0;
-          for (int kk = 0; kk < kv_len; ++kk) acc += z > 0 ? s[kk] / z * v(bi, kvh, kk, j) : 0.0;
-          st.add(out(bi, ti, hi, j), acc);
-        }
-        for (int kk = 0; kk < kv_len; ++kk) st.add(probs(bi, hi, ti, kk), z > 0 ? s[kk] / z : 0.0);
-      }
+  for (index_t i = 0; i < out.size(); ++i) st.add(out.data()[i], want_out[std::size_t(i)]);
+  for (index_t i = 0; i < probs.size(); ++i) st.add(probs.data()[i], want_probs[std::size_t(i)]);
   BOOST_TEST(st.max_abs <= dtype_traits<float>::atol, st.summary());
 }
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "crossbatch/attention/attention.hpp"
+#include "reference_attention.hpp"
 #include "support.hpp"
 
 using namespace crossbatch;
@@ -23,40 +24,6 @@ namespace {
 enum class mask_kind { causal, padded, segmented };
 const char* name(mask_kind m) {
   return m == mask_kind::causal ? "causal" : m == mask_kind::padded ? "padded" : "segmented";
-}
-
-// out (B, Tq, H, D) and probs (B, H, Tq, kv_len) in float64 from the stored inputs.
-template <class T, class M>
-void reference(tensor_view<const T> q, tensor_view<const T> k, tensor_view<const T> v, const M& mask,
-               int q_start, int kv_len, double scale, std::vector<double>& out,
-               std::vector<double>& probs) {
-  const int b = int(q.shape[0]), tq = int(q.shape[1]), h = int(q.shape[2]), d = int(q.shape[3]),
-            hkv = int(k.shape[1]);
-  out.assign(std::size_t(b) * tq * h * d, 0.0);
-  probs.assign(std::size_t(b) * h * tq * kv_len, 0.0);
-  for (int bi = 0; bi < b; ++bi)
-    for (int hi = 0; hi < h; ++hi)
-      for (int ti = 0; ti < tq; ++ti) {
-        const int kvh = hi / (h / hkv), qs = q_start + ti;
-        std::vector<double> s(kv_len, -INFINITY);
-        double m = -INFINITY;
-        for (int kk = 0; kk < kv_len; ++kk) {
-          if (!mask.allowed(bi, qs, kk)) continue;
-          double dot = 0;
-          for (int j = 0; j < d; ++j)
-            dot += double(float(q(bi, ti, hi, j))) * double(float(k(bi, kvh, kk, j)));
-          s[kk] = dot * scale;
-          m = std::max(m, s[kk]);
-        }
-        double z = 0;
-        for (double& x : s) z += (x = std::isinf(x) ? 0.0 : std::exp(x - m));
-        double* p = &probs[((std::size_t(bi) * h + hi) * tq + ti) * kv_len];
-        for (int kk = 0; kk < kv_len; ++kk) p[kk] = z > 0 ? s[kk] / z : 0.0;
-        double* o = &out[((std::size_t(bi) * tq + ti) * h + hi) * d];
-        for (int kk = 0; kk < kv_len; ++kk)
-          if (p[kk] != 0)
-            for (int j = 0; j < d; ++j) o[j] += p[kk] * double(float(v(bi, kvh, kk, j)));
-      }
 }
 
 template <class T>
@@ -93,7 +60,8 @@ void check_case(int group, int kv_len, mask_kind mk, bool decode, int d, unsigne
   const float scale = 1.0f / std::sqrt(float(d));
   const auto run = [&](const auto& mask) {
     std::vector<double> want_out, want_probs;
-    reference<T>(q.view(), k.view(), v.view(), mask, q_start, kv_len, scale, want_out, want_probs);
+    cbtest::reference_attention<T>(q.view(), k.view(), v.view(), mask, q_start, kv_len, scale,
+                                   want_out, want_probs);
     // Without probabilities at 1 and 2 threads (a long decode takes the key-split path), with
     // them at 1 and 2 threads (always the whole-row path).
     tensor<T> out1({b, tq, h, d}), out2({b, tq, h, d}), outp1({b, tq, h, d}), outp2({b, tq, h, d});

@@ -28,6 +28,7 @@
 #include "crossbatch/train/cuda/multi_adamw.cuh"
 #include "crossbatch/train/optimizer.hpp"
 #include "support.hpp"
+#include "lora_test_inputs.hpp"
 #include "tiny_models.hpp"
 
 using namespace crossbatch;
@@ -324,15 +325,6 @@ BOOST_AUTO_TEST_CASE(mixed_products_refuse_bad_shapes) {
 
 namespace {
 
-token_batch tiny_batch(int vocab) {
-  std::mt19937 gen(11);
-  std::vector<std::vector<std::int32_t>> rows;
-  for (int len : {7, 4, 9}) {
-    rows.emplace_back();
-    for (int i = 0; i < len; ++i) rows.back().push_back(std::int32_t(gen() % vocab));
-  }
-  return make_token_batch(rows, 0);
-}
 
 template <class T>
 tensor<float> as_float(const tensor<T, gpu>& t) {
@@ -389,22 +381,6 @@ void check_model(const tensor<float>& got, const tensor<float>& want, const std:
   }
 }
 
-// The CPU reference's weights rounded to T, so that both devices run the same function.
-template <class T>
-void round_weights_to(decoder_model<float>& m) {
-  if constexpr (!std::is_same_v<T, float>) {
-    auto round = [](tensor<float>& t) {
-      if (t.empty()) return;  // absent biases, pos_embed of rotary families, a tied head
-      for (index_t i = 0; i < t.size(); ++i) t.data()[i] = float(T(t.data()[i]));
-    };
-    for (auto* t : {&m.embed, &m.pos_embed, &m.final_w, &m.final_b, &m.lm_head}) round(*t);
-    for (auto& L : m.layers)
-      for (auto* t : {&L.norm1_w, &L.norm1_b, &L.qkv_w, &L.qkv_b, &L.o_w, &L.o_b, &L.norm2_w,
-                      &L.norm2_b, &L.up_w, &L.up_b, &L.down_w, &L.down_b})
-        round(*t);
-  }
-}
-
 }  // namespace
 
 BOOST_AUTO_TEST_CASE_TEMPLATE(whole_model_and_adamw_match_the_cpu, T, act_types) {
@@ -412,7 +388,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(whole_model_and_adamw_match_the_cpu, T, act_types)
     const std::string what = fam + " " + dtype_traits<T>::name;
     const auto dir = cbtest::tiny_model_dir(fam, 8);
     auto mc = decoder_model<float>::load(dir);
-    round_weights_to<T>(mc);
+    cbtest::round_weights_to<T>(mc);
     const auto mg = decoder_model<T, gpu>::load(dir);
     std::filesystem::remove_all(dir);
     const auto& cfg = mc.config;
@@ -428,7 +404,7 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(whole_model_and_adamw_match_the_cpu, T, act_types)
     });
     lora_decoder<float> dc(mc, &adc);
     lora_decoder<T, float, gpu> dg(mg, &adg);
-    const auto batch = tiny_batch(cfg.vocab_size);
+    const auto batch = cbtest::lora_test_batch(cfg.vocab_size);
     const index_t n = batch.tokens(), C = cfg.hidden_size;
     tensor<float> head({cfg.vocab_size, C});
     {

@@ -24,6 +24,7 @@
 #include "crossbatch/generate/generate.hpp"
 #include "crossbatch/sample/sampler.hpp"
 #include "crossbatch/train/backward/decoder_backward.hpp"
+#include "lora_test_inputs.hpp"
 #include "tiny_models.hpp"
 
 using namespace crossbatch;
@@ -323,28 +324,6 @@ void round_to_bf16(float* p, index_t n) {
   for (index_t i = 0; i < n; ++i) p[i] = float(bfloat16(p[i]));
 }
 
-// The bf16-rounded weights (as the CUDA test's CPU reference uses).
-void round_weights(decoder_model<float>& m) {
-  auto round = [](tensor<float>& t) {
-    if (!t.empty()) round_to_bf16(t.data(), t.size());  // absent biases, a tied head
-  };
-  for (auto* t : {&m.embed, &m.pos_embed, &m.final_w, &m.final_b, &m.lm_head}) round(*t);
-  for (auto& L : m.layers)
-    for (auto* t : {&L.norm1_w, &L.norm1_b, &L.qkv_w, &L.qkv_b, &L.o_w, &L.o_b, &L.norm2_w,
-                    &L.norm2_b, &L.up_w, &L.up_b, &L.down_w, &L.down_b})
-      round(*t);
-}
-
-// tests/cuda/test_lora_backward.cu's batch.
-token_batch tiny_batch(int vocab) {
-  std::mt19937 gen(11);
-  std::vector<std::vector<std::int32_t>> rows;
-  for (int len : {7, 4, 9}) {
-    rows.emplace_back();
-    for (int i = 0; i < len; ++i) rows.back().push_back(std::int32_t(gen() % vocab));
-  }
-  return make_token_batch(rows, 0);
-}
 
 // One run's gradients: of the head, of the embedding output, of every adapter matrix (by name).
 struct gradients {
@@ -365,7 +344,7 @@ struct setup {
   explicit setup(const std::string& fam) : family(fam) {
     model_dir = cbtest::tiny_model_dir(fam, 8);
     model = decoder_model<float>::load(model_dir);
-    round_weights(model);
+    cbtest::round_weights_to<bfloat16>(model);
     adapters = lora_adapters<float>::create(model.config, lc);
     unsigned seed = 100;
     adapters.for_each([&](int l, lora_slot sl, lora_module<float>& m) {
@@ -376,7 +355,7 @@ struct setup {
     const auto fh = d.frozen_head();
     head = tensor<float>(fh.shape);
     for (index_t i = 0; i < head.size(); ++i) head.data()[i] = fh.data[i] * 0.9f;
-    batch = tiny_batch(model.config.vocab_size);
+    batch = cbtest::lora_test_batch(model.config.vocab_size);
   }
   ~setup() { std::filesystem::remove_all(model_dir); }
 
