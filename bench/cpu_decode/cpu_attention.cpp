@@ -82,8 +82,8 @@ double median_ms(int reps, const F& f) {
   for (int r = 0; r < reps; ++r) {
     const auto t0 = std::chrono::steady_clock::now();
     f();
-    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-                    .count());
+    t.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
@@ -153,8 +153,8 @@ bool run_case(int batch, int kv_len, bool decode, const std::vector<int>& thread
                 << ")\n";
       ok = false;
     }
-    rows.push_back({dtype_traits<T>::name, decode ? "decode" : "prefill", kv_len, t, old_ms,
-                    new_ms, worst, load_average()});
+    rows.push_back({dtype_traits<T>::name, decode ? "decode" : "prefill", kv_len, t, old_ms, new_ms,
+                    worst, load_average()});
     std::cerr << "bench_cpu_attention: " << rows.back().dtype << " " << rows.back().mode << " "
               << kv_len << " threads " << t << ": old " << old_ms << " ms, new " << new_ms
               << " ms\n";
@@ -198,9 +198,15 @@ int main(int argc, char** argv) {
                   r.dtype.c_str(), r.mode.c_str(), r.context, r.threads, r.old_ms, r.new_ms,
                   r.old_ms / r.new_ms, r.max_diff, r.load);
     std::cout << line;
-    out.push_back({{"dtype", r.dtype}, {"mode", r.mode}, {"context", r.context},
-                   {"threads", r.threads}, {"batch", batch}, {"layers", layers},
-                   {"old_ms", r.old_ms}, {"new_ms", r.new_ms}, {"max_abs_diff", r.max_diff},
+    out.push_back({{"dtype", r.dtype},
+                   {"mode", r.mode},
+                   {"context", r.context},
+                   {"threads", r.threads},
+                   {"batch", batch},
+                   {"layers", layers},
+                   {"old_ms", r.old_ms},
+                   {"new_ms", r.new_ms},
+                   {"max_abs_diff", r.max_diff},
                    {"loadavg", r.load}});
   }
   if (!json_path.empty()) std::ofstream(json_path) << out.dump(1) << "\n";

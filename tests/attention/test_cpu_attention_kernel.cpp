@@ -90,8 +90,12 @@ void check_case(int group, int kv_len, mask_kind mk, bool decode, int d, unsigne
     BOOST_TEST(sq.ok(), what << ": probs at 2 threads vs 1: " << sq.summary());
   };
   switch (mk) {
-    case mask_kind::causal: run(causal{}); break;
-    case mask_kind::padded: run(all_of<causal, left_padding>(causal{}, left_padding{pad.data()})); break;
+    case mask_kind::causal:
+      run(causal{});
+      break;
+    case mask_kind::padded:
+      run(all_of<causal, left_padding>(causal{}, left_padding{pad.data()}));
+      break;
     case mask_kind::segmented:
       run(all_of<causal, segment_isolation>(causal{},
                                             segment_isolation{seg.data(), gen.data(), kv_len}));

@@ -27,8 +27,8 @@
 #include "crossbatch/train/cuda/lm_loss.cuh"
 #include "crossbatch/train/cuda/multi_adamw.cuh"
 #include "crossbatch/train/optimizer.hpp"
-#include "support.hpp"
 #include "lora_test_inputs.hpp"
+#include "support.hpp"
 #include "tiny_models.hpp"
 
 using namespace crossbatch;
@@ -324,7 +324,6 @@ BOOST_AUTO_TEST_CASE(mixed_products_refuse_bad_shapes) {
 }
 
 namespace {
-
 
 template <class T>
 tensor<float> as_float(const tensor<T, gpu>& t) {

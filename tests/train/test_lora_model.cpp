@@ -324,7 +324,6 @@ void round_to_bf16(float* p, index_t n) {
   for (index_t i = 0; i < n; ++i) p[i] = float(bfloat16(p[i]));
 }
 
-
 // One run's gradients: of the head, of the embedding output, of every adapter matrix (by name).
 struct gradients {
   double loss = 0;
@@ -338,7 +337,7 @@ struct setup {
   decoder_model<float> model;
   lora_config lc{.rank = 4, .alpha = 8, .dropout = 0.1f, .seed = 3};
   lora_adapters<float> adapters;  // A, B as the CUDA test sets them
-  tensor<float> head;  // (V, C) trainable head = 0.9 x the frozen one
+  tensor<float> head;             // (V, C) trainable head = 0.9 x the frozen one
   token_batch batch;
 
   explicit setup(const std::string& fam) : family(fam) {
@@ -403,10 +402,10 @@ struct setup {
       save_npy((dir / "ours_f32" / (name + ".npy")).string(), t);
     save_npy((dir / "ours_f32" / "head.npy").string(), f32.head);
     save_npy((dir / "ours_f32" / "dx.npy").string(), f32.dx);
-    const json j = {{"batch", batch.batch},         {"length", batch.length},
-                    {"ids", batch.ids},             {"valid", batch.valid},
-                    {"positions", batch.positions}, {"targets", batch.targets},
-                    {"loss_f32", f32.loss}};
+    const json j = {
+        {"batch", batch.batch}, {"length", batch.length},       {"ids", batch.ids},
+        {"valid", batch.valid}, {"positions", batch.positions}, {"targets", batch.targets},
+        {"loss_f32", f32.loss}};
     std::ofstream(dir / "batch.json") << j.dump(1) << "\n";
   }
 };

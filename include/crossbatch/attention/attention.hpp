@@ -85,15 +85,16 @@ void attention(const context<cpu>& ctx, tensor_view<T> out, in_view<T> q, in_vie
     });
     for (index_t bi = 0; bi < b; ++bi)
       for (index_t hi = 0; hi < h; ++hi)
-        cpu_detail::merge_splits(&parts[(bi * h + hi) * splits * f], splits, f, d, &out(bi, 0, hi, 0),
-                                 out.strides[3]);
+        cpu_detail::merge_splits(&parts[(bi * h + hi) * splits * f], splits, f, d,
+                                 &out(bi, 0, hi, 0), out.strides[3]);
     return;
   }
   // Otherwise a sequence's head group for about 16 rows (group heads x a few query tokens).
   const index_t tokens_per_unit = tq == 1 ? 1 : std::max<index_t>(1, (16 + group - 1) / group);
   const index_t token_blocks = (tq + tokens_per_unit - 1) / tokens_per_unit;
   cpu_detail::parallel_chunks(threads, b * hkv * token_blocks, [&](index_t u) {
-    const index_t tb = u % token_blocks, kvh = u / token_blocks % hkv, bi = u / (token_blocks * hkv);
+    const index_t tb = u % token_blocks, kvh = u / token_blocks % hkv,
+                  bi = u / (token_blocks * hkv);
     const index_t t0 = tb * tokens_per_unit, t1 = std::min(tq, t0 + tokens_per_unit);
     cpu_detail::attention_unit(out, qc, kc, vc, mask, a.q_start, a.kv_len, a.scale, a.block, probs,
                                bi, kvh, t0, t1, 0, group, 0, nblocks);

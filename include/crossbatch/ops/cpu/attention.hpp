@@ -68,9 +68,9 @@ inline void widen_row(const T* src, index_t d, float* dst) {
 #endif
 }
 
-// n <= 16 rows (`stride` elements apart, d wide) as 16 float rows: a full tile of float rows is used
-// in place; otherwise the rows are widened into buf (16 x d) and rows n..15 zeroed. Returns the
-// rows and sets their stride.
+// n <= 16 rows (`stride` elements apart, d wide) as 16 float rows: a full tile of float rows is
+// used in place; otherwise the rows are widened into buf (16 x d) and rows n..15 zeroed. Returns
+// the rows and sets their stride.
 template <class T>
 inline const float* float_tile(const T* rows, index_t stride, int n, index_t d, float* buf,
                                index_t& tile_stride) {
@@ -116,8 +116,7 @@ inline void scores16(const float* q, const float* k, index_t ks, index_t d, floa
 }
 
 // acc[0, d) += p[i] v_i for the tile rows i < n with p[i] != 0 (v stride vs).
-inline void weighted_sum(const float* p, int n, const float* v, index_t vs, index_t d,
-                         float* acc) {
+inline void weighted_sum(const float* p, int n, const float* v, index_t vs, index_t d, float* acc) {
 #ifdef CROSSBATCH_GEMV_AVX512
   for (index_t j = 0; j < d; j += 64) {  // up to four accumulators held across the keys
     const index_t w = std::min<index_t>(64, d - j);
@@ -267,7 +266,8 @@ void attention_unit(tensor_view<T> out, tensor_view<const T> q, tensor_view<cons
     if (kind == tile::empty) continue;
     for (int c0 = k0; c0 < k1; c0 += key_tile) {
       const int n = std::min(key_tile, k1 - c0);
-      const float* kt = float_tile(&keys(bi, kvh, c0, 0), keys.strides[2], n, d, w.tile_buf.data(), ts);
+      const float* kt =
+          float_tile(&keys(bi, kvh, c0, 0), keys.strides[2], n, d, w.tile_buf.data(), ts);
       for (index_t r = 0; r < rows; ++r)
         scores16(&w.q[r * d], kt, ts, d, scale, n, &w.scores[r * sstride + c0]);
     }

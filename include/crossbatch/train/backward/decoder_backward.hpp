@@ -466,11 +466,11 @@ class lora_decoder {
     const auto dxd = cols(m_dxd, 0, m->a.dim(1));
     const float p = m_ad->config.dropout, sc = m_ad->scale();
     if constexpr (std::is_same_v<D, cpu>)
-      lora_backward(ctx, m->da.view(), m->db.view(), dx, dy, xd, u, m->a.view(), m->b.view(), sc,
-                    p, seed, lora_stream(l, int(s)), m_du.view(), dxd, emulate_rounding);
+      lora_backward(ctx, m->da.view(), m->db.view(), dx, dy, xd, u, m->a.view(), m->b.view(), sc, p,
+                    seed, lora_stream(l, int(s)), m_du.view(), dxd, emulate_rounding);
     else
-      lora_backward(ctx, m->da.view(), m->db.view(), dx, dy, xd, u, m->a.view(), m->b.view(), sc,
-                    p, seed, lora_stream(l, int(s)), m_du.view(), dxd);
+      lora_backward(ctx, m->da.view(), m->db.view(), dx, dy, xd, u, m->a.view(), m->b.view(), sc, p,
+                    seed, lora_stream(l, int(s)), m_du.view(), dxd);
   }
 
   // Strided q (B, T, H, Dh), k, v (B, T, Hkv, Dh) views of a fused (N, width) buffer.
@@ -587,8 +587,7 @@ class lora_decoder {
       attention_backward(ctx, dq, dk, dv, dattn4, attn4, q, k, v, cv(m_lse.view()), valid(), scale,
                          emulate_rounding);
     else
-      attention_backward(ctx, dq, dk, dv, dattn4, attn4, q, k, v, cv(m_lse.view()), valid(),
-                         scale);
+      attention_backward(ctx, dq, dk, dv, dattn4, attn4, q, k, v, cv(m_lse.view()), valid(), scale);
     emulate(m_dqkv);
     if (c.uses_rope()) {
       rope_backward(ctx, rope_view(m_dqkv, 0, H), positions(), m_model.inv_freq.view());
