@@ -19,7 +19,8 @@ run_preset() {
   local extra=()
   # CI narrows the cuda preset to sm_90a machine code (no PTX pass) to stay within its time. CI has
   # no GPU, so there the cuda preset is a compile check (its gpu tests skip): host code at -O1
-  # (nvcc's -O is the host compiler's level; device code keeps ptxas -O3) compiles ~35 % faster.
+  # (nvcc's -O is the host compiler's level; device code keeps ptxas -O3). On quickstart.cpp the
+  # host gcc phase drops from 68 to 42 s of nvcc's 187 s (cicc and ptxas, ~100 s, are unchanged).
   if [ "$preset" = cuda ] && [ -n "${CROSSBATCH_CUDA_ARCHITECTURES:-}" ]; then
     extra=(-DCMAKE_CUDA_ARCHITECTURES="$CROSSBATCH_CUDA_ARCHITECTURES")
     if [ "${CROSSBATCH_FULL:-0}" = 1 ]; then extra+=(-DCMAKE_CUDA_FLAGS_RELEASE="-O1 -DNDEBUG"); fi
