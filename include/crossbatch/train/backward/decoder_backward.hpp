@@ -347,6 +347,15 @@ class lora_decoder {
     for (index_t i = 0; i < h.size(); ++i) g.data()[i] = G(static_cast<float>(h.data()[i]));
     return to_device<D>(g);
   }
+  // Runs call(emulate_rounding) on the CPU (the CPU ops' optional round_16bit argument), call()
+  // on CUDA, whose ops round where they store 16-bit values anyway.
+  template <class F>
+  void with_emulation(F&& call) const {
+    if constexpr (std::is_same_v<D, cpu>)
+      call(emulate_rounding);
+    else
+      call();
+  }
   // Applies emulate_rounding (CPU only) to a whole buffer.
   template <class U>
   void emulate(tensor<U, D>& t) const {
@@ -449,13 +458,10 @@ class lora_decoder {
     const auto* m = m_ad->find(l, s);
     if (!m) return;
     const float p = training ? m_ad->config.dropout : 0.0f;
-    if constexpr (std::is_same_v<D, cpu>)
+    with_emulation([&](auto... round) {
       lora_forward(ctx, y, x, m->a.view(), m->b.view(), m_ad->scale(), p, seed,
-                   lora_stream(l, int(s)), m_xd[int(s)].view(), m_u[int(s)].view(),
-                   emulate_rounding);
-    else
-      lora_forward(ctx, y, x, m->a.view(), m->b.view(), m_ad->scale(), p, seed,
-                   lora_stream(l, int(s)), m_xd[int(s)].view(), m_u[int(s)].view());
+                   lora_stream(l, int(s)), m_xd[int(s)].view(), m_u[int(s)].view(), round...);
+    });
   }
   void adapter_backward(const context<D>& ctx, int l, lora_slot s, tensor_view<T, D> dx,
                         tensor_view<const T, D> dy, std::uint64_t seed) {
@@ -465,12 +471,10 @@ class lora_decoder {
     const auto xd = cv(m_xd[int(s)].view()), u = cv(m_u[int(s)].view());
     const auto dxd = cols(m_dxd, 0, m->a.dim(1));
     const float p = m_ad->config.dropout, sc = m_ad->scale();
-    if constexpr (std::is_same_v<D, cpu>)
+    with_emulation([&](auto... round) {
       lora_backward(ctx, m->da.view(), m->db.view(), dx, dy, xd, u, m->a.view(), m->b.view(), sc, p,
-                    seed, lora_stream(l, int(s)), m_du.view(), dxd, emulate_rounding);
-    else
-      lora_backward(ctx, m->da.view(), m->db.view(), dx, dy, xd, u, m->a.view(), m->b.view(), sc, p,
-                    seed, lora_stream(l, int(s)), m_du.view(), dxd);
+                    seed, lora_stream(l, int(s)), m_du.view(), dxd, round...);
+    });
   }
 
   // Strided q (B, T, H, Dh), k, v (B, T, Hkv, Dh) views of a fused (N, width) buffer.
@@ -508,10 +512,9 @@ class lora_decoder {
     const auto q = cv(head_part(m_qkv, 0, H)), k = cv(head_part(m_qkv, H * dh, Hkv)),
                v = cv(head_part(m_qkv, (H + Hkv) * dh, Hkv));
     const float scale = 1.0f / std::sqrt(float(dh));
-    if constexpr (std::is_same_v<D, cpu>)
-      attention_forward_train(ctx, attn4, m_lse.view(), q, k, v, valid(), scale, emulate_rounding);
-    else
-      attention_forward_train(ctx, attn4, m_lse.view(), q, k, v, valid(), scale);
+    with_emulation([&](auto... round) {
+      attention_forward_train(ctx, attn4, m_lse.view(), q, k, v, valid(), scale, round...);
+    });
     emulate(m_attn);
     linear_forward(ctx, m_o.view(), cv(m_attn.view()), L.o_w.view(), L.o_b.view());
     emulate(m_o);
@@ -583,11 +586,10 @@ class lora_decoder {
     const auto q = cv(head_part(m_qkv, 0, H)), k = cv(head_part(m_qkv, H * dh, Hkv)),
                v = cv(head_part(m_qkv, (H + Hkv) * dh, Hkv));
     const float scale = 1.0f / std::sqrt(float(dh));
-    if constexpr (std::is_same_v<D, cpu>)
+    with_emulation([&](auto... round) {
       attention_backward(ctx, dq, dk, dv, dattn4, attn4, q, k, v, cv(m_lse.view()), valid(), scale,
-                         emulate_rounding);
-    else
-      attention_backward(ctx, dq, dk, dv, dattn4, attn4, q, k, v, cv(m_lse.view()), valid(), scale);
+                         round...);
+    });
     emulate(m_dqkv);
     if (c.uses_rope()) {
       rope_backward(ctx, rope_view(m_dqkv, 0, H), positions(), m_model.inv_freq.view());
