@@ -1,8 +1,10 @@
-// Inputs shared by the bf16 whole-model LoRA gradient checks of tests/train/test_lora_model.cpp
-// and tests/cuda/test_lora_backward.cu: both must run exactly the inputs of the PyTorch fixture
+// Inputs shared by the LoRA tests. The batch and the rounded weights are those of the bf16
+// whole-model gradient checks of tests/train/test_lora_model.cpp and
+// tests/cuda/test_lora_backward.cu: both must run exactly the inputs of the PyTorch fixture
 // tests/data/lora/bf16_reference.json (tools/make_lora_bf16_reference.py).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <random>
 #include <type_traits>
@@ -10,6 +12,7 @@
 
 #include "crossbatch/model/decoder.hpp"
 #include "crossbatch/train/backward/decoder_backward.hpp"
+#include "support.hpp"
 
 namespace cbtest {
 
@@ -39,6 +42,16 @@ void round_weights_to(crossbatch::decoder_model<float>& m) {
                       &L.norm2_b, &L.up_w, &L.up_b, &L.down_w, &L.down_b})
         round(*t);
   }
+}
+
+// Sets every adapter's B to uniform random values in [-range, range] (peft initialises B to zero,
+// which would make lora_A's gradient trivially zero and the adapters a no-op).
+template <class G>
+void randomize_lora_b(crossbatch::lora_adapters<G>& ad, unsigned seed, float range) {
+  ad.for_each([&](int, crossbatch::lora_slot, crossbatch::lora_module<G>& m) {
+    auto b = random_tensor<G>(m.b.shape(), seed++, -range, range);
+    std::copy(b.data(), b.data() + b.size(), m.b.data());
+  });
 }
 
 }  // namespace cbtest

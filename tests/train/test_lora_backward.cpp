@@ -10,6 +10,7 @@
 #include <functional>
 
 #include "crossbatch/train/backward/decoder_backward.hpp"
+#include "lora_test_inputs.hpp"
 #include "tiny_models.hpp"
 
 using namespace crossbatch;
@@ -252,14 +253,6 @@ token_batch model_batch() {
   return b;
 }
 
-template <class G>
-void randomize_b(lora_adapters<G>& ad, unsigned seed) {
-  ad.for_each([&](int, lora_slot, lora_module<G>& m) {
-    auto b = cbtest::random_tensor<G>(m.b.shape(), seed++, -0.4f, 0.4f);
-    std::copy(b.data(), b.data() + b.size(), m.b.data());
-  });
-}
-
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(whole_model_matches_finite_differences) {
@@ -273,7 +266,7 @@ BOOST_AUTO_TEST_CASE(whole_model_matches_finite_differences) {
     const auto& c = model.config;
     auto ad = lora_adapters<double>::create(
         c, lora_config{.rank = 2, .alpha = 3, .dropout = fc.dropout, .seed = 7});
-    randomize_b(ad, 20);
+    cbtest::randomize_lora_b(ad, 20, 0.4f);
     lora_decoder<double> dec(model, &ad);
     const auto batch = model_batch();
     const index_t n = batch.tokens(), C = c.hidden_size;
@@ -342,7 +335,7 @@ BOOST_AUTO_TEST_CASE(float32_gradients_agree_with_float64) {
     std::filesystem::remove_all(dir);
     const lora_config cfg{.rank = 4, .alpha = 8, .dropout = 0.1f, .seed = 3};
     auto a64 = lora_adapters<double>::create(m64.config, cfg);
-    randomize_b(a64, 30);
+    cbtest::randomize_lora_b(a64, 30, 0.4f);
     auto a32 = lora_adapters<float>::create(m32.config, cfg);
     a64.for_each([&](int l, lora_slot s, lora_module<double>& m) {
       tensor<float> a(m.a.shape()), b(m.b.shape());

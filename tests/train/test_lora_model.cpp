@@ -64,15 +64,6 @@ tensor<float> reference_logits(const decoder_model<float>& m, const token_batch&
   return logits;
 }
 
-// Sets every B to small random values (so the adapters change the model).
-template <class G>
-void randomize_b(lora_adapters<G>& ad, unsigned seed) {
-  ad.for_each([&](int, lora_slot, lora_module<G>& m) {
-    auto b = cbtest::random_tensor<G>(m.b.shape(), seed++, -0.3f, 0.3f);
-    std::copy(b.data(), b.data() + b.size(), m.b.data());
-  });
-}
-
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(zero_adapters_match_the_inference_forward) {
@@ -97,7 +88,7 @@ BOOST_AUTO_TEST_CASE(adapters_match_the_merged_model) {
     const auto adapter_dir = cbtest::scratch_dir("adapter_" + fam).string();
     auto model = decoder_model<float>::load(dir);
     auto ad = lora_adapters<float>::create(model.config, lora_config{.rank = 4, .seed = 2});
-    randomize_b(ad, 10);
+    cbtest::randomize_lora_b(ad, 10, 0.3f);
     const auto batch = padded_batch(model.config.vocab_size);
     tensor<float> got({batch.tokens(), model.config.vocab_size});
     {
