@@ -9,6 +9,7 @@
 #     limited to what is left of the budget.
 # Writes $OUT/methods/log.txt and $OUT/methods/results.json (the merged run JSON). Then, here:
 #   examples/cross_batch/make_results.py results.json examples/cross_batch/RESULTS.md
+# METHODS_BUILD_ONLY=1 stops after the build (run it in an earlier call on the same warm machine).
 # Sizes through the environment (run_results.sh's TRAIN, VAL, TEST, EPOCHS, TOKENS, SEEDS, JOBS).
 # Needs carried: .devmodel/ (the default model's GGUF pieces), .whl/ (the gguf wheel), and
 # .devdeps/root when the machine has no PCRE2.
@@ -34,6 +35,7 @@ rc=$?
 wait "$prep"
 say "build exit $rc"
 [ "$rc" = 0 ] || { tail -30 "$log" >&2; exit 1; }
+[ "${METHODS_BUILD_ONLY:-0}" = 1 ] && { say "build only: done"; exit 0; }
 [ -f models/smollm2-135m-instruct/config.json ] || { say "no default model (carry .devmodel/ and .whl/)"; exit 1; }
 
 left=$((340 - (SECONDS - start)))  # each run stops by then; the merge and the tails need seconds

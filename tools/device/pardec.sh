@@ -14,7 +14,8 @@
 # {config, summary, by_group_size, samples}}}, stages}). Turn it into RESULTS.md with
 #   examples/parallel_decoding/make_results.py --device-json result.json \
 #     --md examples/parallel_decoding/RESULTS.md --plot examples/parallel_decoding/accuracy_vs_latency.png
-# Local smoke test without a GPU: PARDEC_DEVICE=cpu PARDEC_SCALE=toy PARDEC_THREADS=1 BIN=build/h-pardec \
+# PARDEC_BUILD_ONLY=1 stops after the build (an earlier call on the same warm machine builds while
+# the model is still being carried). Local smoke test without a GPU: PARDEC_DEVICE=cpu PARDEC_SCALE=toy PARDEC_THREADS=1 BIN=build/h-pardec \
 #   tools/device/pardec.sh
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -55,6 +56,7 @@ else
   stage build cmake --build "$build" --target compare_strategies -j "$(nproc)" || exit 1
 fi
 bin=$build/examples/parallel_decoding/compare_strategies
+[ "${PARDEC_BUILD_ONLY:-0}" = 1 ] && { say "build only: done"; exit 0; }
 [ -f models/smollm2-135m-instruct/config.json ] || { say "no default model (ship .devmodel/ and .whl/)"; exit 1; }
 
 # 2. The RESULTS.md run (first: it is what RESULTS.md needs). Sizes: groups per data set and seed;
