@@ -76,7 +76,7 @@ def main():
     w(f"Generated {meta.get('date')} at commit {meta.get('commit')} on {meta.get('device')} "
       f"(scale `{meta.get('scale')}`, {meta.get('seconds')} s for all runs).\n")
     variants = sorted({r["variant"] for r in runs})
-    modes = sorted({r["mode"] for r in runs})
+    modes = sorted({r["mode"] for r in runs} - {"plain"})
     if reduced:
         steps = math.ceil(cfg.get("train_groups", 0) / max(1, cfg.get("batch_size", 1))) * cfg.get("epochs", 1)
         w("**This is a reduced CPU run** (`SCALE=small`), sized to finish on a shared 2-core machine: "

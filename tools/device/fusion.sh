@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Paraphrase fusion on the H200, one command from the repository root (no network):
 #   OUT=/some/dir bash tools/device/fusion.sh
-# Needs carried: the default model's GGUF at .devmodel/SmolLM2-135M-Instruct.Q4_1.gguf (or the
-# .devmodel/part00 + part01 pieces tools/device/prepare_model.sh assembles) and the gguf wheel in
-# .whl/; PCRE2 from .devdeps/root when the machine lacks it (as tools/device_check.sh).
+# Needs the default model (tools/device/prepare_model.sh: its three pieces .devmodel0..2 carried in
+# three calls on one warm machine) and the gguf wheel in .whl/; PCRE2 from .devdeps/root when the machine lacks it (as tools/device_check.sh).
 # Steps: convert the model (tools/convert.py), build paraphrase_fusion + bench_paraphrase (CMake,
 # sm_90a) and tests/cuda/test_fusion.cu (nvcc, header-only Boost.Test), run the gpu test, the
 # bench, then the experiment: fused variants (shared tail 0/3 x natural/restarted positions) on

