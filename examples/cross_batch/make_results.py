@@ -89,7 +89,7 @@ def main():
         if v not in variants:
             w(f"*{VARIANTS[v].split(' (')[0]}: not run in this run.*\n")
     if meta.get("failed_runs"):
-        w(f"Runs that failed or ran out of time (not in the tables): {', '.join(meta['failed_runs'])}.\n")
+        w(f"Runs that failed or ran out of time (only the methods they finished are in the tables): {', '.join(meta['failed_runs'])}.\n")
     w("## Setup\n")
     w(f"- Model: `{cfg.get('model')}` ({cfg.get('dtype')} weights, {cfg.get('device')}); trained parts "
       "(adapters, head, mixer, optimiser state) in float32.")
