@@ -291,14 +291,16 @@ class ServerTest(unittest.TestCase):
 
 
 class LimitsTest(unittest.TestCase):
-    """A slower model (hidden 256, 4096 positions) so that requests of 3000 tokens run for
-    seconds: one row, one queue place, a one-second timeout."""
+    """A slower model (hidden 1024, 4096 positions) so that a request of 3400 tokens runs for
+    seconds: one row, one queue place, a 1.5-second timeout. The tied LM head (50k x 1024 float32,
+    206 MB read per token) sets the pace: 3400 tokens take >= 10 s on a 2-core machine. At hidden
+    256 they took 2.5-5 s here, and a faster CI machine once finished one inside the timeout."""
 
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="crossbatch_serve_slow_")
         cls.model = os.path.join(cls.tmp, "slow")
-        write_tiny_model(cls.model, 3, max_positions=4096, layers=4, hidden=256)
+        write_tiny_model(cls.model, 3, max_positions=4096, layers=4, hidden=1024)
         cls.server = Server(BINARY, cls.model, "--max-batch", 1, "--max-queue", 1,
                             "--max-prompt-tokens", 32, "--max-new-tokens", 3500, "--timeout", 1.5)
 
