@@ -18,8 +18,11 @@
 // Each row names the route its batch takes (fused_decode_route: plain layers, fused on the
 // CUDA-core GEMV, fused on the tensor-core GEMV).
 // Prints a table and writes JSON lines to --json.
+// The JSON rows also carry the prefill's time and tokens/s (batch x prompt over the prefill's
+// median seconds: the first token's logits included).
 //   bench_decode [--shapes a,b] [--batches 1,8,16,32,64] [--prompt 128] [--new 128] [--reps 3]
 //   [--json f]
+//   bench_decode --config smollm2-135m    (prints the shape's config.json and exits)
 //                [--modes fused+pdl,fused,graph+pdl,graph,eager] [--tune variants]
 #include <algorithm>
 #include <chrono>
@@ -192,7 +195,17 @@ int main(int argc, char** argv) {
       json_path = v;
     else if (k == "--modes")
       modes = split(v);
-    else if (k == "--tune") {
+    else if (k == "--config") {
+      // The shape's Hugging Face config.json, for peers that build the same model
+      // (bench/llama_cpp/make_gguf.py); needs no GPU.
+      try {
+        std::puts(bench::shape_config(v).dump(2).c_str());
+        return 0;
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "bench_decode: %s\n", e.what());
+        return 2;
+      }
+    } else if (k == "--tune") {
       std::stringstream ss(v);
       for (std::string x; std::getline(ss, x, ';');) tune.push_back(x);
     } else {
@@ -250,7 +263,7 @@ int main(int argc, char** argv) {
         graph_driver_options driver;
         driver.use_graph = base != "eager";
         fused.enabled = base.rfind("fused", 0) == 0;
-        std::vector<double> total, decode;
+        std::vector<double> total, decode, prefill;
         std::vector<std::vector<int>> tokens;
         double err = 0;
         try {
@@ -263,6 +276,7 @@ int main(int argc, char** argv) {
             const auto res = run();
             total.push_back(res.prefill_seconds + res.decode_seconds);
             decode.push_back(res.decode_seconds);
+            prefill.push_back(res.prefill_seconds);
             tokens = res.tokens;
           }
           // Every mode is fed the first mode's tokens (the modes' own tokens part ways on these
@@ -328,6 +342,8 @@ int main(int argc, char** argv) {
                     {"tokens_per_s", tps},
                     {"decode_tokens_per_s", dtps},
                     {"ms_per_step", step * 1e3},
+                    {"prefill_s", median(prefill)},
+                    {"prefill_tokens_per_s", double(b) * prompt / median(prefill)},
                     {"total_s", t},
                     {"roofline_fraction", roof},
                     {"floor_ms_per_step", floor_s * 1e3},
