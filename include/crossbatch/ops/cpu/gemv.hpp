@@ -130,7 +130,7 @@ inline void dot_rows(const W* w, const float* const* x, index_t in, float* out) 
 #endif
 }
 
-// Asks for one weight row's cache lines ahead of their use (16-bit weights; see gemv_rows).
+// Asks for one weight row's cache lines ahead of their use (see gemv_rows).
 template <class W>
 inline void prefetch_row([[maybe_unused]] const W* row, [[maybe_unused]] index_t in) {
 #ifdef CROSSBATCH_GEMV_AVX512
@@ -144,23 +144,23 @@ inline void prefetch_row([[maybe_unused]] const W* row, [[maybe_unused]] index_t
 // time (a single sequential stream), dotted with up to four x rows per pass; for more than four
 // x rows the rows [r0, r1) are passed over once per group of four (callers pass blocks of about
 // 64 KiB of W, which the later passes find in L2: measured 1.8x faster at N = 16 than cycling
-// all groups over each row). 16-bit weights are prefetched about 4 KiB ahead: widening them costs
-// twice the instructions per byte of float32, and the hardware prefetcher alone then leaves the
-// stream short (Intel Xeon dev machine, one thread, 1.2 GB of bf16 rows: 7.5 GB/s without,
-// 10.1 GB/s with; float32 unchanged at 12.6-12.9, so it is not prefetched).
+// all groups over each row). Weight rows are prefetched about 4 KiB ahead: the hardware prefetcher
+// alone leaves the stream short where widening 16-bit weights doubles the instructions per byte
+// (Intel Xeon dev machine, one thread, 1.2 GB of bf16 rows: 7.5 GB/s without, 10.1 GB/s with) and
+// at the start of each matrix (float32 SmolLM2 decode +5 % on one thread, +10 % on two, though a
+// single long float32 stream gains nothing).
 template <class W>
 void gemv_rows(const W* w, index_t w_stride, index_t in, const float* x, index_t x_stride,
                index_t n, float* y, index_t y_stride, index_t r0, index_t r1) {
   const float* xs[4];
   float out[4];
-  constexpr bool prefetch = sizeof(W) == 2;
   const index_t ahead = std::max<index_t>(1, 4096 / std::max<index_t>(1, in * index_t(sizeof(W))));
   for (index_t i = 0; i < n; i += 4) {
     const int k = int(std::min<index_t>(4, n - i));
     for (int q = 0; q < k; ++q) xs[q] = x + (i + q) * x_stride;
     for (index_t r = r0; r < r1; ++r) {
       const W* wr = w + r * w_stride;
-      if (prefetch && r + ahead < r1) prefetch_row(w + (r + ahead) * w_stride, in);
+      if (r + ahead < r1) prefetch_row(w + (r + ahead) * w_stride, in);
       switch (k) {
         case 4: dot_rows<4>(wr, xs, in, out); break;
         case 3: dot_rows<3>(wr, xs, in, out); break;
