@@ -22,8 +22,8 @@
 // median seconds: the first token's logits included).
 //   bench_decode [--shapes a,b] [--batches 1,8,16,32,64] [--prompt 128] [--new 128] [--reps 3]
 //   [--json f]
-//   bench_decode --config smollm2-135m    (prints the shape's config.json and exits)
 //                [--modes fused+pdl,fused,graph+pdl,graph,eager] [--tune variants]
+//   bench_decode --config smollm2-135m    (prints the shape's config.json and exits)
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
