@@ -14,9 +14,13 @@ token ids and never tokenize text. Speed depends on the shapes and types, not on
 """
 import argparse
 import json
+import pathlib
 import sys
 
 import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "tools"))
+from convert import f32_to_bf16_bits  # noqa: E402
 
 try:
     import gguf
@@ -41,12 +45,6 @@ def byte_symbols():
             cs.append(256 + n)
             n += 1
     return [chr(c) for _, c in sorted(zip(bs, cs))]
-
-
-def to_bf16_bits(x):
-    """float32 -> bfloat16 bit patterns (uint16), round to nearest even."""
-    u = x.astype(np.float32).view(np.uint32)
-    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
 
 
 def field(cfg, *names, default=None):
@@ -117,7 +115,7 @@ def main():
     def matrix(name, rows, cols):  # (rows, cols) row-major = GGUF ne {cols, rows}
         x = (rng.standard_normal((rows, cols), dtype=np.float32) * 0.02)
         if a.type == "bf16":
-            w.add_tensor(name, to_bf16_bits(x), raw_dtype=qtype)
+            w.add_tensor(name, f32_to_bf16_bits(x), raw_dtype=qtype)
         elif a.type == "f16":
             w.add_tensor(name, x.astype(np.float16))
         else:

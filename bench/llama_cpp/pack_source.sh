@@ -20,8 +20,6 @@ mkdir -p .devdeps
 out=$PWD/.devdeps/llama_cpp_src.tar.xz
 (cd "$src" && tar cJf "$out" \
   --exclude=tools/ui --exclude=tools/server/public --exclude='tools/server/webui*' \
-  --exclude='ggml/src/ggml-'{et,metal,hexagon,sycl,vulkan,opencl,cann,musa,hip,kompute,rpc,webgpu,zdnn,blas,zendnn,openvino,virtgpu} \
-  CMakeLists.txt cmake ggml src include common vendor tools gguf-py licenses LICENSE 2>/dev/null ||
-  tar cJf "$out" --exclude=tools/ui --exclude=tools/server/public \
-    CMakeLists.txt cmake ggml src include common vendor tools gguf-py)
+  --exclude='ggml/src/ggml-'{et,metal,hexagon,sycl,vulkan,opencl,cann,musa,hip,rpc,webgpu,zdnn,blas,zendnn,openvino,virtgpu} \
+  CMakeLists.txt cmake ggml src include common vendor tools gguf-py licenses LICENSE)
 echo "llama.cpp $version source packed: $(du -h "$out" | cut -f1) in .devdeps/llama_cpp_src.tar.xz" >&2

@@ -47,6 +47,8 @@ def main():
     lines.append("|---|---|---|---|---|---|---|---|")
     ok = not failed
     for shape in dict.fromkeys(r["shape"] for r in ours):
+        pp512 = max((r["avg_ts"] for r in llama if r.get("shape") == shape and r.get("case") == "llama-bench"
+                     and r.get("n_prompt") == 512 and r.get("n_gen") == 0), default=None)
         for case in ("decode", "prefill"):
             key = "decode_tokens_per_s" if case == "decode" else "prefill_tokens_per_s"
             lkey = "speed_tg" if case == "decode" else "speed_pp"
@@ -55,9 +57,7 @@ def main():
                 best = max((r for r in mine if r["batch"] == b), key=lambda r: r[key])
                 peers = [r for r in llama if r.get("shape") == shape and r.get("case") == case and r.get("pl") == b]
                 peer = max(peers, key=lambda r: r[lkey]) if peers else None
-                pp512 = [r for r in llama if r.get("shape") == shape and r.get("case") == "llama-bench"
-                         and r.get("n_prompt") == 512 and r.get("n_gen") == 0]
-                pp = max((r["avg_ts"] for r in pp512), default=None) if case == "prefill" and b == 1 else None
+                pp = pp512 if case == "prefill" and b == 1 else None
                 peer_best = max([x for x in (peer[lkey] if peer else None, pp) if x is not None], default=None)
                 ratio = best[key] / peer_best if peer_best else None
                 target = TARGETS.get((case, b))
