@@ -13,9 +13,7 @@
 // (the defaults are w16b8): w = GEMV warps-per-SM target, b = GEMV blocks-per-SM cap, -attn =
 // rope_kv + the attention op instead of the one-kernel attention, -argmax = the sampler kernel,
 // t<N> = tensor-core GEMV from batch N on (default t2), -cc = CUDA-core GEMV only (batch <= 16),
-// -ao = the o GEMV of its own instead of the o projection in the attention kernel (default to
-// batch 16),
-// m<N> = the fused step up to batch N only (default m16; m8: the step before the tensor-core
+// m<N> = the fused step up to batch N only (default m32; m8: the step before the tensor-core
 // GEMV; m64: batch 64 too). A mode that leaves a sticky CUDA error stops the program (exit 2).
 // Each row names the route its batch takes (fused_decode_route: plain layers, fused on the
 // CUDA-core GEMV, fused on the tensor-core GEMV).
@@ -91,8 +89,6 @@ bool parse_variant(const std::string& v, fused_decode_options& o) {
         o.fold_argmax = false;
       else if (word == "cc")
         o.tensor_cores = false;
-      else if (word == "ao")
-        o.attention_o_max_batch = 0;
       else
         return false;
       i += 1 + word.size();

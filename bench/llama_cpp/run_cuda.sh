@@ -10,8 +10,7 @@
 #   and writes the random-weight GGUFs of each shape (bench_decode --config, make_gguf.py) in BF16
 #   and F16; waits for llama.cpp until BUILD_WAIT seconds (default 500) have passed.
 # bench: waits for llama.cpp's build, then for each shape, alternating: bench_decode decode
-#   (prompt 128, 128 new tokens, batch 1/8/64, fused+pdl, graph+pdl, fused+pdl/m64 and fused+pdl/-ao
-#   (the o GEMV of its own); every mode's
+#   (prompt 128, 128 new tokens, batch 1/8/64, fused+pdl, graph+pdl and fused+pdl/m64; every mode's
 #   logits checked against the plain path, exit 1 on a mismatch) and prefill (prompt 512, batch
 #   1/8), then llama-batched-bench (-npp 128 -ntg 128 -npl 1,8,64 and -npp 512 -ntg 1 -npl 1,8,
 #   flash attention auto) and llama-bench (pp512, tg128) on each GGUF type; then summarize.py.
@@ -90,7 +89,7 @@ if [ "$stage" = bench ] || [ "$stage" = all ]; then
   rc=0
   for s in "${shapes[@]}"; do
     stamp "$s: bench_decode decode (prompt 128, 128 new, batch 1/8/64)"
-    "$ours" --shapes "$s" --batches 1,8,64 --modes fused+pdl,graph+pdl --tune "m64;-ao" \
+    "$ours" --shapes "$s" --batches 1,8,64 --modes fused+pdl,graph+pdl --tune m64 \
       --json "$out/tmp.jsonl" >>"$log" 2>&1 || rc=1
     sed "s/^{/{\"case\":\"decode\",/" "$out/tmp.jsonl" >>"$out/ours.jsonl"
     stamp "$s: bench_decode prefill (prompt 512, batch 1/8)"

@@ -24,9 +24,7 @@
 //     weights and ids (prefill and every step), against the CUDA plain path.
 // Path B is always run_layers + final_norm + logits, eager, slot index from the host, no PDL.
 // Two cases run the switches of fused_decode_options that the default does not take at these
-// batches (the CUDA-core GEMV at bfloat16 batch 16 and 8, the tensor-core GEMV at batch 1, the
-// o GEMV of its own instead of the o projection in the attention kernel at batch 1; step 1 of
-// every case, without the one-kernel attention, also runs the o GEMV).
+// batches (the CUDA-core GEMV at bfloat16 batch 16 and 8, the tensor-core GEMV at batch 1).
 // fused_gemv_static_smem_as_counted: fused_launch_config.hpp's static shared memory counts (which
 // decide the opt-in) equal the compiled kernels'.
 // batch_invariance_of_the_fused_step repeats one prompt across the batch tiles of the
@@ -462,8 +460,6 @@ case_result run_case(const decoder_model<T, gpu>& ref, const decoder_model<T, gp
   const index_t n = index_t(B) * P;
   auto cache_ref = ref.make_cache(B, cap), cache_fast = fast.make_cache(B, cap);
   decoder_workspace<T, gpu> ws_ref(cfg, n), ws_fast(cfg, B);
-  if (fused && attention_o_supported<T, mask_t>(fast, B, cap, o.fused, ws_fast))
-    r.route += " + o projection in the attention kernel";
   tensor<T, gpu> x_pre({B, P, C}), x_ref({B, 1, C}), x_fast({B, 1, C}), h_ref({B, C}),
       h_fast({B, C}), logits_ref({B, V}), logits_fast({B, V});
   tensor<std::int32_t, gpu> d_step_ids({B}), d_step_pos({B}), d_shift({1});
@@ -709,21 +705,6 @@ BOOST_AUTO_TEST_CASE(gemv_switches_match_the_plain_path) {
   o.fused.tensor_core_min_batch = 1;
   BOOST_TEST(std::string(fused_decode_route(model, 1, o.fused)) == "fused, tensor-core GEMV");
   expect_agreement(run_case(model, model, o), o.name);
-  // Batch 1 takes the o projection in the attention kernel by default; attention_o_max_batch 0
-  // gives the o GEMV of its own.
-  o = case_options{};
-  o.name = "smollm2-135m bfloat16 batch 1, o projection in the attention kernel";
-  o.batch = 1;
-  o.seed = 2101;
-  const auto with_o = run_case(model, model, o);
-  BOOST_TEST(with_o.route.find("o projection in the attention kernel") != std::string::npos,
-             with_o.route);
-  expect_agreement(with_o, o.name);
-  o.name = "smollm2-135m bfloat16 batch 1, the o GEMV of its own";
-  o.fused.attention_o_max_batch = 0;
-  const auto without_o = run_case(model, model, o);
-  BOOST_TEST(without_o.route.find("o projection") == std::string::npos, without_o.route);
-  expect_agreement(without_o, o.name);
   fused_decode_options old;
   old.max_batch = 8;
   BOOST_TEST(!fused_decode_supported(model, 9, old));

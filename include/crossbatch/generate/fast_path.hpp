@@ -34,10 +34,6 @@ struct fused_decode_options {
   // GEMV's step time at batch 8 on an H200 (SmolLM2-135M shape, bench_decode t1).
   bool tensor_cores = true;
   int tensor_core_min_batch = 2;
-  // The o projection inside the one-kernel attention (each head's share of it, added by the
-  // gate/up GEMV's prologue: four kernels a layer instead of five) up to this batch; above it, or
-  // 0, the o GEMV of its own.
-  int attention_o_max_batch = 16;
 };
 
 // The generic device has no fused step: the session runs decoder_block layer by layer.

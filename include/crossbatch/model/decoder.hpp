@@ -6,11 +6,9 @@
 // between and inside layers.
 #pragma once
 
-#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
-#include <type_traits>
 #include <vector>
 
 #include "crossbatch/attention/kv_cache.hpp"
@@ -39,9 +37,6 @@ struct decoder_layer {
 template <class T, class D = cpu>
 struct decoder_workspace {
   tensor<T, D> h, qkv, attn, o, mlp, act;
-  // CUDA only: the fused decode step's o projection split by head, (min(n, 64), H * C) floats
-  // (generate/cuda/fused_decode.cuh, attention_o_supported).
-  tensor<float, D> o_partial;
   index_t tokens = 0;
 
   decoder_workspace() = default;
@@ -52,10 +47,7 @@ struct decoder_workspace {
         o({n, c.hidden_size}),
         mlp({n, (c.kind == family::gpt2 ? 1 : 2) * index_t(c.intermediate_size)}),
         act({n, c.intermediate_size}),
-        tokens(n) {
-    if constexpr (std::is_same_v<D, cuda>)
-      o_partial = tensor<float, D>({std::min<index_t>(n, 64), index_t(c.num_heads) * c.hidden_size});
-  }
+        tokens(n) {}
 };
 
 namespace detail {

@@ -10,11 +10,6 @@
 //   act   = act(gate) * up, or act(h)  GEMV on norm2(x), gated pairs of rows in one warp
 //   x    += act W_down^T + b           GEMV, residual epilogue
 // and the final norm fused into the LM head GEMV (with the greedy argmax folded in when asked).
-// Up to fused_decode_options::attention_o_max_batch rows a layer takes four kernels: the
-// attention kernel also multiplies each head's output by its slice of W_o (staged in shared
-// memory while the qkv GEMV runs) and writes the float part sums; the gate/up GEMV's prologue adds
-// them, in head order, to x (the rounding points of the o GEMV and its residual add) and stores
-// that x for the down GEMV's residual epilogue.
 // The GEMVs run on CUDA cores at batch 1 (fused_gemv_kernel, x rows unpacked per weight chunk)
 // and on tensor cores from fused_decode_options::tensor_core_min_batch (2) on
 // (generate/cuda/fused_gemv_tc.cuh: every weight read once per step for all rows, so a batch-16
@@ -28,7 +23,6 @@
 // outside the step's limits fall back to run_layers.
 #pragma once
 
-#include <cstddef>
 #include <cstdint>
 #include <type_traits>
 
@@ -48,8 +42,7 @@ namespace cuda_detail {
 
 // Normalises row `row` of x (n, in) into xn (n, in) in shared memory, as norm() does, with one
 // warp. Rows of up to 128 16-byte chunks are read once, every load in flight together (one memory
-// latency); longer rows are re-read from L1 for each pass. The residual fix-up (a.xpart) takes
-// rows of up to 128 chunks only (attention_o_supported).
+// latency); longer rows are re-read from L1 for each pass.
 template <class T, prologue P>
 __device__ __forceinline__ void norm_row(T* xn, int row, const fused_gemv_args& a) {
   constexpr int vec = 16 / sizeof(T), XC = 4;
@@ -83,10 +76,6 @@ __device__ __forceinline__ void norm_row(T* xn, int row, const fused_gemv_args& 
       gv[i] = ok ? nw[c] : make_uint4(0, 0, 0, 0);
       bv[i] = ok && P == prologue::layer ? nb[c] : make_uint4(0, 0, 0, 0);
     }
-    if (a.xpart)
-#pragma unroll
-      for (int i = 0; i < XC; ++i)
-        if (lane + 32 * i < nvec) xv[i] = fix_residual<T>(xv[i], row, lane + 32 * i, a);
     float mean = 0.0f;
     if constexpr (P == prologue::layer) {
       float s = 0.0f;
@@ -205,9 +194,8 @@ __global__ void __launch_bounds__(256) fused_gemv_kernel(fused_gemv_args a) {
   const T* xg = static_cast<const T*>(a.x);
   // The residual epilogue's old value, loaded long before it is needed (lane t: batch row t).
   const bool writer = part == 0 && lane < a.n;
-  const T* res = a.res ? static_cast<const T*>(a.res) : out;
   auto residual = [&]() {
-    return E == epilogue::residual && writer && row < a.o ? res[lane * a.os + row]
+    return E == epilogue::residual && writer && row < a.o ? out[lane * a.os + row]
                                                           : from_f<T>(0.0f);
   };
   T old = residual();
@@ -369,18 +357,10 @@ struct rope_attention_args {
   void* kc;                       // cache layer (B, Hkv, S, D), strides cb, ch, cs
   void* vc;
   index_t cb, ch, cs;
-  void* out;  // (B, H, D) contiguous; unused with wo
+  void* out;  // (B, H, D) contiguous
   int h, hkv, d, start;
   const int* shift;
   float scale;
-  // The o projection's share of this head (attention_o_supported): with wo, the block multiplies
-  // its head's output (rounded to T) by columns [hi D, hi D + D) of wo (C, H D; row stride wos),
-  // staged in shared memory before the grid-dependency wait, and writes the C float sums to
-  // o_partial (B, H, C) instead of writing out; the gate/up GEMV's prologue adds the heads' parts.
-  const void* wo;
-  index_t wos;
-  int c_out;
-  float* o_partial;
 };
 
 constexpr int rope_attention_threads = 256, rope_attention_keys = 8;
@@ -392,9 +372,7 @@ constexpr int rope_attention_threads = 256, rope_attention_keys = 8;
 // registers), then the groups are merged through shared memory. The new slot's k and v come from
 // shared memory. Before the grid-dependency wait, the block reads only what was written before
 // the step's qkv GEMV (its predecessor): the first tile of cached keys and values (earlier steps),
-// the positions and the mask (the rotation angles and the first tile's visibility), and with
-// a.wo its slice of the o projection's weights (cp.async into the dynamic shared memory, 16-byte
-// chunks XOR-swizzled by row so that the rows a quarter-warp reads sit in distinct banks).
+// the positions and the mask (the rotation angles and the first tile's visibility).
 template <class T, class M>
 __global__ void __launch_bounds__(rope_attention_threads)
     rope_attention_kernel(rope_attention_args a, M mask) {
@@ -404,9 +382,6 @@ __global__ void __launch_bounds__(rope_attention_threads)
   __shared__ __align__(16) T vnew[256];
   __shared__ float gm[threads], gl[threads];
   __shared__ float red[threads * vec];  // (groups, D)
-  __shared__ float ao[256];              // with wo: the head's output, rounded to T
-  extern __shared__ __align__(16) unsigned char wo_raw[];
-  T* wsm = reinterpret_cast<T*>(wo_raw);  // with wo: (C, D) slice, chunk c of row r at c ^ (r % cpk)
   const int row = blockIdx.x, hi = row % a.h, b = row / a.h, per_kv = a.h / a.hkv,
             kvh = hi / per_kv;
   const int d = a.d, cpk = d / vec, groups = threads / cpk, tile = groups * J;
@@ -426,13 +401,6 @@ __global__ void __launch_bounds__(rope_attention_threads)
           ok ? __ldcg(reinterpret_cast<const uint4*>(vb + k * a.cs) + sub) : make_uint4(0, 0, 0, 0);
     }
   };
-  if (a.wo) {
-    const T* w = static_cast<const T*>(a.wo) + hi * d;
-    for (int i = threadIdx.x; i < a.c_out * cpk; i += threads) {
-      const int r = i / cpk, c = i % cpk;
-      cp_async_16(wsm + r * d + (c ^ (r & (cpk - 1))) * vec, w + r * a.wos + c * vec);
-    }
-  }
   fetch(0);
   // Also written before the step, not by the qkv GEMV just before: the rotation angle of this
   // thread's pair (half_d <= 128 threads) and the first tile's mask.
@@ -534,25 +502,7 @@ __global__ void __launch_bounds__(rope_attention_threads)
       lb += gl[i];
       s += red[i * d + j];
     }
-    const float v = lb > 0.0f ? s / lb : 0.0f;
-    if (a.wo)
-      ao[j] = round_to<T>(v);
-    else
-      out[j] = from_f<T>(v);
-  }
-  if (!a.wo) return;
-  cp_async_wait_all();
-  __syncthreads();
-  float* part = a.o_partial + (index_t(b) * a.h + hi) * a.c_out;
-  for (int r = threadIdx.x; r < a.c_out; r += threads) {
-    float s = 0.0f;
-    for (int c = 0; c < cpk; ++c) {
-      float wf[vec];
-      unpack<T>(*reinterpret_cast<const uint4*>(wsm + r * d + (c ^ (r & (cpk - 1))) * vec), wf);
-#pragma unroll
-      for (int e = 0; e < vec; ++e) s += wf[e] * ao[c * vec + e];
-    }
-    part[r] = s;
+    out[j] = from_f<T>(lb > 0.0f ? s / lb : 0.0f);
   }
 }
 
@@ -644,25 +594,6 @@ bool rope_attention_supported(const decoder_model<T, cuda>& m, int capacity,
          c.num_heads % c.num_kv_heads == 0;
 }
 
-// Whether the one-kernel attention also does the o projection (rope_attention_args::wo) for this
-// batch: within opt.attention_o_max_batch, rows of at most 128 16-byte chunks (the prologue's
-// one-pass norm_row adds the heads' parts), the workspace's o_partial rows, and the head's (C, D)
-// weight slice fits in shared memory beside the kernel's own.
-template <class T, class M>
-bool attention_o_supported(const decoder_model<T, cuda>& m, int batch, int capacity,
-                           const fused_decode_options& opt, const decoder_workspace<T, cuda>& ws) {
-  const auto& c = m.config;
-  constexpr int vec = 16 / sizeof(T);
-  if (batch > opt.attention_o_max_batch || !rope_attention_supported(m, capacity, opt) ||
-      c.hidden_size / vec > 128 || ws.o_partial.empty() || ws.o_partial.dim(0) < batch ||
-      ws.o.dim(0) < batch)
-    return false;
-  static const std::size_t own =
-      cuda_detail::compiled_static_smem(cuda_detail::rope_attention_kernel<cuda_t<T>, M>);
-  return own + std::size_t(c.hidden_size) * c.head_dim * sizeof(T) <=
-         cuda_detail::device_launch_limits().optin_smem;
-}
-
 // One decode step: x (B, C) holds the token embeddings on entry and the final residual stream on
 // exit; logits (B, V) receive the LM head output. start is the cache slot (plus *ctx.slot_shift).
 // With greedy_best (B) (zero on entry), the LM head also folds each row's argmax into it as
@@ -684,19 +615,6 @@ void fused_decode_step(const context<cuda>& ctx, const decoder_model<T, cuda>& m
       "fused_decode_step: unsupported shape");
   const bool layer = c.kind == family::gpt2, gated = !layer;
   const bool one_kernel_attention = rope_attention_supported(m, cache.capacity(), opt);
-  // With the o projection in the attention kernel, the gate/up GEMV adds the heads' parts to x
-  // and stores the sum in ws.o, from which the down GEMV's residual epilogue reads.
-  const bool attention_o = attention_o_supported<T, M>(m, b, cache.capacity(), opt, ws);
-  const std::size_t wo_smem = attention_o ? std::size_t(cdim) * dh * sizeof(T) : 0;
-  if (attention_o) {
-    static std::size_t opted_in = 0;
-    if (wo_smem > opted_in) {
-      cuda_check(cudaFuncSetAttribute(rope_attention_kernel<C, M>,
-                                      cudaFuncAttributeMaxDynamicSharedMemorySize, int(wo_smem)),
-                 "rope + attention + o: cudaFuncSetAttribute");
-      opted_in = wo_smem;
-    }
-  }
   const attention_shape shape{start, start + 1, 1.0f / std::sqrt(float(dh))};
   auto args = [&](const void* in, index_t in_stride, int in_dim, const tensor<T, cuda>& w,
                   const tensor<T, cuda>& bias, void* out, index_t out_stride, int o,
@@ -746,14 +664,8 @@ void fused_decode_step(const context<cuda>& ctx, const decoder_model<T, cuda>& m
       ra.start = start;
       ra.shift = ctx.slot_shift;
       ra.scale = shape.scale;
-      if (attention_o) {
-        ra.wo = L.o_w.data();
-        ra.wos = L.o_w.dim(1);
-        ra.c_out = int(cdim);
-        ra.o_partial = ws.o_partial.data();
-      }
       launch(ctx, "rope + attention (decode)", rope_attention_kernel<C, M>, dim3(unsigned(b * h)),
-             dim3(rope_attention_threads), wo_smem, ra, mask);
+             dim3(rope_attention_threads), 0, ra, mask);
     } else {
       launch(ctx, "rope_kv", rope_kv_kernel<C>,
              dim3(blocks_for(index_t(b) * (h + 2 * hkv) * (dh / 2), 256, 1024)), dim3(256), 0,
@@ -764,28 +676,22 @@ void fused_decode_step(const context<cuda>& ctx, const decoder_model<T, cuda>& m
       attention(ctx, tensor_view<T, cuda>(ws.attn.data(), {b, 1, h, dh}), q,
                 tensor_view<const T, cuda>(kc), tensor_view<const T, cuda>(vc), mask, shape);
     }
-    if (!attention_o)
-      fused_gemv<C, prologue::none, epilogue::residual>(
-          ctx,
-          args(ws.attn.data(), h * dh, int(h * dh), L.o_w, L.o_b, x.data, cdim, int(cdim),
-               nullptr, nullptr),
-          opt);
-    auto ua = args(x.data, cdim, int(cdim), L.up_w, L.up_b, ws.act.data(), f, int(f), &L.norm2_w,
-                   &L.norm2_b);
-    auto da = args(ws.act.data(), f, int(f), L.down_w, L.down_b, x.data, cdim, int(cdim), nullptr,
-                   nullptr);
-    if (attention_o) {  // x + o -> ws.o in the gate/up prologue; x = ws.o + down
-      ua.xpart = ws.o_partial.data();
-      ua.parts = int(h);
-      ua.xbias = L.o_b.empty() ? nullptr : L.o_b.data();
-      ua.xout = ws.o.data();
-      da.res = ws.o.data();
-    }
+    fused_gemv<C, prologue::none, epilogue::residual>(
+        ctx,
+        args(ws.attn.data(), h * dh, int(h * dh), L.o_w, L.o_b, x.data, cdim, int(cdim), nullptr,
+             nullptr),
+        opt);
+    const auto ua = args(x.data, cdim, int(cdim), L.up_w, L.up_b, ws.act.data(), f, int(f),
+                         &L.norm2_w, &L.norm2_b);
     if (gated)
       fused_gemv<C, prologue::rms, epilogue::gated>(ctx, ua, opt);
     else
       fused_gemv<C, prologue::layer, epilogue::act>(ctx, ua, opt);
-    fused_gemv<C, prologue::none, epilogue::residual>(ctx, da, opt);
+    fused_gemv<C, prologue::none, epilogue::residual>(
+        ctx,
+        args(ws.act.data(), f, int(f), L.down_w, L.down_b, x.data, cdim, int(cdim), nullptr,
+             nullptr),
+        opt);
   }
   const auto& head = m.output_embedding();
   static const tensor<T, cuda> none;

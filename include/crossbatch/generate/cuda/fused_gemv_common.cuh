@@ -32,15 +32,6 @@ struct fused_gemv_args {
   const void* nw;  // norm weight / bias (in) for the prologue
   const void* nb;
   unsigned long long* best;  // (n) packed (logit, index) maxima for epilogue::argmax
-  // The residual add of an earlier projection split by parts (the attention kernel's o
-  // projection, one part a head), done in the norm prologue: x <- x + round(sum_p xpart + xbias)
-  // before the norm, and block 0 stores that x into xout (n, in). Null xpart: x as it is.
-  const float* xpart;  // (n, parts, in), summed in part order
-  int parts;
-  const void* xbias;  // (in) or null
-  void* xout;
-  // epilogue::residual: the old values of out come from here (same strides); null: from out.
-  const void* res;
   float eps;
   activation act;
   int n, in, o, warps_per_row;
@@ -149,36 +140,6 @@ __device__ __forceinline__ uint4 pack(const float* f) {
   T* e = reinterpret_cast<T*>(&v);
 #pragma unroll
   for (int i = 0; i < vec; ++i) e[i] = from_f<T>(f[i]);
-  return v;
-}
-
-// Chunk c (16 bytes) of x row `row` with fused_gemv_args' residual fix-up applied:
-// x + round(sum over the parts of xpart + xbias), rounded (the rounding points of the o
-// projection's GEMM and its residual add); block 0 stores the result into xout.
-template <class T>
-__device__ __forceinline__ uint4 fix_residual(const uint4& xv, int row, int c,
-                                              const fused_gemv_args& a) {
-  constexpr int vec = 16 / sizeof(T);
-  float f[vec], s[vec], bias[vec];
-  unpack<T>(xv, f);
-#pragma unroll
-  for (int e = 0; e < vec; ++e) s[e] = bias[e] = 0.0f;
-  const float* p = a.xpart + index_t(row) * a.parts * a.in + c * vec;
-  for (int q = 0; q < a.parts; ++q, p += a.in) {
-#pragma unroll
-    for (int e = 0; e < vec; e += 4) {
-      const float4 v = __ldcg(reinterpret_cast<const float4*>(p + e));
-      s[e] += v.x;
-      s[e + 1] += v.y;
-      s[e + 2] += v.z;
-      s[e + 3] += v.w;
-    }
-  }
-  if (a.xbias) unpack<T>(static_cast<const uint4*>(a.xbias)[c], bias);
-#pragma unroll
-  for (int e = 0; e < vec; ++e) f[e] += round_to<T>(s[e] + bias[e]);
-  const uint4 v = pack<T>(f);
-  if (blockIdx.x == 0) reinterpret_cast<uint4*>(static_cast<T*>(a.xout) + index_t(row) * a.in)[c] = v;
   return v;
 }
 

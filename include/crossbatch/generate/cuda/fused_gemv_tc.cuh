@@ -77,19 +77,11 @@ __device__ __forceinline__ void tc_norm_rows(T* xn, int stride, const fused_gemv
   constexpr int vec = 8;
   const int nvec = a.in / vec, lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const T* x = static_cast<const T*>(a.x);
-  if (a.xpart) {  // the residual fix-up: each chunk with its parts, through registers
-    for (int i = threadIdx.x; i < a.n * nvec; i += blockDim.x) {
-      const int r = i / nvec, c = i % nvec;
-      *reinterpret_cast<uint4*>(xn + r * stride + c * vec) = fix_residual<T>(
-          __ldcg(reinterpret_cast<const uint4*>(x + r * a.xs) + c), r, c, a);
-    }
-  } else {
-    for (int i = threadIdx.x; i < a.n * nvec; i += blockDim.x) {
-      const int r = i / nvec, c = i % nvec;
-      cp_async_16(xn + r * stride + c * vec, x + r * a.xs + c * vec);
-    }
-    cp_async_wait_all();
+  for (int i = threadIdx.x; i < a.n * nvec; i += blockDim.x) {
+    const int r = i / nvec, c = i % nvec;
+    cp_async_16(xn + r * stride + c * vec, x + r * a.xs + c * vec);
   }
+  cp_async_wait_all();
   __syncthreads();
   const uint4* nw = static_cast<const uint4*>(a.nw);
   const uint4* nb = static_cast<const uint4*>(a.nb);
@@ -153,7 +145,6 @@ __global__ void __launch_bounds__(256) fused_gemv_tc_kernel(fused_gemv_args a) {
   const T* w = static_cast<const T*>(a.w);
   const T* bias = static_cast<const T*>(a.bias);
   T* out = static_cast<T*>(a.out);
-  const T* res = a.res ? static_cast<const T*>(a.res) : out;  // the residual epilogue's old values
   int group = blockIdx.x, pass = 0;
   int row0 = (group * tiles_per_block + warp / ks) * 16;
   uint4 wv[R2][U][2];  // [gate/up][k-tile][row g / g + 8]
@@ -197,7 +188,7 @@ __global__ void __launch_bounds__(256) fused_gemv_tc_kernel(fused_gemv_args a) {
         for (int j = 0; j < 2; ++j) {
           const int row = row0 + g + 8 * h, bi = nt * 8 + 2 * t + j;
           old[nt][h][j] = E == epilogue::residual && part == 0 && row < o && bi < a.n
-                              ? to_f(__ldcg(res + index_t(bi) * a.os + row))
+                              ? to_f(__ldcg(out + index_t(bi) * a.os + row))
                               : 0.0f;
         }
   };
