@@ -2,7 +2,9 @@
 // device code. Three kernels, one semantics (the CPU attention's):
 //  - prefill: tiles of 64 queries x 32 keys, online softmax in float, 4 threads per query; a key
 //    tile whose mask tile_kind() is empty for the block's queries is skipped before it is loaded,
-//    a full tile skips the per-element mask test.
+//    a full tile skips the per-element mask test. When the head size is the kernel's DMAX and the
+//    rows are 16-byte aligned, a tile's keys and values arrive as 16-byte loads all in flight and
+//    the next non-empty tile's loads are issued before the current tile's arithmetic.
 //  - decode (Tq <= 4): one query row per block, split along the KV length when the rows alone do
 //    not fill the GPU; each lane owns keys, 16-byte K/V loads, grouped-query heads read their
 //    shared KV head; partial (max, sum, acc) per split merged by a second kernel.
@@ -56,7 +58,7 @@ constexpr int prefill_bq = 64, prefill_bk = 32;
 template <class T, class M, int DMAX>
 __global__ void __launch_bounds__(256)
     attention_prefill_kernel(T* out, const T* q, const T* keys, const T* values, M mask,
-                             attn_geometry g, const int* shift) {
+                             attn_geometry g, const int* shift, bool vec_kv) {
   grid_dependency();
   constexpr int per = DMAX / 4;
   __shared__ float ks[prefill_bk][DMAX];
@@ -80,18 +82,8 @@ __global__ void __launch_bounds__(256)
   const T* kbase = keys + b * g.kb + kvh * g.kh;
   const T* vbase = values + b * g.vb + kvh * g.vh;
 
-  for (int k0 = 0; k0 < kv_len; k0 += prefill_bk) {
-    const int k1 = min(kv_len, k0 + prefill_bk);
-    const tile kind = mask.tile_kind(b, qa, qb, k0, k1);
-    if (kind == tile::empty) continue;
-    __syncthreads();
-    for (int e = threadIdx.x; e < prefill_bk * DMAX; e += blockDim.x) {
-      const int kk = e / DMAX, j = e % DMAX;
-      const bool in = k0 + kk < k1 && j < g.d;
-      ks[kk][j] = in ? to_f(kbase[(k0 + kk) * g.ks + j]) : 0.0f;
-      vs[kk][j] = in ? to_f(vbase[(k0 + kk) * g.vs + j]) : 0.0f;
-    }
-    __syncthreads();
+  // One key tile [k0, k1) (in ks / vs) into the running softmax of this thread's query.
+  auto process = [&](int k0, int k1, tile kind) {
     float s[prefill_bk];
     float mt = -INFINITY;
 #pragma unroll
@@ -107,7 +99,7 @@ __global__ void __launch_bounds__(256)
       mt = fmaxf(mt, s[kk]);
     }
     const float mn = fmaxf(m, mt);
-    if (mn == -INFINITY) continue;
+    if (mn == -INFINITY) return;
     const float corr = expf(m - mn);
     l *= corr;
 #pragma unroll
@@ -120,6 +112,72 @@ __global__ void __launch_bounds__(256)
       for (int i = 0; i < per; ++i) acc[i] += p * vs[kk][sub + 4 * i];
     }
     m = mn;
+  };
+
+  if (vec_kv) {
+    // d == DMAX, 16-byte aligned rows: each thread loads `chunks` 16-byte pieces of the tile's
+    // keys and values, all in flight at once, and the next non-empty tile's loads are issued
+    // before this tile's scores (one memory latency a tile, hidden behind the arithmetic).
+    constexpr int vec = 16 / sizeof(T), cpr = DMAX / vec;
+    constexpr int chunks = (prefill_bk * cpr + 255) / 256;
+    uint4 kr[chunks], vr[chunks];
+    auto next_tile = [&](int k0) {  // the first tile at or after k0 that the mask does not empty
+      while (k0 < kv_len && mask.tile_kind(b, qa, qb, k0, min(kv_len, k0 + prefill_bk)) == tile::empty)
+        k0 += prefill_bk;
+      return k0;
+    };
+    auto fetch = [&](int k0) {
+      const int k1 = min(kv_len, k0 + prefill_bk);
+#pragma unroll
+      for (int p = 0; p < chunks; ++p) {
+        const int e = threadIdx.x + 256 * p, kk = e / cpr, c = e % cpr;
+        const bool ok = e < prefill_bk * cpr && k0 + kk < k1;
+        kr[p] = ok ? __ldg(reinterpret_cast<const uint4*>(kbase + (k0 + kk) * g.ks) + c)
+                   : make_uint4(0, 0, 0, 0);
+        vr[p] = ok ? __ldg(reinterpret_cast<const uint4*>(vbase + (k0 + kk) * g.vs) + c)
+                   : make_uint4(0, 0, 0, 0);
+      }
+    };
+    int k0 = next_tile(0);
+    if (k0 < kv_len) fetch(k0);
+    while (k0 < kv_len) {
+      const int k1 = min(kv_len, k0 + prefill_bk);
+      const tile kind = mask.tile_kind(b, qa, qb, k0, k1);
+      __syncthreads();  // the previous tile's readers are done
+#pragma unroll
+      for (int p = 0; p < chunks; ++p) {
+        const int e = threadIdx.x + 256 * p, kk = e / cpr, c = e % cpr;
+        if (e < prefill_bk * cpr) {
+          const T* kt = reinterpret_cast<const T*>(&kr[p]);
+          const T* vt = reinterpret_cast<const T*>(&vr[p]);
+#pragma unroll
+          for (int i = 0; i < vec; ++i) {
+            ks[kk][c * vec + i] = to_f(kt[i]);
+            vs[kk][c * vec + i] = to_f(vt[i]);
+          }
+        }
+      }
+      __syncthreads();
+      const int next = next_tile(k0 + prefill_bk);
+      if (next < kv_len) fetch(next);
+      process(k0, k1, kind);
+      k0 = next;
+    }
+  } else {
+    for (int k0 = 0; k0 < kv_len; k0 += prefill_bk) {
+      const int k1 = min(kv_len, k0 + prefill_bk);
+      const tile kind = mask.tile_kind(b, qa, qb, k0, k1);
+      if (kind == tile::empty) continue;
+      __syncthreads();
+      for (int e = threadIdx.x; e < prefill_bk * DMAX; e += blockDim.x) {
+        const int kk = e / DMAX, j = e % DMAX;
+        const bool in = k0 + kk < k1 && j < g.d;
+        ks[kk][j] = in ? to_f(kbase[(k0 + kk) * g.ks + j]) : 0.0f;
+        vs[kk][j] = in ? to_f(vbase[(k0 + kk) * g.vs + j]) : 0.0f;
+      }
+      __syncthreads();
+      process(k0, k1, kind);
+    }
   }
   if (!qvalid) return;
   const float inv = l > 0.0f ? 1.0f / l : 0.0f;
@@ -331,10 +389,10 @@ void launch_decode(const context<cuda>& ctx, T* out, const T* q, const T* keys, 
 
 template <int DMAX, class T, class M>
 void launch_prefill(const context<cuda>& ctx, T* out, const T* q, const T* keys, const T* values,
-                    const M& mask, const attn_geometry& g) {
+                    const M& mask, const attn_geometry& g, bool vec_ok) {
   launch(ctx, "attention (prefill)", attention_prefill_kernel<T, M, DMAX>,
          dim3(unsigned((g.tq + prefill_bq - 1) / prefill_bq), unsigned(g.h), unsigned(g.b)),
-         dim3(256), 0, out, q, keys, values, mask, g, ctx.slot_shift);
+         dim3(256), 0, out, q, keys, values, mask, g, ctx.slot_shift, vec_ok && g.d == DMAX);
 }
 
 }  // namespace cuda_detail
@@ -430,11 +488,11 @@ void attention(const context<cuda>& ctx, tensor_view<T, cuda> out, tensor_view<c
   require<value_error>(d <= 128 || !ctx.slot_shift,
                        "attention: head_dim > 128 needs the probs path");
   if (d <= 32)
-    launch_prefill<32>(ctx, op, qp, kp, vp, mask, g);
+    launch_prefill<32>(ctx, op, qp, kp, vp, mask, g, vec_ok);
   else if (d <= 64)
-    launch_prefill<64>(ctx, op, qp, kp, vp, mask, g);
+    launch_prefill<64>(ctx, op, qp, kp, vp, mask, g, vec_ok);
   else if (d <= 128)
-    launch_prefill<128>(ctx, op, qp, kp, vp, mask, g);
+    launch_prefill<128>(ctx, op, qp, kp, vp, mask, g, vec_ok);
   else {
     tensor<float, cuda> p({b, h, tq, a.kv_len});
     attention(ctx, out, q, keys, values, mask, a, p.view());
