@@ -149,10 +149,9 @@ class decoder_model {
     norm(ctx, hbuf, x2, L.norm1_w, L.norm1_b);
     linear(ctx, qkv, cview(hbuf), L.qkv_w.view(), L.qkv_b.view());
     if (config.uses_rope()) {
-      // (B, T) merge into N: the strides stay (width, Dh, 1).
-      apply_rope(ctx, tensor_view<T, D>(q.data, {n, h, dh}, {width, dh, 1}), positions,
-                 inv_freq.view());
-      apply_rope(ctx, tensor_view<T, D>(k.data, {n, hkv, dh}, {width, dh, 1}), positions,
+      // q's heads and k's are adjacent in a qkv row: one call rotates both, (B, T) merged into N
+      // (strides (width, Dh, 1)).
+      apply_rope(ctx, tensor_view<T, D>(q.data, {n, h + hkv, dh}, {width, dh, 1}), positions,
                  inv_freq.view());
     }
     write_kv(ctx, cache.keys(l), cview(k), start);
