@@ -9,7 +9,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <type_traits>
 
 #include "crossbatch/core/dtype.hpp"
@@ -139,12 +141,29 @@ inline void prefetch_row([[maybe_unused]] const W* row, [[maybe_unused]] index_t
 #endif
 }
 
+// Whether gemv_rows prefetches weight rows: on Intel cores, where it pays (below), and not on
+// others: on the AMD EPYC dev machine (Zen 4) it costs 10-20 % (SmolLM2-135M decode, one thread,
+// two alternating rounds: float32 34.4 -> 38.5 tok/s, bfloat16 55.9 -> 66.9 without it).
+// CROSSBATCH_GEMV_PREFETCH=0 / 1 in the environment overrides the choice (benchmarks).
+inline bool prefetch_weight_rows() {
+  static const bool on = [] {
+    if (const char* e = std::getenv("CROSSBATCH_GEMV_PREFETCH")) return std::string(e) != "0";
+#if defined(__GNUC__) && !defined(__CUDACC__) && (defined(__x86_64__) || defined(__i386__))
+    return __builtin_cpu_is("intel") != 0;
+#else
+    return false;
+#endif
+  }();
+  return on;
+}
+
 // y(i, r) = W_r . x_i for rows r in [r0, r1) of W (row stride w_stride) and every row i < n of
 // x (row stride x_stride); y has row stride y_stride. All float except W. One weight row at a
 // time (a single sequential stream), dotted with up to four x rows per pass; for more than four
 // x rows the rows [r0, r1) are passed over once per group of four (callers pass blocks of about
 // 64 KiB of W, which the later passes find in L2: measured 1.8x faster at N = 16 than cycling
-// all groups over each row). Weight rows are prefetched about 4 KiB ahead: the hardware prefetcher
+// all groups over each row). On Intel cores (prefetch_weight_rows) weight rows are prefetched
+// about 4 KiB ahead: the hardware prefetcher
 // alone leaves the stream short where widening 16-bit weights doubles the instructions per byte
 // (Intel Xeon dev machine, one thread, 1.2 GB of bf16 rows: 7.5 GB/s without, 10.1 GB/s with) and
 // at the start of each matrix (float32 SmolLM2 decode +5 % on one thread, +10 % on two, though a
@@ -155,12 +174,13 @@ void gemv_rows(const W* w, index_t w_stride, index_t in, const float* x, index_t
   const float* xs[4];
   float out[4];
   const index_t ahead = std::max<index_t>(1, 4096 / std::max<index_t>(1, in * index_t(sizeof(W))));
+  const bool prefetch = prefetch_weight_rows();
   for (index_t i = 0; i < n; i += 4) {
     const int k = int(std::min<index_t>(4, n - i));
     for (int q = 0; q < k; ++q) xs[q] = x + (i + q) * x_stride;
     for (index_t r = r0; r < r1; ++r) {
       const W* wr = w + r * w_stride;
-      if (r + ahead < r1) prefetch_row(w + (r + ahead) * w_stride, in);
+      if (prefetch && r + ahead < r1) prefetch_row(w + (r + ahead) * w_stride, in);
       switch (k) {
         case 4: dot_rows<4>(wr, xs, in, out); break;
         case 3: dot_rows<3>(wr, xs, in, out); break;
