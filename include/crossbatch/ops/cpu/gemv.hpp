@@ -142,8 +142,9 @@ inline void prefetch_row([[maybe_unused]] const W* row, [[maybe_unused]] index_t
 }
 
 // Whether gemv_rows prefetches weight rows: on Intel cores, where it pays (below), and not on
-// others: on the AMD EPYC dev machine (Zen 4) it costs 10-20 % (SmolLM2-135M decode, one thread,
-// two alternating rounds: float32 34.4 -> 38.5 tok/s, bfloat16 55.9 -> 66.9 without it).
+// others: on the AMD EPYC dev machine (Zen 4) it costs 5-40 % (SmolLM2-135M decode, same minute,
+// one / two threads without it: bfloat16 47.1 -> 65.8 / 57.6 -> 81.1 tok/s, float32 33.6 -> 35.7
+// / 44.0 -> 45.2).
 // CROSSBATCH_GEMV_PREFETCH=0 / 1 in the environment overrides the choice (benchmarks).
 inline bool prefetch_weight_rows() {
   static const bool on = [] {
@@ -163,9 +164,9 @@ inline bool prefetch_weight_rows() {
 // x rows the rows [r0, r1) are passed over once per group of four (callers pass blocks of about
 // 64 KiB of W, which the later passes find in L2: measured 1.8x faster at N = 16 than cycling
 // all groups over each row). On Intel cores (prefetch_weight_rows) weight rows are prefetched
-// about 4 KiB ahead: the hardware prefetcher
-// alone leaves the stream short where widening 16-bit weights doubles the instructions per byte
-// (Intel Xeon dev machine, one thread, 1.2 GB of bf16 rows: 7.5 GB/s without, 10.1 GB/s with) and
+// about 4 KiB ahead: the hardware prefetcher alone leaves the stream short where widening 16-bit
+// weights doubles the instructions per byte (Intel Xeon dev machine, one thread, 1.2 GB of bf16
+// rows: 7.5 GB/s without, 10.1 GB/s with) and
 // at the start of each matrix (float32 SmolLM2 decode +5 % on one thread, +10 % on two, though a
 // single long float32 stream gains nothing).
 template <class W>
