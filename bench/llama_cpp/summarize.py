@@ -6,8 +6,8 @@ and llama-bench JSON lines, tagged with shape, GGUF type and case) and prints, p
 decode tokens/s (ours: the best mode whose logits check passed; llama.cpp: S_TG of the faster GGUF
 type) and prefill tokens/s of 512-token prompts (llama.cpp: S_PP of batched-bench); at batch 1 the
 peer is the faster of batched-bench and llama-bench (tg128 for decode, pp512 for prefill; the
-median of its repetitions), with the ratios and issue 15's targets. Exits 1 when a bench_decode row failed its
-check or a side is missing.
+median of its repetitions), with the ratios and issue 15's targets. Exits 1 when a bench_decode
+row failed its check or a side is missing.
 
   summarize.py ours.jsonl llama.jsonl [--md summary.md] [--json result.json]
 """
@@ -65,14 +65,14 @@ def main():
                 best = max((r for r in mine if r["batch"] == b), key=lambda r: r[key])
                 peers = [r for r in llama if r.get("shape") == shape and r.get("case") == case and r.get("pl") == b]
                 peer = max(peers, key=lambda r: r[lkey]) if peers else None
-                pp = (pp512 if case == "prefill" else tg128) if b == 1 else None
-                peer_best = max([x for x in (peer[lkey] if peer else None, pp) if x is not None], default=None)
+                single = (pp512 if case == "prefill" else tg128) if b == 1 else None  # llama-bench
+                peer_best = max([x for x in (peer[lkey] if peer else None, single) if x is not None], default=None)
                 ratio = best[key] / peer_best if peer_best else None
                 target = TARGETS.get((case, b))
                 row = {"shape": shape, "case": case, "batch": b, "ours_tokens_per_s": best[key],
                        "ours_mode": best["mode"], "ours_roofline_fraction": best.get("roofline_fraction"),
                        "llama_tokens_per_s": peer[lkey] if peer else None,
-                       "llama_type": peer["type"] if peer else None, "llama_bench": pp,
+                       "llama_type": peer["type"] if peer else None, "llama_bench": single,
                        "ratio": ratio, "target": target,
                        "met": (ratio >= target) if (ratio is not None and target) else None}
                 table.append(row)
@@ -80,7 +80,7 @@ def main():
                 lines.append("| %s | %s | %d | %.0f (%s) | %s | %s | %s | %s |" % (
                     shape, case, b, best[key], best["mode"],
                     "%.0f (%s)" % (peer[lkey], peer["type"]) if peer else "missing",
-                    "%.0f" % pp if pp else "", "%.2fx" % ratio if ratio else "",
+                    "%.0f" % single if single else "", "%.2fx" % ratio if ratio else "",
                     (">= %.1fx: %s" % (target, "met" if row["met"] else "not met")) if target and ratio else ""))
     text = "\n".join(lines)
     if failed:
