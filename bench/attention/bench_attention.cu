@@ -2,7 +2,10 @@
 // shared prefix, segment 0, and 4 isolated segments), under segment isolation (with causal), plain
 // causal, and a dense boolean mask of the same pattern (no tile information: every tile is
 // computed and tested per element, as a materialised mask would be). bfloat16, Qwen2.5-like heads
-// (14 query heads, 2 KV heads, D 64). Medians of CUDA-event timings after a warm-up.
+// (14 query heads, 2 KV heads, D 64). Each mask runs on the CUDA-core kernel and on the
+// tensor-core kernel (context<cuda>::tensor_core_attention) in the same run; the tensor-core
+// output must match the CUDA-core output within the bfloat16 tolerance (tests/compare.hpp), else
+// the program exits 1. Medians of CUDA-event timings after a warm-up.
 //   bench_attention [--batch 4] [--reps 50] [--json f]
 #include <algorithm>
 #include <cstdio>
@@ -10,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "compare.hpp"
 #include "crossbatch/cuda.hpp"
 
 using namespace crossbatch;
@@ -100,32 +104,60 @@ int main(int argc, char** argv) {
   auto ddense = to_device<gpu>(dense);
   const auto iso =
       all_of<causal, segment_isolation>(causal{}, segment_isolation{dseg.data(), dgen.data(), t});
-  const double t_causal = time_ms(ctx, reps, out, q, k, v, causal{}, t);
-  const double t_iso = time_ms(ctx, reps, out, q, k, v, iso, t);
-  const double t_dense = time_ms(ctx, reps, out, q, k, v, dense_mask{ddense.data(), t}, t);
+  // Per mask: CUDA cores, then tensor cores on the same inputs; the second output is checked
+  // against the first.
+  struct row {
+    std::string mask;
+    double pairs, core_ms, tc_ms;
+    cbtest::diff_stats check;
+  };
+  std::vector<row> rows;
+  auto measure = [&](const std::string& name, double pairs, const auto& mask) {
+    row r{name, pairs, 0, 0, {}};
+    ctx.tensor_core_attention = false;
+    r.core_ms = time_ms(ctx, reps, out, q, k, v, mask, t);
+    const tensor<bfloat16> want = to_host(out);
+    ctx.tensor_core_attention = true;
+    r.tc_ms = time_ms(ctx, reps, out, q, k, v, mask, t);
+    const tensor<bfloat16> got = to_host(out);
+    r.check = cbtest::compare(got, want, dtype_traits<bfloat16>::atol, dtype_traits<bfloat16>::rtol);
+    rows.push_back(r);
+  };
   // Visible pairs: causal t(t+1)/2; isolation: prefix causal + per segment (prefix + causal own).
   const double pairs_causal = 0.5 * t * (t + 1.0);
   const double pairs_iso =
       0.5 * seg_len * (seg_len + 1.0) +
       (segs - 1) * (double(seg_len) * seg_len + 0.5 * seg_len * (seg_len + 1.0));
+  measure("causal", pairs_causal, causal{});
+  measure("segment isolation", pairs_iso, iso);
+  measure("dense boolean mask", pairs_iso, dense_mask{ddense.data(), t});
   std::printf("prefill attention, B=%d, T=%d (5 x 256), H=%d, Hkv=%d, D=%d, bf16\n", batch, t, h,
               hkv, d);
-  std::printf("%-22s %10s %14s\n", "mask", "ms", "visible pairs");
-  std::printf("%-22s %10.3f %14.0f\n", "causal", t_causal, pairs_causal);
-  std::printf("%-22s %10.3f %14.0f\n", "segment isolation", t_iso, pairs_iso);
-  std::printf("%-22s %10.3f %14.0f\n", "dense boolean mask", t_dense, pairs_iso);
-  std::printf("segment isolation / causal = %.2f (target <= 1)\n", t_iso / t_causal);
+  std::printf("%-20s %14s %12s %14s %8s  %s\n", "mask", "visible pairs", "CUDA-core ms",
+              "tensor-core ms", "speedup", "tensor-core vs CUDA-core output");
+  bool ok = true;
+  for (const auto& r : rows) {
+    std::printf("%-20s %14.0f %12.3f %14.3f %7.2fx  %s\n", r.mask.c_str(), r.pairs, r.core_ms,
+                r.tc_ms, r.core_ms / r.tc_ms, r.check.ok() ? "ok" : r.check.summary().c_str());
+    ok = ok && r.check.ok();
+  }
+  const double iso_ratio = rows[1].tc_ms / rows[0].tc_ms;
+  std::printf("segment isolation / causal = %.2f on tensor cores, %.2f on CUDA cores (target <= 1)\n",
+              iso_ratio, rows[1].core_ms / rows[0].core_ms);
   if (!json_path.empty()) {
     std::ofstream js(json_path);
-    js << json({{"kind", "attention"},
-                {"batch", batch},
-                {"tokens", t},
-                {"causal_ms", t_causal},
-                {"segment_isolation_ms", t_iso},
-                {"dense_mask_ms", t_dense},
-                {"iso_over_causal", t_iso / t_causal}})
-              .dump()
-       << "\n";
+    for (const auto& r : rows)
+      js << json({{"kind", "attention"},
+                  {"batch", batch},
+                  {"tokens", t},
+                  {"mask", r.mask},
+                  {"cuda_core_ms", r.core_ms},
+                  {"tensor_core_ms", r.tc_ms},
+                  {"check", r.check.ok()},
+                  {"max_abs_diff", r.check.max_abs}})
+                .dump()
+         << "\n";
   }
-  return 0;
+  if (!ok) std::puts("FAILED: the tensor-core output differs from the CUDA-core output");
+  return ok ? 0 : 1;
 }

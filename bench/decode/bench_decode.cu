@@ -23,6 +23,9 @@
 //   bench_decode [--shapes a,b] [--batches 1,8,16,32,64] [--prompt 128] [--new 128] [--reps 3]
 //   [--json f]
 //                [--modes fused+pdl,fused,graph+pdl,graph,eager] [--tune variants]
+// --prefill-probe 1 adds, per shape and batch, where the prefill's wall time goes: the eager
+// prefill's host enqueue time and wall time, and the same prefill captured once as a CUDA graph and
+// replayed (the GPU's own time, without the host's launches); JSON kind "prefill_probe".
 //   bench_decode --config smollm2-135m    (prints the shape's config.json and exits)
 #include <algorithm>
 #include <chrono>
@@ -167,6 +170,48 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
+// The prefill of `prompts` (layers, final norm, LM head of the newest rows) timed three ways, reps
+// times each (medians, seconds): host time to enqueue it eagerly, eager wall time (enqueue to
+// synchronised), and the replay of the same launches captured once as a graph.
+struct prefill_times {
+  double enqueue = 0, eager = 0, graph = 0;
+};
+prefill_times probe_prefill(context<gpu>& ctx, const decoder_model<bfloat16, gpu>& model,
+                            const std::vector<std::vector<int>>& prompts, int reps) {
+  using clock = std::chrono::steady_clock;
+  std::vector<double> enqueue, eager, graph;
+  for (int r = 0; r <= reps; ++r) {  // r = 0: warm-up
+    batch_session<bfloat16, gpu> s(ctx, model, prompts, 1);
+    ctx.synchronize();
+    const auto t0 = clock::now();
+    s.prefill(no_hooks{}, step_outputs{.hidden = false});
+    const auto t1 = clock::now();
+    ctx.synchronize();
+    const auto t2 = clock::now();
+    if (r == 0) continue;
+    enqueue.push_back(std::chrono::duration<double>(t1 - t0).count());
+    eager.push_back(std::chrono::duration<double>(t2 - t0).count());
+  }
+  batch_session<bfloat16, gpu> s(ctx, model, prompts, 1);
+  step_graph g;
+  g.capture(ctx.stream, [&] { s.prefill(no_hooks{}, step_outputs{.hidden = false}); });
+  cudaEvent_t e0, e1;
+  cudaEventCreate(&e0);
+  cudaEventCreate(&e1);
+  for (int r = 0; r <= reps; ++r) {
+    cudaEventRecord(e0, ctx.stream);
+    g.launch(ctx.stream);
+    cudaEventRecord(e1, ctx.stream);
+    cuda_check(cudaEventSynchronize(e1), "prefill graph replay");
+    float ms = 0;
+    cudaEventElapsedTime(&ms, e0, e1);
+    if (r > 0) graph.push_back(ms * 1e-3);
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  return {median(enqueue), median(eager), median(graph)};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -178,6 +223,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> modes = {"fused+pdl", "fused", "graph+pdl", "graph",
                                     "eager"};  // --modes picks
   std::vector<std::string> tune;
+  bool prefill_probe = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
     if (k == "--shapes")
@@ -195,6 +241,8 @@ int main(int argc, char** argv) {
       json_path = v;
     else if (k == "--modes")
       modes = split(v);
+    else if (k == "--prefill-probe")
+      prefill_probe = v == "1";
     else if (k == "--config") {
       // The shape's Hugging Face config.json, for peers that build the same model
       // (bench/llama_cpp/make_gguf.py); needs no GPU.
@@ -352,6 +400,26 @@ int main(int argc, char** argv) {
                     {"route", route},
                     {"same_tokens_as", first_mode},
                     {"same_sequences", same}})
+                  .dump()
+           << std::endl;
+      }
+      if (prefill_probe) {
+        ctx.pdl = true;
+        const auto pt = probe_prefill(ctx, model, prompts, reps);
+        ctx.pdl = false;
+        std::printf(
+            "%-14s %5d prefill probe (T=%d, pdl): host enqueue %.3f ms, eager wall %.3f ms, "
+            "graph replay %.3f ms (%.0f tok/s)\n",
+            name.c_str(), b, prompt, pt.enqueue * 1e3, pt.eager * 1e3, pt.graph * 1e3,
+            double(b) * prompt / pt.graph);
+        js << json({{"kind", "prefill_probe"},
+                    {"shape", name},
+                    {"batch", b},
+                    {"prompt", prompt},
+                    {"enqueue_s", pt.enqueue},
+                    {"eager_s", pt.eager},
+                    {"graph_s", pt.graph},
+                    {"graph_tokens_per_s", double(b) * prompt / pt.graph}})
                   .dump()
            << std::endl;
       }

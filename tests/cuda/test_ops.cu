@@ -222,7 +222,24 @@ void attention_case(const std::string& what, const HM& hmask, const DM& dmask, i
 
 }  // namespace
 
+// Every case on both prefill kernels where the dtype has two (16-bit: tensor cores for D 64 and
+// 128, else CUDA cores).
+template <class T>
+void attention_cases();
+
 BOOST_AUTO_TEST_CASE_TEMPLATE(attention_matches_cpu, T, dtypes) {
+  for (bool tc : {true, false}) {
+    if (!tc && std::is_same_v<T, float>) continue;  // float has the CUDA-core kernel only
+    BOOST_TEST_CONTEXT("tensor_core_attention=" << tc) {
+      gctx().tensor_core_attention = tc;
+      attention_cases<T>();
+    }
+  }
+  gctx().tensor_core_attention = true;
+}
+
+template <class T>
+void attention_cases() {
   const std::vector<int> pad = {0, 5, 70};
   dints dpad(pad);
   const auto hm = all_of<causal, left_padding>(causal{}, left_padding{pad.data()});
@@ -251,6 +268,15 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(attention_matches_cpu, T, dtypes) {
   attention_case<T>("segment isolation prefill", hs, gs, 2, 90, 4, 2, 64, 0, 90);
   attention_case<T>("segment isolation generated", hs, gs, 2, 1, 4, 2, 64, 95, 96);
   attention_case<T>("segment isolation probs", hs, gs, 2, 90, 2, 2, 16, 0, 90, true);
+  // Several key tiles of every kind and a ragged last query tile: 300 queries after 45 cached
+  // slots, GQA 6:2, left padding reaching into the second tile.
+  const std::vector<int> pad2 = {0, 77};
+  dints dpad2(pad2);
+  for (int d : {64, 128})
+    attention_case<T>("long prefill after cache D=" + std::to_string(d),
+                      all_of<causal, left_padding>(causal{}, left_padding{pad2.data()}),
+                      all_of<causal, left_padding>(causal{}, left_padding{dpad2.ptr()}), 2, 300, 6,
+                      2, d, 45, 345, false, true);
 }
 
 BOOST_AUTO_TEST_CASE(attention_slot_shift_reads_device_offset) {

@@ -33,6 +33,9 @@ struct context<cuda> {
   // scheduled while its predecessor drains; each kernel waits (griddepcontrol.wait) before
   // touching memory, so results are the same.
   bool pdl = false;
+  // Prefill attention of 16-bit models (head size 64 or 128) on tensor cores
+  // (attention/cuda/prefill_tc.cuh); false: the CUDA-core kernel, for comparison.
+  bool tensor_core_attention = true;
 
   cudaStream_t stream = nullptr;
   cublasLtHandle_t lt = nullptr;

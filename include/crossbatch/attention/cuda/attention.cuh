@@ -1,10 +1,12 @@
 // Attention on the GPU over a KV cache laid out (B, Hkv, S, D), under any mask policy evaluated in
-// device code. Three kernels, one semantics (the CPU attention's):
-//  - prefill: tiles of 64 queries x 32 keys, online softmax in float, 4 threads per query; a key
-//    tile whose mask tile_kind() is empty for the block's queries is skipped before it is loaded,
-//    a full tile skips the per-element mask test. When the head size is the kernel's DMAX and the
-//    rows are 16-byte aligned, a tile's keys and values arrive as 16-byte loads all in flight and
-//    the next non-empty tile's loads are issued before the current tile's arithmetic.
+// device code. Four kernels, one semantics (the CPU attention's):
+//  - prefill on tensor cores (attention/cuda/prefill_tc.cuh): 16-bit elements, D 64 or 128;
+//  - prefill on CUDA cores (every other case): tiles of 64 queries x 32 keys, online softmax in
+//    float, 4 threads per query; a key tile whose mask tile_kind() is empty for the block's queries
+//    is skipped before it is loaded, a full tile skips the per-element mask test. When the head
+//    size is the kernel's DMAX and the rows are 16-byte aligned, a tile's keys and values arrive
+//    as 16-byte loads all in flight and the next non-empty tile's loads are issued before the
+//    current tile's arithmetic.
 //  - decode (Tq <= 4): one query row per block, split along the KV length when the rows alone do
 //    not fill the GPU; each lane owns keys, 16-byte K/V loads, grouped-query heads read their
 //    shared KV head; partial (max, sum, acc) per split merged by a second kernel.
@@ -18,12 +20,12 @@
 
 #include "crossbatch/attention/attention.hpp"  // attention_shape, the CPU reference
 #include "crossbatch/attention/mask.hpp"
+#include "crossbatch/attention/cuda/geometry.cuh"
+#include "crossbatch/attention/cuda/prefill_tc.cuh"
 #include "crossbatch/ops/cuda/common.cuh"
 
 namespace crossbatch {
 namespace cuda_detail {
-
-__device__ __forceinline__ int shifted(int v, const int* shift) { return shift ? v + *shift : v; }
 
 template <class T>
 __global__ void write_kv_kernel(T* cache, index_t cb, index_t ch, index_t cs, const T* fresh,
@@ -42,16 +44,6 @@ __global__ void write_kv_kernel(T* cache, index_t cb, index_t ch, index_t cs, co
     cache[b * cb + k * ch + (s0 + tt) * cs + j] = fresh[b * fb + tt * ft + k * fh + j];
   }
 }
-
-struct attn_geometry {
-  int b, tq, h, hkv, d;
-  index_t qb, qt, qh;  // q strides (last is 1)
-  index_t ob, ot, oh;  // out strides
-  index_t kb, kh, ks;  // keys strides (last is 1)
-  index_t vb, vh, vs;  // values strides
-  int q_start, kv_len;
-  float scale;
-};
 
 constexpr int prefill_bq = 64, prefill_bk = 32;
 
@@ -487,6 +479,10 @@ void attention(const context<cuda>& ctx, tensor_view<T, cuda> out, tensor_view<c
   }
   require<value_error>(d <= 128 || !ctx.slot_shift,
                        "attention: head_dim > 128 needs the probs path");
+  if (ctx.tensor_core_attention && prefill_tc_fits<C>(g, vec_ok, qp, op)) {
+    launch_prefill_tc(ctx, op, qp, kp, vp, mask, g);
+    return;
+  }
   if (d <= 32)
     launch_prefill<32>(ctx, op, qp, kp, vp, mask, g, vec_ok);
   else if (d <= 64)
