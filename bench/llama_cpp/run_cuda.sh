@@ -22,7 +22,7 @@ out=${OUT:-build/device_out}/llama_cuda
 src=/tmp/llama_cpp_src
 lb=/tmp/llama_cpp_build
 ggufs=/tmp/llama_gguf
-build=build/device-llama
+build=${BUILD_DIR:-build/device-llama}  # BUILD_DIR: reuse another build tree (e.g. tools/device/prefill.sh's)
 shapes=(${SHAPES:-smollm2-135m qwen2.5-0.5b})
 types=(${TYPES:-bf16 f16})
 mkdir -p "$out"

@@ -1,7 +1,7 @@
 // Every CUDA op against the CPU op on fresh random inputs in float32, float16 and bfloat16, with
 // the tolerances of dtype_traits: embedding, norms, residual norm, linear (GEMV and cuBLASLt paths,
 // with and without bias, strided rows), activations, rope on strided views, softmax/log-softmax,
-// write_kv, attention (prefill and split-KV decode, GQA, every mask policy, probs, device slot
+// write_kv, rope_write_kv (with and without rope, device slot shift), attention (prefill and split-KV decode, GQA, every mask policy, probs, device slot
 // shift) and the device samplers (greedy exact, seeded draws equal to the CPU's, deterministic).
 #define BOOST_TEST_MODULE cuda_ops
 #include "gpu_main.hpp"
@@ -221,6 +221,48 @@ void attention_case(const std::string& what, const HM& hmask, const DM& dmask, i
 }
 
 }  // namespace
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(rope_write_kv_matches_cpu, T, dtypes) {
+  // B 2 x T 3 rows of a fused projection (H 4 q heads, Hkv 2 k and 2 v heads of D 16) in rows of
+  // width 140 (a gap after the v heads); slots [5, 8) of caches with capacity 12; with and without
+  // rope; the device slot shift (base 3 + shift 2) gives the same slots.
+  const index_t b = 2, t = 3, h = 4, hkv = 2, d = 16, cap = 12, width = 140;
+  auto qkv = rnd<T>({b * t, width});
+  auto kc = rnd<T>({b, hkv, cap, d}), vc = rnd<T>({b, hkv, cap, d});
+  auto pos = ints({5, 6, 7, 0, 1, 4095});
+  rope_parameters rp;
+  const auto f = rope_inv_freq(rp, int(d));
+  tensor<float> inv({d / 2});
+  std::copy(f.begin(), f.end(), inv.data());
+  auto gpos = up(pos);
+  auto ginv = up(inv);
+  for (bool rope : {true, false})
+    for (bool shifted : {false, true}) {
+      const std::string what = std::string("rope_write_kv") + (rope ? "" : " (no rope)") +
+                               (shifted ? " (slot shift)" : "");
+      auto hq = qkv.clone(), hk = kc.clone(), hv = vc.clone();
+      auto gq = up(qkv), gk = up(kc), gv = up(vc);
+      rope_write_kv(hctx, hq.view(), t, int(h), int(hkv), c(pos),
+                    rope ? c(inv) : tensor_view<const float>{}, hk.view(), hv.view(), 5);
+      dints shift({2});
+      if (shifted) gctx().slot_shift = shift.ptr();
+      rope_write_kv(gctx(), gq.view(), t, int(h), int(hkv), c(gpos),
+                    rope ? c(ginv) : tensor_view<const float, gpu>{}, gk.view(), gv.view(),
+                    shifted ? 3 : 5);
+      gctx().slot_shift = nullptr;
+      check<T>(gq, hq, what + " q", 2.f);
+      check<T>(gk, hk, what + " keys", 2.f);
+      check<T>(gv, hv, what + " values");
+    }
+  // Bad shapes are refused on both devices.
+  BOOST_CHECK_THROW(rope_write_kv(hctx, qkv.view(), 4, int(h), int(hkv), c(pos), c(inv), kc.view(),
+                                  vc.view(), 0),
+                    shape_error);
+  auto gk = up(kc), gv = up(vc), gq = up(qkv);
+  BOOST_CHECK_THROW(rope_write_kv(gctx(), gq.view(), t, int(h), int(hkv), c(gpos), c(ginv),
+                                  gk.view(), gv.view(), 10),
+                    value_error);
+}
 
 // Every case on both prefill kernels where the dtype has two (16-bit: tensor cores for D 64 and
 // 128, else CUDA cores).

@@ -7,7 +7,8 @@
 # (CUDA-core vs tensor-core prefill, outputs checked), bench_decode's 512-token prefill at batch 1
 # and 8 with --prefill-probe (host enqueue, eager wall, graph replay) on the SmolLM2-135M and
 # Qwen2.5-0.5B shapes, and bench_paraphrase. Writes $OUT/prefill/log.txt (the tables last) and the
-# benches' JSON there. Exits non-zero when a build, test or check fails.
+# benches' JSON there. Exits non-zero when a build, test or check fails. TESTS and BENCHES (words of
+# "attention decode paraphrase") choose a subset.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${OUT:-build/device_out}/prefill
@@ -75,10 +76,14 @@ run_bench() {  # name, timeout, command...
   echo "$name: exit $rc" >>"$log"
   ((rc == 0)) || status=1
 }
-run_bench bench_attention 60 "$build/bench/attention/bench_attention" --json "$out/attention.json"
-run_bench bench_decode_prefill 120 "$build/bench/decode/bench_decode" --shapes smollm2-135m,qwen2.5-0.5b \
-  --batches 1,8 --prompt 512 --new 2 --modes graph+pdl --prefill-probe 1 --json "$out/decode_prefill.json"
-run_bench bench_paraphrase 120 "$build/bench/paraphrase/bench_paraphrase" --json "$out/paraphrase.json"
+benches=" ${BENCHES:-attention decode paraphrase} "
+[[ $benches == *" attention "* ]] &&
+  run_bench bench_attention 60 "$build/bench/attention/bench_attention" --json "$out/attention.json"
+[[ $benches == *" decode "* ]] &&
+  run_bench bench_decode_prefill 120 "$build/bench/decode/bench_decode" --shapes smollm2-135m,qwen2.5-0.5b \
+    --batches 1,8 --prompt 512 --new 2 --modes graph+pdl --prefill-probe 1 --json "$out/decode_prefill.json"
+[[ $benches == *" paraphrase "* ]] &&
+  run_bench bench_paraphrase 120 "$build/bench/paraphrase/bench_paraphrase" --json "$out/paraphrase.json"
 stamp "done"
 echo "== tables ==" >>"$log"
 grep -E "prefill probe|graph\+pdl|speedup|^causal|^segment|^dense|isolation / causal|fused|ensemble|exit" \

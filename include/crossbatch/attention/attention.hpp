@@ -16,6 +16,7 @@
 #include "crossbatch/core/tensor.hpp"
 #include "crossbatch/ops/cpu/attention.hpp"
 #include "crossbatch/ops/cpu/parallel.hpp"
+#include "crossbatch/ops/cpu/rope.hpp"
 #include "crossbatch/ops/cpu/softmax.hpp"
 
 namespace crossbatch {
@@ -35,6 +36,30 @@ void write_kv(const context<cpu>&, tensor_view<T> cache, in_view<T> fresh, int s
     for (index_t j = 0; j < t; ++j)
       for (index_t k = 0; k < h; ++k)
         std::copy_n(&fresh(i, j, k, 0), d, &cache(i, k, start + j, 0));
+}
+
+// qkv (B * T, width) rows of a fused projection (H q heads, then Hkv k heads, then Hkv v heads
+// of D): q and k rotated by positions (B * T) when inv_freq (D / 2) has data, q in place; k and v
+// written into slots [start, start + T) of the cache layers (B, Hkv, S, D). The CUDA form is one
+// kernel.
+template <class T>
+void rope_write_kv(const context<cpu>& ctx, tensor_view<T> qkv, index_t t, int h, int hkv,
+                   in_view<std::int32_t> positions, in_view<float> inv_freq,
+                   tensor_view<T> kcache, tensor_view<T> vcache, int start) {
+  const index_t n = qkv.rank() == 2 ? qkv.shape[0] : 0, d = kcache.rank() == 4 ? kcache.shape[3] : 0;
+  require<shape_error>(
+      qkv.rank() == 2 && t > 0 && n % t == 0 && qkv.shape[1] >= (h + 2 * hkv) * d &&
+          (qkv.shape[1] <= 1 || qkv.strides[1] == 1) && kcache.shape == vcache.shape,
+      "rope_write_kv: qkv " + to_string(qkv.shape) + " with T " + std::to_string(t) +
+          " does not fit the cache " + to_string(kcache.shape));
+  const index_t width = n <= 1 ? qkv.shape[1] : qkv.strides[0];
+  if (inv_freq.data)  // q's heads and k's are adjacent in a row: one call rotates both
+    apply_rope(ctx, tensor_view<T>(qkv.data, {n, h + hkv, d}, {width, d, 1}), positions, inv_freq);
+  auto part = [&](index_t offset, index_t heads) {
+    return in_view<T>(qkv.data + offset, {n / t, t, heads, d}, {t * width, width, d, 1});
+  };
+  write_kv(ctx, kcache, part(h * d, hkv), start);
+  write_kv(ctx, vcache, part((h + hkv) * d, hkv), start);
 }
 
 struct attention_shape {

@@ -138,24 +138,17 @@ class decoder_model {
     auto qkv = detail::first_rows(ws.qkv, n);
     auto attn = detail::first_rows(ws.attn, n);
     const index_t width = qkv.shape[1];
-    // Strided views into the fused projection: q (B,T,H,Dh), k and v (B,T,Hkv,Dh).
-    auto part = [&](index_t offset, index_t heads) {
-      return tensor_view<T, D>(qkv.data + offset, {b, t, heads, dh}, {t * width, width, dh, 1});
-    };
-    auto q = part(0, h), k = part(h * dh, hkv), v = part((h + hkv) * dh, hkv);
+    // q (B,T,H,Dh): a strided view into the fused projection (then k and v, Hkv heads each).
+    const tensor_view<T, D> q(qkv.data, {b, t, h, dh}, {t * width, width, dh, 1});
     const attention_shape shape{start, int(start + t), 1.0f / std::sqrt(float(dh))};
     const auto& L = layers[l];
     hooks.before_block(ctx, l, x);
     norm(ctx, hbuf, x2, L.norm1_w, L.norm1_b);
     linear(ctx, qkv, cview(hbuf), L.qkv_w.view(), L.qkv_b.view());
-    if (config.uses_rope()) {
-      // q's heads and k's are adjacent in a qkv row: one call rotates both, (B, T) merged into N
-      // (strides (width, Dh, 1)).
-      apply_rope(ctx, tensor_view<T, D>(q.data, {n, h + hkv, dh}, {width, dh, 1}), positions,
-                 inv_freq.view());
-    }
-    write_kv(ctx, cache.keys(l), cview(k), start);
-    write_kv(ctx, cache.values(l), cview(v), start);
+    // q and k rotated (rotary families), k and v into the cache.
+    rope_write_kv(ctx, qkv, t, int(h), int(hkv), positions,
+                  config.uses_rope() ? inv_freq.view() : tensor_view<const float, D>{},
+                  cache.keys(l), cache.values(l), start);
     attention(ctx, attn.reshape({b, t, h, dh}), cview(q), cview(cache.keys(l)),
               cview(cache.values(l)), mask, shape);
     auto o = detail::first_rows(ws.o, n);

@@ -45,6 +45,47 @@ __global__ void write_kv_kernel(T* cache, index_t cb, index_t ch, index_t cs, co
   }
 }
 
+// Rows r = b * t + tt (row stride width) of a fused projection, H q heads then Hkv k heads then
+// Hkv v heads of d: q and k rotated by positions[r] (when inv_freq is given) and rounded to T, q in
+// place; k and v written to cache slot start + *shift + tt of sequence b.
+template <class T>
+__global__ void rope_write_kv_kernel(T* qkv, index_t width, int t, const std::int32_t* positions,
+                                     const float* inv_freq, T* kc, T* vc, index_t cb, index_t ch,
+                                     index_t cs, int h, int hkv, int d, int start,
+                                     const int* shift, index_t rows) {
+  grid_dependency();
+  const int half_d = d / 2, heads = h + 2 * hkv;
+  const int s0 = shifted(start, shift);
+  const index_t total = rows * heads * half_d;
+  for (index_t i = blockIdx.x * index_t(blockDim.x) + threadIdx.x; i < total;
+       i += index_t(gridDim.x) * blockDim.x) {
+    const int k = int(i % half_d);
+    const int hh = int((i / half_d) % heads);
+    const index_t r = i / (index_t(half_d) * heads);
+    T* v = qkv + r * width + index_t(hh) * d;
+    float a0 = to_f(v[k]), a1 = to_f(v[k + half_d]);
+    if (hh < h + hkv && inv_freq) {
+      float sn, cs_;
+      sincosf(float(positions[r]) * inv_freq[k], &sn, &cs_);
+      const float r0 = a0 * cs_ - a1 * sn, r1 = a1 * cs_ + a0 * sn;
+      a0 = round_to<T>(r0);
+      a1 = round_to<T>(r1);
+    }
+    if (hh < h) {
+      if (inv_freq) {
+        v[k] = from_f<T>(a0);
+        v[k + half_d] = from_f<T>(a1);
+      }
+    } else {
+      const bool is_k = hh < h + hkv;
+      const index_t b = r / t, slot = s0 + r % t;
+      T* dst = (is_k ? kc : vc) + b * cb + (is_k ? hh - h : hh - h - hkv) * ch + slot * cs;
+      dst[k] = from_f<T>(a0);
+      dst[k + half_d] = from_f<T>(a1);
+    }
+  }
+}
+
 constexpr int prefill_bq = 64, prefill_bk = 32;
 
 template <class T, class M, int DMAX>
@@ -408,6 +449,37 @@ void write_kv(const context<cuda>& ctx, tensor_view<T, cuda> cache,
          0, dev(cache.data), cache.strides[0], cache.strides[1], cache.strides[2], dev(fresh.data),
          fresh.strides[0], fresh.strides[1], fresh.strides[2], int(t), int(h), int(d), start,
          ctx.slot_shift, total);
+}
+
+// qkv (B * T, width) rows of a fused projection (H q heads, then Hkv k heads, then Hkv v heads
+// of D): q and k rotated by positions (B * T) when inv_freq (D / 2) has data, q in place; k and v
+// written into slots [start, start + T) of the cache layers (B, Hkv, S, D). One kernel for
+// apply_rope + write_kv + write_kv.
+template <class T>
+void rope_write_kv(const context<cuda>& ctx, tensor_view<T, cuda> qkv, index_t t, int h, int hkv,
+                   tensor_view<const std::int32_t, cuda> positions,
+                   tensor_view<const float, cuda> inv_freq, tensor_view<T, cuda> kcache,
+                   tensor_view<T, cuda> vcache, int start) {
+  const index_t n = qkv.rank() == 2 ? qkv.shape[0] : 0, d = kcache.rank() == 4 ? kcache.shape[3] : 0;
+  require<shape_error>(
+      qkv.rank() == 2 && t > 0 && n % t == 0 && qkv.shape[1] >= (h + 2 * hkv) * d &&
+          (qkv.shape[1] <= 1 || qkv.strides[1] == 1) && kcache.shape == vcache.shape &&
+          kcache.shape[0] == n / t && kcache.shape[1] == hkv && d % 2 == 0 &&
+          kcache.strides[3] == 1 && vcache.strides == kcache.strides,
+      "rope_write_kv: qkv " + to_string(qkv.shape) + " with T " + std::to_string(t) +
+          " does not fit the cache " + to_string(kcache.shape));
+  require<shape_error>(!inv_freq.data || (inv_freq.size() == d / 2 && positions.size() == n),
+                       "rope_write_kv: positions / inv_freq do not fit qkv " + to_string(qkv.shape));
+  require<value_error>(start + t <= kcache.shape[2],
+                       "rope_write_kv: slots " + std::to_string(start) + "+" + std::to_string(t) +
+                           " exceed the cache capacity " + std::to_string(kcache.shape[2]));
+  if (n == 0) return;
+  using namespace cuda_detail;
+  const index_t total = n * (h + 2 * hkv) * (d / 2);
+  launch(ctx, "rope_write_kv", rope_write_kv_kernel<cuda_t<T>>, dim3(blocks_for(total, 256, 4096)),
+         dim3(256), 0, dev(qkv.data), row_stride(qkv, "rope_write_kv qkv"), int(t), positions.data,
+         inv_freq.data, dev(kcache.data), dev(vcache.data), kcache.strides[0], kcache.strides[1],
+         kcache.strides[2], h, hkv, int(d), start, ctx.slot_shift, n);
 }
 
 // out (B, Tq, H, D) = softmax(q k^T * scale + mask) v; q (B, Tq, H, D) may be strided, keys and

@@ -19,8 +19,8 @@
 // Decode at small batches is bound by latency more than by bytes: every kernel fetches what no
 // earlier kernel of the step writes (weights; KV slots of earlier steps) before its grid-dependency
 // wait, so under programmatic dependent launch those loads overlap the preceding kernel. Long
-// caches and shapes outside the attention kernel's limits use rope_kv + the attention op; shapes
-// outside the step's limits fall back to run_layers.
+// caches and shapes outside the attention kernel's limits use rope_write_kv + the attention op;
+// shapes outside the step's limits fall back to run_layers.
 #pragma once
 
 #include <cstdint>
@@ -313,42 +313,6 @@ __global__ void __launch_bounds__(256) fused_gemv_kernel(fused_gemv_args a) {
   }
 }
 
-// q (B, H, D) rotated in place, k rotated and written with v into cache slot start + *shift.
-template <class T>
-__global__ void rope_kv_kernel(T* qkv, index_t width, const std::int32_t* positions,
-                               const float* inv_freq, T* kc, T* vc, index_t cb, index_t ch,
-                               index_t cs, int h, int hkv, int d, int start, const int* shift,
-                               int batch) {
-  grid_dependency();
-  const int half_d = d / 2, heads = h + 2 * hkv;
-  const int slot = start + (shift ? *shift : 0);
-  const index_t total = index_t(batch) * heads * half_d;
-  for (index_t i = blockIdx.x * index_t(blockDim.x) + threadIdx.x; i < total;
-       i += index_t(gridDim.x) * blockDim.x) {
-    const int k = int(i % half_d);
-    const int hh = int((i / half_d) % heads);
-    const int b = int(i / (index_t(half_d) * heads));
-    T* v = qkv + b * width + index_t(hh) * d;
-    float a0 = to_f(v[k]), a1 = to_f(v[k + half_d]);
-    if (hh < h + hkv && inv_freq) {
-      float s, c;
-      sincosf(float(positions[b]) * inv_freq[k], &s, &c);
-      const float r0 = a0 * c - a1 * s, r1 = a1 * c + a0 * s;
-      a0 = round_to<T>(r0);
-      a1 = round_to<T>(r1);
-    }
-    if (hh < h) {
-      v[k] = from_f<T>(a0);
-      v[k + half_d] = from_f<T>(a1);
-    } else {
-      const bool is_k = hh < h + hkv;
-      T* dst = (is_k ? kc : vc) + b * cb + (is_k ? hh - h : hh - h - hkv) * ch + index_t(slot) * cs;
-      dst[k] = from_f<T>(a0);
-      dst[k + half_d] = from_f<T>(a1);
-    }
-  }
-}
-
 struct rope_attention_args {
   const void* qkv;  // (B, width): H q heads, Hkv k heads, Hkv v heads of D
   index_t width;
@@ -365,7 +329,7 @@ struct rope_attention_args {
 
 constexpr int rope_attention_threads = 256, rope_attention_keys = 8;
 
-// One block per (b, q head): rope on the new q and k (as rope_kv_kernel), the first q head of each
+// One block per (b, q head): rope on the new q and k (as rope_write_kv), the first q head of each
 // KV group writes k and v into the cache slot, then attention over slots [0, slot] (as
 // attention_decode_kernel). cpk = D / vec threads share a key (one 16-byte chunk each); the
 // 256 / cpk key groups each run an online softmax over keys g, g + groups, ... (J keys a tile in
@@ -667,11 +631,10 @@ void fused_decode_step(const context<cuda>& ctx, const decoder_model<T, cuda>& m
       launch(ctx, "rope + attention (decode)", rope_attention_kernel<C, M>, dim3(unsigned(b * h)),
              dim3(rope_attention_threads), 0, ra, mask);
     } else {
-      launch(ctx, "rope_kv", rope_kv_kernel<C>,
-             dim3(blocks_for(index_t(b) * (h + 2 * hkv) * (dh / 2), 256, 1024)), dim3(256), 0,
-             dev(ws.qkv.data()), width, positions.data, inv_freq, dev(kc.data), dev(vc.data),
-             kc.strides[0], kc.strides[1], kc.strides[2], int(h), int(hkv), int(dh), start,
-             ctx.slot_shift, b);
+      rope_write_kv(ctx, tensor_view<T, cuda>(ws.qkv.data(), {b, width}), 1, int(h), int(hkv),
+                    positions,
+                    c.uses_rope() ? m.inv_freq.view() : tensor_view<const float, cuda>{}, kc, vc,
+                    start);
       const tensor_view<const T, cuda> q(ws.qkv.data(), {b, 1, h, dh}, {width, width, dh, 1});
       attention(ctx, tensor_view<T, cuda>(ws.attn.data(), {b, 1, h, dh}), q,
                 tensor_view<const T, cuda>(kc), tensor_view<const T, cuda>(vc), mask, shape);
