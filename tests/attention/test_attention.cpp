@@ -1,6 +1,7 @@
 // CPU attention against a float64 brute-force softmax(q k^T / sqrt(D) + mask) v on random inputs:
 // grouped-query heads, strided queries, every mask policy, probabilities output, and fully masked
-// query rows (padding) giving zeros. Also write_kv placing keys at the right slots.
+// query rows (padding) giving zeros. Also write_kv placing keys at the right slots, and
+// rope_write_kv against a float64 rotation written out here.
 #define BOOST_TEST_MODULE attention
 #include <cmath>
 #include <random>
@@ -81,4 +82,50 @@ BOOST_AUTO_TEST_CASE(write_kv_slots_and_capacity) {
   BOOST_TEST(cache(1, 2, 8, 3) == fresh(1, 1, 2, 3));
   BOOST_TEST(cache(0, 0, 6, 0) == -1.f);
   BOOST_CHECK_THROW(write_kv(ctx, cache.view(), fresh.view(), 9), value_error);
+}
+
+BOOST_AUTO_TEST_CASE(rope_write_kv_rotates_q_and_the_cached_keys) {
+  // B 2 x T 3 rows (H 3 q heads, Hkv 1 k and 1 v head of D 8, row width 48 with a gap), slots
+  // [4, 7) of caches with capacity 9.
+  context<cpu> ctx;
+  const int b = 2, t = 3, h = 3, hkv = 1, d = 8, cap = 9, width = 48, start = 4;
+  auto qkv = cbtest::random_tensor<float>({b * t, width}, 11);
+  const auto before = qkv.clone();
+  tensor<float> kc = full<float>({b, hkv, cap, d}, -7.f), vc = full<float>({b, hkv, cap, d}, -7.f);
+  tensor<std::int32_t> pos({b * t});
+  for (int r = 0; r < b * t; ++r) pos(r) = 3 * r + (r == 5 ? 1000 : 0);
+  tensor<float> inv({d / 2});
+  for (int i = 0; i < d / 2; ++i) inv(i) = std::pow(10000.0f, -2.0f * i / d);
+  rope_write_kv(ctx, qkv.view(), t, h, hkv, pos.view(), inv.view(), kc.view(), vc.view(), start);
+  auto rotated = [&](int r, int col0, int i) {  // (first, second half) of head starting at col0
+    const double a = before(r, col0 + i), c = before(r, col0 + i + d / 2);
+    const double angle = float(pos(r)) * inv(i);  // the angle in float, as transformers has it
+    return std::pair{a * std::cos(angle) - c * std::sin(angle),
+                     c * std::cos(angle) + a * std::sin(angle)};
+  };
+  double worst = 0;
+  for (int r = 0; r < b * t; ++r) {
+    const int s = r / t, slot = start + r % t;
+    for (int i = 0; i < d / 2; ++i) {
+      for (int head = 0; head < h; ++head) {
+        const auto [x0, x1] = rotated(r, head * d, i);
+        worst = std::max({worst, std::fabs(qkv(r, head * d + i) - x0),
+                          std::fabs(qkv(r, head * d + i + d / 2) - x1)});
+      }
+      const auto [k0, k1] = rotated(r, h * d, i);
+      worst = std::max({worst, std::fabs(kc(s, 0, slot, i) - k0),
+                        std::fabs(kc(s, 0, slot, i + d / 2) - k1)});
+    }
+    for (int j = 0; j < d; ++j) BOOST_TEST(vc(s, 0, slot, j) == before(r, (h + hkv) * d + j));
+    for (int col = h * d; col < width; ++col) BOOST_TEST(qkv(r, col) == before(r, col));
+  }
+  BOOST_TEST(worst <= 4 * dtype_traits<float>::epsilon, "max |rotated - float64| = " << worst);
+  BOOST_TEST(kc(0, 0, 3, 0) == -7.f);  // slots outside [4, 7) untouched
+  BOOST_TEST(vc(1, 0, 7, 2) == -7.f);
+  BOOST_CHECK_THROW(rope_write_kv(ctx, qkv.view(), t, h, hkv, pos.view(), inv.view(), kc.view(),
+                                  vc.view(), 7),
+                    value_error);  // slots beyond the capacity
+  BOOST_CHECK_THROW(rope_write_kv(ctx, qkv.view(), 4, h, hkv, pos.view(), inv.view(), kc.view(),
+                                  vc.view(), 0),
+                    shape_error);  // 6 rows are not whole sequences of 4
 }

@@ -39,9 +39,9 @@ void write_kv(const context<cpu>&, tensor_view<T> cache, in_view<T> fresh, int s
 }
 
 // qkv (B * T, width) rows of a fused projection (H q heads, then Hkv k heads, then Hkv v heads
-// of D): q and k rotated by positions (B * T) when inv_freq (D / 2) has data, q in place; k and v
-// written into slots [start, start + T) of the cache layers (B, Hkv, S, D). The CUDA form is one
-// kernel.
+// of D): q and k rotated by positions (B * T) when inv_freq (D / 2) has data, q in place (k's and
+// v's parts of qkv are left as they are); k and v written into slots [start, start + T) of the
+// cache layers (B, Hkv, S, D), k rotated there. The CUDA form is one kernel.
 template <class T>
 void rope_write_kv(const context<cpu>& ctx, tensor_view<T> qkv, index_t t, int h, int hkv,
                    in_view<std::int32_t> positions, in_view<float> inv_freq,
@@ -52,14 +52,19 @@ void rope_write_kv(const context<cpu>& ctx, tensor_view<T> qkv, index_t t, int h
           (qkv.shape[1] <= 1 || qkv.strides[1] == 1) && kcache.shape == vcache.shape,
       "rope_write_kv: qkv " + to_string(qkv.shape) + " with T " + std::to_string(t) +
           " does not fit the cache " + to_string(kcache.shape));
-  const index_t width = n <= 1 ? qkv.shape[1] : qkv.strides[0];
-  if (inv_freq.data)  // q's heads and k's are adjacent in a row: one call rotates both
-    apply_rope(ctx, tensor_view<T>(qkv.data, {n, h + hkv, d}, {width, d, 1}), positions, inv_freq);
+  const index_t width = n <= 1 ? qkv.shape[1] : qkv.strides[0], b = n / t;
   auto part = [&](index_t offset, index_t heads) {
-    return in_view<T>(qkv.data + offset, {n / t, t, heads, d}, {t * width, width, d, 1});
+    return in_view<T>(qkv.data + offset, {b, t, heads, d}, {t * width, width, d, 1});
   };
   write_kv(ctx, kcache, part(h * d, hkv), start);
   write_kv(ctx, vcache, part((h + hkv) * d, hkv), start);
+  if (!inv_freq.data) return;
+  apply_rope(ctx, tensor_view<T>(qkv.data, {n, h, d}, {width, d, 1}), positions, inv_freq);
+  for (index_t s = 0; s < b; ++s)  // sequence s's new keys: slots (T, Hkv, D) of its cache rows
+    apply_rope(ctx,
+               tensor_view<T>(&kcache(s, 0, start, 0), {t, hkv, d},
+                              {kcache.strides[2], kcache.strides[1], 1}),
+               in_view<std::int32_t>(positions.data + s * t, {t}), inv_freq);
 }
 
 struct attention_shape {

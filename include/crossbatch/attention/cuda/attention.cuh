@@ -452,9 +452,9 @@ void write_kv(const context<cuda>& ctx, tensor_view<T, cuda> cache,
 }
 
 // qkv (B * T, width) rows of a fused projection (H q heads, then Hkv k heads, then Hkv v heads
-// of D): q and k rotated by positions (B * T) when inv_freq (D / 2) has data, q in place; k and v
-// written into slots [start, start + T) of the cache layers (B, Hkv, S, D). One kernel for
-// apply_rope + write_kv + write_kv.
+// of D): q and k rotated by positions (B * T) when inv_freq (D / 2) has data, q in place (k's and
+// v's parts of qkv are left as they are); k and v written into slots [start, start + T) of the
+// cache layers (B, Hkv, S, D), k rotated there. One kernel for apply_rope + write_kv + write_kv.
 template <class T>
 void rope_write_kv(const context<cuda>& ctx, tensor_view<T, cuda> qkv, index_t t, int h, int hkv,
                    tensor_view<const std::int32_t, cuda> positions,
