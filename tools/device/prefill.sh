@@ -8,7 +8,8 @@
 # and 8 with --prefill-probe (host enqueue, eager wall, graph replay) on the SmolLM2-135M and
 # Qwen2.5-0.5B shapes, and bench_paraphrase. Writes $OUT/prefill/log.txt (the tables last) and the
 # benches' JSON there. Exits non-zero when a build, test or check fails. TESTS and BENCHES (words of
-# "attention decode paraphrase") choose a subset.
+# "attention decode decode64 paraphrase"; decode64: decode at batch 1 and 64, prompt 128, 128 new)
+# choose a subset.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${OUT:-build/device_out}/prefill
@@ -33,12 +34,17 @@ for t in "${tests[@]}"; do
   (timeout 420 nvcc "${nvcc_flags[@]}" "tests/cuda/$t.cu" -o "$build/tests/cuda_$t" -lcublasLt -lcublas \
     >"$build/build_$t.log" 2>&1 || echo "BUILD FAILED: $t" >>"$build/build_$t.log") &
 done
-{
-  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCROSSBATCH_CUDA=ON -DCROSSBATCH_BUILD_TESTS=OFF \
-    -DCMAKE_CUDA_ARCHITECTURES=90a-real "${extra[@]}" >"$build/configure.log" 2>&1 &&
-    timeout 420 cmake --build "$build" -j "$(nproc)" --target bench_attention bench_decode bench_paraphrase -- -k 0 \
-      >"$build/build_bench.log" 2>&1
-} || echo "BUILD FAILED: benchmarks" >>"$build/build_bench.log"
+benches=" ${BENCHES:-attention decode paraphrase} "
+targets=()
+[[ $benches == *" attention "* ]] && targets+=(bench_attention)
+[[ $benches == *" decode"* ]] && targets+=(bench_decode)
+[[ $benches == *" paraphrase "* ]] && targets+=(bench_paraphrase)
+if ((${#targets[@]})); then
+  { cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCROSSBATCH_CUDA=ON -DCROSSBATCH_BUILD_TESTS=OFF \
+      -DCMAKE_CUDA_ARCHITECTURES=90a-real "${extra[@]}" >"$build/configure.log" 2>&1 &&
+      timeout 420 cmake --build "$build" -j "$(nproc)" --target "${targets[@]}" -- -k 0 \
+        >"$build/build_bench.log" 2>&1; } || echo "BUILD FAILED: benchmarks" >>"$build/build_bench.log"
+fi
 wait
 stamp "built"
 cat "$build"/build_*.log | grep -E "error|BUILD FAILED" | head -40 >>"$log"
@@ -76,12 +82,14 @@ run_bench() {  # name, timeout, command...
   echo "$name: exit $rc" >>"$log"
   ((rc == 0)) || status=1
 }
-benches=" ${BENCHES:-attention decode paraphrase} "
 [[ $benches == *" attention "* ]] &&
   run_bench bench_attention 60 "$build/bench/attention/bench_attention" --json "$out/attention.json"
 [[ $benches == *" decode "* ]] &&
   run_bench bench_decode_prefill 120 "$build/bench/decode/bench_decode" --shapes smollm2-135m,qwen2.5-0.5b \
     --batches 1,8 --prompt 512 --new 2 --modes graph+pdl --prefill-probe 1 --json "$out/decode_prefill.json"
+[[ $benches == *" decode64 "* ]] &&
+  run_bench bench_decode_64 150 "$build/bench/decode/bench_decode" --shapes smollm2-135m,qwen2.5-0.5b \
+    --batches 1,64 --modes fused+pdl,graph+pdl --json "$out/decode_64.json"
 [[ $benches == *" paraphrase "* ]] &&
   run_bench bench_paraphrase 120 "$build/bench/paraphrase/bench_paraphrase" --json "$out/paraphrase.json"
 stamp "done"

@@ -121,8 +121,14 @@ class decoder_model {
     require<value_error>(0 <= first && first <= last && last <= config.num_layers,
                          "run_layers: layers [" + std::to_string(first) + ", " +
                              std::to_string(last) + ") outside the model");
-    for (int l = first; l < last; ++l)
-      decoder_block(ctx, l, x, positions, cache, start, mask, ws, hooks);
+    for (int l = first; l < last; ++l) {
+      // Without hooks nothing touches x between two blocks, so each block but the last adds its
+      // MLP output and norms the sum for the next one in one residual_norm (same roundings as
+      // add_inplace + norm); the next block starts from that norm.
+      const bool chained = is_no_hooks<Hooks>;
+      block(ctx, l, x, positions, cache, start, mask, ws, hooks, chained && l > first,
+            chained && l + 1 < last);
+    }
   }
 
   // Layer l on x (B, T, C) in place (pre-norm attention, then pre-norm MLP, each added to the
@@ -131,6 +137,27 @@ class decoder_model {
   void decoder_block(const context<D>& ctx, int l, tensor_view<T, D> x,
                      tensor_view<const std::int32_t, D> positions, kv_cache<T, D>& cache, int start,
                      const M& mask, decoder_workspace<T, D>& ws, Hooks&& hooks = {}) const {
+    block(ctx, l, x, positions, cache, start, mask, ws, hooks, false, false);
+  }
+
+  // out (N, C) = final norm of x (N, C).
+  void final_norm(const context<D>& ctx, tensor_view<T, D> out, tensor_view<const T, D> x) const {
+    norm(ctx, out, x, final_w, final_b);
+  }
+
+  // logits (N, V) = h (N, C) @ output_embedding^T.
+  void logits(const context<D>& ctx, tensor_view<T, D> out, tensor_view<const T, D> h) const {
+    linear(ctx, out, h, output_embedding().view());
+  }
+
+ private:
+  // decoder_block; input_normed: ws.h already holds norm1(x) of this layer (left by the previous
+  // block); norm_next: leave norm1 of layer l + 1 of the new x in ws.h (no hooks only).
+  template <mask_policy M, class Hooks>
+  void block(const context<D>& ctx, int l, tensor_view<T, D> x,
+             tensor_view<const std::int32_t, D> positions, kv_cache<T, D>& cache, int start,
+             const M& mask, decoder_workspace<T, D>& ws, Hooks&& hooks, bool input_normed,
+             bool norm_next) const {
     const index_t b = x.shape[0], t = x.shape[1], n = b * t, c = config.hidden_size;
     const index_t h = config.num_heads, hkv = config.num_kv_heads, dh = config.head_dim;
     auto x2 = x.reshape({n, c});
@@ -143,7 +170,7 @@ class decoder_model {
     const attention_shape shape{start, int(start + t), 1.0f / std::sqrt(float(dh))};
     const auto& L = layers[l];
     hooks.before_block(ctx, l, x);
-    norm(ctx, hbuf, x2, L.norm1_w, L.norm1_b);
+    if (!input_normed) norm(ctx, hbuf, x2, L.norm1_w, L.norm1_b);
     linear(ctx, qkv, cview(hbuf), L.qkv_w.view(), L.qkv_b.view());
     // q and k rotated (rotary families), k and v into the cache.
     rope_write_kv(ctx, qkv, t, int(h), int(hkv), positions,
@@ -168,22 +195,18 @@ class decoder_model {
       activate(ctx, config.act, act, cview(mlp));
     else
       gated_activation(ctx, config.act, act, cview(mlp));
-    linear(ctx, hbuf, cview(act), L.down_w.view(), L.down_b.view());
-    add_inplace(ctx, x2, cview(hbuf));
+    if (norm_next) {  // x += down(act); hbuf = norm1 of layer l + 1 (x)
+      linear(ctx, o, cview(act), L.down_w.view(), L.down_b.view());
+      const auto& next = layers[l + 1];
+      residual_norm(ctx, norm_type(), x2, cview(o), hbuf, next.norm1_w.view(),
+                    next.norm1_b.view(), config.norm_eps);
+    } else {
+      linear(ctx, hbuf, cview(act), L.down_w.view(), L.down_b.view());
+      add_inplace(ctx, x2, cview(hbuf));
+    }
     hooks.after_block(ctx, l, x);
   }
 
-  // out (N, C) = final norm of x (N, C).
-  void final_norm(const context<D>& ctx, tensor_view<T, D> out, tensor_view<const T, D> x) const {
-    norm(ctx, out, x, final_w, final_b);
-  }
-
-  // logits (N, V) = h (N, C) @ output_embedding^T.
-  void logits(const context<D>& ctx, tensor_view<T, D> out, tensor_view<const T, D> h) const {
-    linear(ctx, out, h, output_embedding().view());
-  }
-
- private:
   static tensor_view<const T, D> cview(tensor_view<T, D> v) { return v; }
 
   norm_kind norm_type() const {
