@@ -1,8 +1,8 @@
 // The CPU decode kernels (ops/cpu/gemv.hpp, ops/cpu/parallel.hpp, linear() in ops/cpu/linear.hpp)
 // against an independent double-precision reference: odd shapes (rows and columns that are not
 // multiples of the 16-lane vector), batches 1..17 (both sides of the GEMV/GEMM switch at 16),
-// float/half/bfloat16 weights, 1..3 threads; 16-bit widening exact for every bit pattern;
-// every work chunk run exactly once.
+// float/half/bfloat16 weights, 1..3 threads; 16-bit widening exact for every bit pattern; the
+// bfloat16-x kernel (vdpbf16ps) where the CPU has it; every work chunk run exactly once.
 #define BOOST_TEST_MODULE cpu_linear
 #include <atomic>
 #include <cstring>
@@ -94,6 +94,29 @@ BOOST_AUTO_TEST_CASE(gemv_kernel_sums_16_bit_weights_to_float_accuracy) {
   run.template operator()<float>();
   run.template operator()<half>();
   run.template operator()<bfloat16>();
+}
+
+BOOST_AUTO_TEST_CASE(gemv_kernel_with_bfloat16_x_sums_to_float_accuracy) {
+  // The vdpbf16ps path (bfloat16 x against bfloat16 W, no widening) against the double sums of the
+  // stored values, float tolerance, every odd shape and batch (masked tails of 1..31 lanes).
+  if constexpr (cpu_detail::gemv_native_x<bfloat16>) {
+    unsigned seed = 300;
+    for (auto [o, in] : shapes)
+      for (index_t n : {1, 2, 3, 4, 5, 9, 16}) {
+        const float a = std::sqrt(3.0f / float(in));
+        const auto x = cbtest::random_tensor<bfloat16>({n, in}, seed++);
+        const auto w = cbtest::random_tensor<bfloat16>({o, in}, seed++, -a, a);
+        std::vector<float> y(std::size_t(n * o), NAN);
+        cpu_detail::gemv_rows(w.data(), in, in, x.data(), in, n, y.data(), o, 0, o);
+        const auto want = reference<bfloat16>(x, w, nullptr);
+        cbtest::diff_stats st(dtype_traits<float>::atol, dtype_traits<float>::rtol);
+        for (std::size_t i = 0; i < y.size(); ++i) st.add(y[i], want[i]);
+        BOOST_TEST(st.ok(), "bfloat16 x gemv_rows N=" << n << " O=" << o << " I=" << in << ": "
+                                                      << st.summary());
+      }
+  } else {
+    BOOST_TEST_MESSAGE("skipped: built without AVX512_BF16, bfloat16 x is widened to float");
+  }
 }
 
 BOOST_AUTO_TEST_CASE(widening_of_16_bit_weights_is_exact_for_every_finite_bit_pattern) {

@@ -34,20 +34,25 @@ void linear_gemv(const context<cpu>& ctx, tensor_view<T> out, in_view<T> x, in_v
   const index_t n = x.shape[0], in = x.shape[1], o = w.shape[0];
   require<shape_error>(w.strides[1] == 1 && x.strides[1] == 1 && out.strides[1] == 1,
                        "linear: x, w and out need unit column strides");
-  // Float copies of x and of the result for 16-bit T (thread-local: no allocation per step).
+  // Float copies of x (unless the kernel takes T's own x: gemv_native_x) and of the result for
+  // 16-bit T (thread-local: no allocation per step).
+  using X = std::conditional_t<gemv_native_x<T>, T, float>;
   thread_local std::vector<float> x_buf, y_buf;
-  const float* xf;
+  const X* xf;
   float* yf;
   index_t x_stride, y_stride;
-  if constexpr (std::is_same_v<T, float>) {
+  if constexpr (std::is_same_v<T, X>) {
     xf = x.data, x_stride = x.strides[0];
-    yf = out.data, y_stride = out.strides[0];
   } else {
     x_buf.resize(std::size_t(n * in));
-    y_buf.resize(std::size_t(n * o));
     for (index_t i = 0; i < n; ++i)
       for (index_t j = 0; j < in; ++j) x_buf[i * in + j] = static_cast<float>(x(i, j));
     xf = x_buf.data(), x_stride = in;
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    yf = out.data, y_stride = out.strides[0];
+  } else {
+    y_buf.resize(std::size_t(n * o));
     yf = y_buf.data(), y_stride = o;
   }
   const index_t rows = gemv_chunk_rows(in, sizeof(T)), chunks = (o + rows - 1) / rows;
