@@ -120,7 +120,8 @@ int main(int argc, char** argv) {
     ctx.tensor_core_attention = true;
     r.tc_ms = time_ms(ctx, reps, out, q, k, v, mask, t);
     const tensor<bfloat16> got = to_host(out);
-    r.check = cbtest::compare(got, want, dtype_traits<bfloat16>::atol, dtype_traits<bfloat16>::rtol);
+    r.check =
+        cbtest::compare(got, want, dtype_traits<bfloat16>::atol, dtype_traits<bfloat16>::rtol);
     rows.push_back(r);
   };
   // Visible pairs: causal t(t+1)/2; isolation: prefix causal + per segment (prefix + causal own).
@@ -142,8 +143,9 @@ int main(int argc, char** argv) {
     ok = ok && r.check.ok();
   }
   const double iso_ratio = rows[1].tc_ms / rows[0].tc_ms;
-  std::printf("segment isolation / causal = %.2f on tensor cores, %.2f on CUDA cores (target <= 1)\n",
-              iso_ratio, rows[1].core_ms / rows[0].core_ms);
+  std::printf(
+      "segment isolation / causal = %.2f on tensor cores, %.2f on CUDA cores (target <= 1)\n",
+      iso_ratio, rows[1].core_ms / rows[0].core_ms);
   if (!json_path.empty()) {
     std::ofstream js(json_path);
     for (const auto& r : rows)

@@ -113,8 +113,8 @@ BOOST_AUTO_TEST_CASE(rope_write_kv_rotates_q_and_the_cached_keys) {
                           std::fabs(qkv(r, head * d + i + d / 2) - x1)});
       }
       const auto [k0, k1] = rotated(r, h * d, i);
-      worst = std::max({worst, std::fabs(kc(s, 0, slot, i) - k0),
-                        std::fabs(kc(s, 0, slot, i + d / 2) - k1)});
+      worst = std::max(
+          {worst, std::fabs(kc(s, 0, slot, i) - k0), std::fabs(kc(s, 0, slot, i + d / 2) - k1)});
     }
     for (int j = 0; j < d; ++j) BOOST_TEST(vc(s, 0, slot, j) == before(r, (h + hkv) * d + j));
     for (int col = h * d; col < width; ++col) BOOST_TEST(qkv(r, col) == before(r, col));
@@ -122,10 +122,10 @@ BOOST_AUTO_TEST_CASE(rope_write_kv_rotates_q_and_the_cached_keys) {
   BOOST_TEST(worst <= 4 * dtype_traits<float>::epsilon, "max |rotated - float64| = " << worst);
   BOOST_TEST(kc(0, 0, 3, 0) == -7.f);  // slots outside [4, 7) untouched
   BOOST_TEST(vc(1, 0, 7, 2) == -7.f);
-  BOOST_CHECK_THROW(rope_write_kv(ctx, qkv.view(), t, h, hkv, pos.view(), inv.view(), kc.view(),
-                                  vc.view(), 7),
-                    value_error);  // slots beyond the capacity
-  BOOST_CHECK_THROW(rope_write_kv(ctx, qkv.view(), 4, h, hkv, pos.view(), inv.view(), kc.view(),
-                                  vc.view(), 0),
-                    shape_error);  // 6 rows are not whole sequences of 4
+  BOOST_CHECK_THROW(
+      rope_write_kv(ctx, qkv.view(), t, h, hkv, pos.view(), inv.view(), kc.view(), vc.view(), 7),
+      value_error);  // slots beyond the capacity
+  BOOST_CHECK_THROW(
+      rope_write_kv(ctx, qkv.view(), 4, h, hkv, pos.view(), inv.view(), kc.view(), vc.view(), 0),
+      shape_error);  // 6 rows are not whole sequences of 4
 }

@@ -1,8 +1,9 @@
 // Every CUDA op against the CPU op on fresh random inputs in float32, float16 and bfloat16, with
 // the tolerances of dtype_traits: embedding, norms, residual norm, linear (GEMV and cuBLASLt paths,
 // with and without bias, strided rows), activations, rope on strided views, softmax/log-softmax,
-// write_kv, rope_write_kv (with and without rope, device slot shift), attention (prefill and split-KV decode, GQA, every mask policy, probs, device slot
-// shift) and the device samplers (greedy exact, seeded draws equal to the CPU's, deterministic).
+// write_kv, rope_write_kv (with and without rope, device slot shift), attention (prefill and
+// split-KV decode, GQA, every mask policy, probs, device slot shift) and the device samplers
+// (greedy exact, seeded draws equal to the CPU's, deterministic).
 #define BOOST_TEST_MODULE cuda_ops
 #include "gpu_main.hpp"
 // gpu_main.hpp first: it configures Boost.Test for everything below.
@@ -255,9 +256,9 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(rope_write_kv_matches_cpu, T, dtypes) {
       check<T>(gv, hv, what + " values");
     }
   // Bad shapes are refused on both devices.
-  BOOST_CHECK_THROW(rope_write_kv(hctx, qkv.view(), 4, int(h), int(hkv), c(pos), c(inv), kc.view(),
-                                  vc.view(), 0),
-                    shape_error);
+  BOOST_CHECK_THROW(
+      rope_write_kv(hctx, qkv.view(), 4, int(h), int(hkv), c(pos), c(inv), kc.view(), vc.view(), 0),
+      shape_error);
   auto gk = up(kc), gv = up(vc), gq = up(qkv);
   BOOST_CHECK_THROW(rope_write_kv(gctx(), gq.view(), t, int(h), int(hkv), c(gpos), c(ginv),
                                   gk.view(), gv.view(), 10),

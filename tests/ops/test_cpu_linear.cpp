@@ -54,9 +54,9 @@ void check_linear_for_type() {
           cbtest::diff_stats st(dtype_traits<T>::atol, dtype_traits<T>::rtol);
           for (index_t i = 0; i < y.size(); ++i)
             st.add(double(static_cast<float>(y.data()[i])), want[std::size_t(i)]);
-          BOOST_TEST(st.ok(), dtype_traits<T>::name << " linear N=" << n << " O=" << o << " I="
-                                                    << in << " threads=" << threads << " bias="
-                                                    << with_bias << ": " << st.summary());
+          BOOST_TEST(st.ok(), dtype_traits<T>::name
+                                  << " linear N=" << n << " O=" << o << " I=" << in << " threads="
+                                  << threads << " bias=" << with_bias << ": " << st.summary());
         }
 }
 
@@ -169,7 +169,8 @@ BOOST_AUTO_TEST_CASE(sixteen_bit_storage_round_trip_from_float_npy) {
                      Eigen::numext::bit_cast<std::uint16_t>(want),
                  dtype_traits<W>::name << " element " << i);
       const float back = static_cast<float>(w.data()[i]);
-      BOOST_TEST(std::fabs(back - f.data()[i]) <= dtype_traits<W>::epsilon * std::fabs(f.data()[i]));
+      BOOST_TEST(std::fabs(back - f.data()[i]) <=
+                 dtype_traits<W>::epsilon * std::fabs(f.data()[i]));
     }
     for (int i = 0; i < 3; ++i) BOOST_TEST(static_cast<float>(w.data()[i]) == f.data()[i]);
   };

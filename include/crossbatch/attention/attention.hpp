@@ -44,9 +44,10 @@ void write_kv(const context<cpu>&, tensor_view<T> cache, in_view<T> fresh, int s
 // cache layers (B, Hkv, S, D), k rotated there. The CUDA form is one kernel.
 template <class T>
 void rope_write_kv(const context<cpu>& ctx, tensor_view<T> qkv, index_t t, int h, int hkv,
-                   in_view<std::int32_t> positions, in_view<float> inv_freq,
-                   tensor_view<T> kcache, tensor_view<T> vcache, int start) {
-  const index_t n = qkv.rank() == 2 ? qkv.shape[0] : 0, d = kcache.rank() == 4 ? kcache.shape[3] : 0;
+                   in_view<std::int32_t> positions, in_view<float> inv_freq, tensor_view<T> kcache,
+                   tensor_view<T> vcache, int start) {
+  const index_t n = qkv.rank() == 2 ? qkv.shape[0] : 0,
+                d = kcache.rank() == 4 ? kcache.shape[3] : 0;
   require<shape_error>(
       qkv.rank() == 2 && t > 0 && n % t == 0 && qkv.shape[1] >= (h + 2 * hkv) * d &&
           (qkv.shape[1] <= 1 || qkv.strides[1] == 1) && kcache.shape == vcache.shape,

@@ -198,8 +198,8 @@ class decoder_model {
     if (norm_next) {  // x += down(act); hbuf = norm1 of layer l + 1 (x)
       linear(ctx, o, cview(act), L.down_w.view(), L.down_b.view());
       const auto& next = layers[l + 1];
-      residual_norm(ctx, norm_type(), x2, cview(o), hbuf, next.norm1_w.view(),
-                    next.norm1_b.view(), config.norm_eps);
+      residual_norm(ctx, norm_type(), x2, cview(o), hbuf, next.norm1_w.view(), next.norm1_b.view(),
+                    config.norm_eps);
     } else {
       linear(ctx, hbuf, cview(act), L.down_w.view(), L.down_b.view());
       add_inplace(ctx, x2, cview(hbuf));

@@ -19,9 +19,9 @@
 #include <cmath>
 
 #include "crossbatch/attention/attention.hpp"  // attention_shape, the CPU reference
-#include "crossbatch/attention/mask.hpp"
 #include "crossbatch/attention/cuda/geometry.cuh"
 #include "crossbatch/attention/cuda/prefill_tc.cuh"
+#include "crossbatch/attention/mask.hpp"
 #include "crossbatch/ops/cuda/common.cuh"
 
 namespace crossbatch {
@@ -51,8 +51,8 @@ __global__ void write_kv_kernel(T* cache, index_t cb, index_t ch, index_t cs, co
 template <class T>
 __global__ void rope_write_kv_kernel(T* qkv, index_t width, int t, const std::int32_t* positions,
                                      const float* inv_freq, T* kc, T* vc, index_t cb, index_t ch,
-                                     index_t cs, int h, int hkv, int d, int start,
-                                     const int* shift, index_t rows) {
+                                     index_t cs, int h, int hkv, int d, int start, const int* shift,
+                                     index_t rows) {
   grid_dependency();
   const int half_d = d / 2, heads = h + 2 * hkv;
   const int s0 = shifted(start, shift);
@@ -155,7 +155,8 @@ __global__ void __launch_bounds__(256)
     constexpr int chunks = (prefill_bk * cpr + 255) / 256;
     uint4 kr[chunks], vr[chunks];
     auto next_tile = [&](int k0) {  // the first tile at or after k0 that the mask does not empty
-      while (k0 < kv_len && mask.tile_kind(b, qa, qb, k0, min(kv_len, k0 + prefill_bk)) == tile::empty)
+      while (k0 < kv_len &&
+             mask.tile_kind(b, qa, qb, k0, min(kv_len, k0 + prefill_bk)) == tile::empty)
         k0 += prefill_bk;
       return k0;
     };
@@ -460,7 +461,8 @@ void rope_write_kv(const context<cuda>& ctx, tensor_view<T, cuda> qkv, index_t t
                    tensor_view<const std::int32_t, cuda> positions,
                    tensor_view<const float, cuda> inv_freq, tensor_view<T, cuda> kcache,
                    tensor_view<T, cuda> vcache, int start) {
-  const index_t n = qkv.rank() == 2 ? qkv.shape[0] : 0, d = kcache.rank() == 4 ? kcache.shape[3] : 0;
+  const index_t n = qkv.rank() == 2 ? qkv.shape[0] : 0,
+                d = kcache.rank() == 4 ? kcache.shape[3] : 0;
   require<shape_error>(
       qkv.rank() == 2 && t > 0 && n % t == 0 && qkv.shape[1] >= (h + 2 * hkv) * d &&
           (qkv.shape[1] <= 1 || qkv.strides[1] == 1) && kcache.shape == vcache.shape &&
@@ -468,8 +470,9 @@ void rope_write_kv(const context<cuda>& ctx, tensor_view<T, cuda> qkv, index_t t
           kcache.strides[3] == 1 && vcache.strides == kcache.strides,
       "rope_write_kv: qkv " + to_string(qkv.shape) + " with T " + std::to_string(t) +
           " does not fit the cache " + to_string(kcache.shape));
-  require<shape_error>(!inv_freq.data || (inv_freq.size() == d / 2 && positions.size() == n),
-                       "rope_write_kv: positions / inv_freq do not fit qkv " + to_string(qkv.shape));
+  require<shape_error>(
+      !inv_freq.data || (inv_freq.size() == d / 2 && positions.size() == n),
+      "rope_write_kv: positions / inv_freq do not fit qkv " + to_string(qkv.shape));
   require<value_error>(start + t <= kcache.shape[2],
                        "rope_write_kv: slots " + std::to_string(start) + "+" + std::to_string(t) +
                            " exceed the cache capacity " + std::to_string(kcache.shape[2]));

@@ -34,22 +34,22 @@ __global__ void __launch_bounds__(prefill_tc_threads)
                                 attn_geometry g, const int* shift) {
   grid_dependency();
   constexpr int BQ = prefill_tc_bq, BK = prefill_tc_bk<D>();
-  constexpr int LD = D + 8;      // smem row stride (elements): ldmatrix rows fall in distinct banks
-  constexpr int CPR = D / 8;     // 16-byte chunks a K / V row
-  constexpr int KD = D / 16;     // k-steps of q K^T over the head size
-  constexpr int NS = BK / 8;     // 8-key score tiles per warp
-  constexpr int ND = D / 8;      // 8-column output tiles per warp
+  constexpr int LD = D + 8;   // smem row stride (elements): ldmatrix rows fall in distinct banks
+  constexpr int CPR = D / 8;  // 16-byte chunks a K / V row
+  constexpr int KD = D / 16;  // k-steps of q K^T over the head size
+  constexpr int NS = BK / 8;  // 8-key score tiles per warp
+  constexpr int ND = D / 8;   // 8-column output tiles per warp
   __shared__ __align__(16) T ks[2][BK * LD];  // (buffer, key, D) padded
   __shared__ __align__(16) T vs[2][BK * LD];
 
   const int b = blockIdx.z, hi = blockIdx.y, qt = blockIdx.x;
   const int kvh = hi / (g.h / g.hkv);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int gr = lane >> 2, tg = lane & 3;  // fragment row group, thread in group
+  const int gr = lane >> 2, tg = lane & 3;     // fragment row group, thread in group
   const int mat = lane >> 3, mrow = lane & 7;  // ldmatrix: which matrix this lane addresses
   const int q_start = shifted(g.q_start, shift), kv_len = shifted(g.kv_len, shift);
   const int qa = q_start + qt * BQ, qb = q_start + min(g.tq, (qt + 1) * BQ);  // block's slots
-  const int w0 = qt * BQ + warp * 16;                                          // warp's first query
+  const int w0 = qt * BQ + warp * 16;                                         // warp's first query
   const int wa = q_start + w0, wb = q_start + min(g.tq, w0 + 16);  // warp's slots (maybe none)
   const int r0 = w0 + gr, r1 = r0 + 8;                             // this thread's query rows
   const float scale2 = g.scale * 1.4426950408889634f;              // scores in base 2
@@ -195,9 +195,11 @@ __global__ void __launch_bounds__(prefill_tc_threads)
 #pragma unroll
   for (int n = 0; n < ND; ++n) {
     if (r0 < g.tq)
-      *reinterpret_cast<unsigned*>(obase + r0 * g.ot + 8 * n) = pack2<T>(o[n][0] * i0, o[n][1] * i0);
+      *reinterpret_cast<unsigned*>(obase + r0 * g.ot + 8 * n) =
+          pack2<T>(o[n][0] * i0, o[n][1] * i0);
     if (r1 < g.tq)
-      *reinterpret_cast<unsigned*>(obase + r1 * g.ot + 8 * n) = pack2<T>(o[n][2] * i1, o[n][3] * i1);
+      *reinterpret_cast<unsigned*>(obase + r1 * g.ot + 8 * n) =
+          pack2<T>(o[n][2] * i1, o[n][3] * i1);
   }
 }
 
@@ -216,8 +218,8 @@ bool prefill_tc_fits(const attn_geometry& g, bool kv_aligned, const void* q, con
 }
 
 template <class T, class M>
-void launch_prefill_tc(const context<cuda>& ctx, T* out, const T* q, const T* keys,
-                       const T* values, const M& mask, const attn_geometry& g) {
+void launch_prefill_tc(const context<cuda>& ctx, T* out, const T* q, const T* keys, const T* values,
+                       const M& mask, const attn_geometry& g) {
   const dim3 grid(unsigned((g.tq + prefill_tc_bq - 1) / prefill_tc_bq), unsigned(g.h),
                   unsigned(g.b));
   if (g.d == 64)

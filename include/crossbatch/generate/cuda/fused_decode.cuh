@@ -632,9 +632,8 @@ void fused_decode_step(const context<cuda>& ctx, const decoder_model<T, cuda>& m
              dim3(rope_attention_threads), 0, ra, mask);
     } else {
       rope_write_kv(ctx, tensor_view<T, cuda>(ws.qkv.data(), {b, width}), 1, int(h), int(hkv),
-                    positions,
-                    c.uses_rope() ? m.inv_freq.view() : tensor_view<const float, cuda>{}, kc, vc,
-                    start);
+                    positions, c.uses_rope() ? m.inv_freq.view() : tensor_view<const float, cuda>{},
+                    kc, vc, start);
       const tensor_view<const T, cuda> q(ws.qkv.data(), {b, 1, h, dh}, {width, width, dh, 1});
       attention(ctx, tensor_view<T, cuda>(ws.attn.data(), {b, 1, h, dh}), q,
                 tensor_view<const T, cuda>(kc), tensor_view<const T, cuda>(vc), mask, shape);

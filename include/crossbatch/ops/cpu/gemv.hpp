@@ -88,7 +88,8 @@ inline void dot_row(const W* w, const float* const* x, index_t in, float* out) {
     }
   for (; j + 16 <= in; j += 16) {
     const __m512 wv = load16(w + j);
-    for (int k = 0; k < K; ++k) acc[k][0] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x[k] + j), acc[k][0]);
+    for (int k = 0; k < K; ++k)
+      acc[k][0] = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x[k] + j), acc[k][0]);
   }
   if (j < in) {
     const __mmask16 m = static_cast<__mmask16>((1u << (in - j)) - 1);
@@ -222,8 +223,8 @@ inline bool prefetch_weight_rows() {
 // single long float32 stream gains nothing).
 // X is float, or W itself where gemv_native_x<W> (bfloat16 rows dotted by dot_rows_bf16).
 template <class W, class X = float>
-void gemv_rows(const W* w, index_t w_stride, index_t in, const X* x, index_t x_stride,
-               index_t n, float* y, index_t y_stride, index_t r0, index_t r1) {
+void gemv_rows(const W* w, index_t w_stride, index_t in, const X* x, index_t x_stride, index_t n,
+               float* y, index_t y_stride, index_t r0, index_t r1) {
   static_assert(std::is_same_v<X, float> || (std::is_same_v<X, W> && gemv_native_x<W>),
                 "gemv_rows: x is float, or bfloat16 against bfloat16 weights with vdpbf16ps");
   const X* xs[4];
@@ -238,18 +239,34 @@ void gemv_rows(const W* w, index_t w_stride, index_t in, const X* x, index_t x_s
       if (prefetch && r + ahead < r1) prefetch_row(w + (r + ahead) * w_stride, in);
       if constexpr (std::is_same_v<X, float>) {
         switch (k) {
-          case 4: dot_rows<4>(wr, xs, in, out); break;
-          case 3: dot_rows<3>(wr, xs, in, out); break;
-          case 2: dot_rows<2>(wr, xs, in, out); break;
-          default: dot_row<1>(wr, xs, in, out); break;
+          case 4:
+            dot_rows<4>(wr, xs, in, out);
+            break;
+          case 3:
+            dot_rows<3>(wr, xs, in, out);
+            break;
+          case 2:
+            dot_rows<2>(wr, xs, in, out);
+            break;
+          default:
+            dot_row<1>(wr, xs, in, out);
+            break;
         }
       } else {
 #ifdef CROSSBATCH_GEMV_BF16_DOT
         switch (k) {
-          case 4: dot_rows_bf16<4>(wr, xs, in, out); break;
-          case 3: dot_rows_bf16<3>(wr, xs, in, out); break;
-          case 2: dot_rows_bf16<2>(wr, xs, in, out); break;
-          default: dot_rows_bf16<1>(wr, xs, in, out); break;
+          case 4:
+            dot_rows_bf16<4>(wr, xs, in, out);
+            break;
+          case 3:
+            dot_rows_bf16<3>(wr, xs, in, out);
+            break;
+          case 2:
+            dot_rows_bf16<2>(wr, xs, in, out);
+            break;
+          default:
+            dot_rows_bf16<1>(wr, xs, in, out);
+            break;
         }
 #endif
       }

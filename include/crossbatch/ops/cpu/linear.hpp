@@ -79,15 +79,19 @@ void linear_gemm(const context<cpu>& ctx, tensor_view<T> out, in_view<T> x, in_v
   const index_t n = x.shape[0], in = x.shape[1], o = w.shape[0];
   Eigen::setNbThreads(1);  // the threads split W here; Eigen must not start OpenMP ones
   const auto xm = [&] {
-    if constexpr (std::is_same_v<T, float>) return as_matrix(x);
-    else return widen<T>(x);
+    if constexpr (std::is_same_v<T, float>)
+      return as_matrix(x);
+    else
+      return widen<T>(x);
   }();
   // Fixed blocks, whatever the thread count: each output element comes from the same GEMM
   // call, so results do not depend on ctx.threads.
   const index_t block = gemm_block_rows, chunks = (o + block - 1) / block;
   auto y = [&] {
-    if constexpr (std::is_same_v<T, float>) return as_matrix(out);
-    else return row_matrix(n, o);
+    if constexpr (std::is_same_v<T, float>)
+      return as_matrix(out);
+    else
+      return row_matrix(n, o);
   }();
   parallel_chunks(ctx.threads, chunks, [&](index_t c) {
     const index_t r0 = c * block, r = std::min(o, r0 + block) - r0;
