@@ -184,6 +184,21 @@ inline constexpr bool gemv_native_x =
     false;
 #endif
 
+// out[k] = w . x[k] for k < K by the kernel for x's type: float x through dot_row (one row) or
+// dot_rows, bfloat16 x through dot_rows_bf16.
+template <int K, class W, class X>
+inline void dot_group(const W* w, const X* const* x, index_t in, float* out) {
+  if constexpr (!std::is_same_v<X, float>) {
+#ifdef CROSSBATCH_GEMV_BF16_DOT
+    dot_rows_bf16<K>(w, x, in, out);
+#endif
+  } else if constexpr (K == 1) {
+    dot_row<1>(w, x, in, out);
+  } else {
+    dot_rows<K>(w, x, in, out);
+  }
+}
+
 // Asks for one weight row's cache lines ahead of their use (see gemv_rows).
 template <class W>
 inline void prefetch_row([[maybe_unused]] const W* row, [[maybe_unused]] index_t in) {
@@ -237,38 +252,19 @@ void gemv_rows(const W* w, index_t w_stride, index_t in, const X* x, index_t x_s
     for (index_t r = r0; r < r1; ++r) {
       const W* wr = w + r * w_stride;
       if (prefetch && r + ahead < r1) prefetch_row(w + (r + ahead) * w_stride, in);
-      if constexpr (std::is_same_v<X, float>) {
-        switch (k) {
-          case 4:
-            dot_rows<4>(wr, xs, in, out);
-            break;
-          case 3:
-            dot_rows<3>(wr, xs, in, out);
-            break;
-          case 2:
-            dot_rows<2>(wr, xs, in, out);
-            break;
-          default:
-            dot_row<1>(wr, xs, in, out);
-            break;
-        }
-      } else {
-#ifdef CROSSBATCH_GEMV_BF16_DOT
-        switch (k) {
-          case 4:
-            dot_rows_bf16<4>(wr, xs, in, out);
-            break;
-          case 3:
-            dot_rows_bf16<3>(wr, xs, in, out);
-            break;
-          case 2:
-            dot_rows_bf16<2>(wr, xs, in, out);
-            break;
-          default:
-            dot_rows_bf16<1>(wr, xs, in, out);
-            break;
-        }
-#endif
+      switch (k) {
+        case 4:
+          dot_group<4>(wr, xs, in, out);
+          break;
+        case 3:
+          dot_group<3>(wr, xs, in, out);
+          break;
+        case 2:
+          dot_group<2>(wr, xs, in, out);
+          break;
+        default:
+          dot_group<1>(wr, xs, in, out);
+          break;
       }
       for (int q = 0; q < k; ++q) y[(i + q) * y_stride + r] = out[q];
     }
