@@ -31,9 +31,7 @@ status=0
 # image's Boost has no compiled unit_test_framework, so the CMake test tree is configured off);
 # the flags are those CMake uses for the cuda_test_* targets.
 tests=(test_ops test_model test_mix test_mix_train test_fused_decode test_engine)
-nvcc_flags=(-std=c++20 -O3 -DNDEBUG --expt-relaxed-constexpr -diag-suppress 20012
-  -gencode=arch=compute_90a,code=sm_90a -Iinclude -Itests -I/usr/include/eigen3
-  -DCROSSBATCH_BOOST_TEST_INCLUDED "-DCROSSBATCH_TEST_DATA=\"$PWD/tests/data\"" "-DCROSSBATCH_SOURCE_DIR=\"$PWD\"")
+. tools/device/nvcc_flags.sh  # sets nvcc_flags
 if has build; then
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
   mkdir -p "$build/tests"

@@ -25,7 +25,8 @@
 //                [--modes fused+pdl,fused,graph+pdl,graph,eager] [--tune variants]
 // --prefill-probe 1 adds, per shape and batch, where the prefill's wall time goes: the eager
 // prefill's host enqueue time and wall time, and the same prefill captured once as a CUDA graph and
-// replayed (the GPU's own time, without the host's launches); JSON kind "prefill_probe".
+// replayed (the GPU's own time, without the host's launches; its logits checked against the eager
+// prefill's); JSON kind "prefill_probe".
 //   bench_decode --config smollm2-135m    (prints the shape's config.json and exits)
 #include <algorithm>
 #include <chrono>
@@ -172,14 +173,16 @@ double median(std::vector<double> v) {
 
 // The prefill of `prompts` (layers, final norm, LM head of the newest rows) timed three ways, reps
 // times each (medians, seconds): host time to enqueue it eagerly, eager wall time (enqueue to
-// synchronised), and the replay of the same launches captured once as a graph.
+// synchronised), and the replay of the same launches captured once as a graph; err: the worst
+// per-row relative L2 error of the replayed logits against the eager ones.
 struct prefill_times {
-  double enqueue = 0, eager = 0, graph = 0;
+  double enqueue = 0, eager = 0, graph = 0, err = 0;
 };
 prefill_times probe_prefill(context<gpu>& ctx, const decoder_model<bfloat16, gpu>& model,
                             const std::vector<std::vector<int>>& prompts, int reps) {
   using clock = std::chrono::steady_clock;
   std::vector<double> enqueue, eager, graph;
+  tensor<float> want;  // the eager prefill's logits
   for (int r = 0; r <= reps; ++r) {  // r = 0: warm-up
     batch_session<bfloat16, gpu> s(ctx, model, prompts, 1);
     ctx.synchronize();
@@ -188,7 +191,10 @@ prefill_times probe_prefill(context<gpu>& ctx, const decoder_model<bfloat16, gpu
     const auto t1 = clock::now();
     ctx.synchronize();
     const auto t2 = clock::now();
-    if (r == 0) continue;
+    if (r == 0) {
+      want = s.logits_host();
+      continue;
+    }
     enqueue.push_back(std::chrono::duration<double>(t1 - t0).count());
     eager.push_back(std::chrono::duration<double>(t2 - t0).count());
   }
@@ -209,7 +215,11 @@ prefill_times probe_prefill(context<gpu>& ctx, const decoder_model<bfloat16, gpu
   }
   cudaEventDestroy(e0);
   cudaEventDestroy(e1);
-  return {median(enqueue), median(eager), median(graph)};
+  const tensor<float> got = s.logits_host();
+  const double err = worst_row_error(std::vector<float>(got.data(), got.data() + got.size()),
+                                     std::vector<float>(want.data(), want.data() + want.size()),
+                                     model.config.vocab_size);
+  return {median(enqueue), median(eager), median(graph), err};
 }
 
 }  // namespace
@@ -407,11 +417,13 @@ int main(int argc, char** argv) {
         ctx.pdl = true;
         const auto pt = probe_prefill(ctx, model, prompts, reps);
         ctx.pdl = false;
+        const bool pass = pt.err <= dtype_traits<bfloat16>::rtol;
+        failed |= !pass;
         std::printf(
             "%-14s %5d prefill probe (T=%d, pdl): host enqueue %.3f ms, eager wall %.3f ms, "
-            "graph replay %.3f ms (%.0f tok/s)\n",
+            "graph replay %.3f ms (%.0f tok/s)  logits %s (%.1e)\n",
             name.c_str(), b, prompt, pt.enqueue * 1e3, pt.eager * 1e3, pt.graph * 1e3,
-            double(b) * prompt / pt.graph);
+            double(b) * prompt / pt.graph, pass ? "ok" : "FAIL", pt.err);
         js << json({{"kind", "prefill_probe"},
                     {"shape", name},
                     {"batch", b},
@@ -419,7 +431,9 @@ int main(int argc, char** argv) {
                     {"enqueue_s", pt.enqueue},
                     {"eager_s", pt.eager},
                     {"graph_s", pt.graph},
-                    {"graph_tokens_per_s", double(b) * prompt / pt.graph}})
+                    {"graph_tokens_per_s", double(b) * prompt / pt.graph},
+                    {"check", pass ? "pass" : "fail"},
+                    {"max_logit_err", pt.err}})
                   .dump()
            << std::endl;
       }

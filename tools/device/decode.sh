@@ -25,9 +25,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >>
 . tools/device/pcre2_env.sh  # PCRE2 from .devdeps/root when the machine lacks it; sets extra
 
 # Build: the test with nvcc (as tools/device_check.sh does), the benchmarks with CMake, at once.
-nvcc_flags=(-std=c++20 -O3 -DNDEBUG --expt-relaxed-constexpr -diag-suppress 20012
-  -gencode=arch=compute_90a,code=sm_90a -Iinclude -Itests -I/usr/include/eigen3
-  -DCROSSBATCH_BOOST_TEST_INCLUDED "-DCROSSBATCH_TEST_DATA=\"$PWD/tests/data\"" "-DCROSSBATCH_SOURCE_DIR=\"$PWD\"")
+. tools/device/nvcc_flags.sh  # sets nvcc_flags
 stamp "build"
 (timeout 240 nvcc "${nvcc_flags[@]}" tests/cuda/test_fused_decode.cu -o "$build/tests/cuda_test_fused_decode" \
   -lcublasLt -lcublas >"$build/build_test.log" 2>&1 || echo "BUILD FAILED: test_fused_decode" >>"$build/build_test.log") &

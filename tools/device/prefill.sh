@@ -26,9 +26,7 @@ status=0
 . tools/device/pcre2_env.sh  # PCRE2 from .devdeps/root when the machine lacks it; sets extra
 
 tests=(${TESTS:-test_ops test_model test_fusion test_engine})
-nvcc_flags=(-std=c++20 -O3 -DNDEBUG --expt-relaxed-constexpr -diag-suppress 20012
-  -gencode=arch=compute_90a,code=sm_90a -Iinclude -Itests -I/usr/include/eigen3
-  -DCROSSBATCH_BOOST_TEST_INCLUDED "-DCROSSBATCH_TEST_DATA=\"$PWD/tests/data\"" "-DCROSSBATCH_SOURCE_DIR=\"$PWD\"")
+. tools/device/nvcc_flags.sh  # sets nvcc_flags
 stamp "build"
 for t in "${tests[@]}"; do
   (timeout 420 nvcc "${nvcc_flags[@]}" "tests/cuda/$t.cu" -o "$build/tests/cuda_$t" -lcublasLt -lcublas \
