@@ -3,10 +3,10 @@
 // so the caller never waits for a helper that has not started (a preempted helper simply gets no
 // chunks); it waits only for chunks a helper has claimed and not finished. Helpers spin briefly for
 // the next call (decode calls come microseconds apart), then yield, then sleep on a futex
-// (std::atomic::wait), so a waiting thread burns no time slice of a shared core. This replaces OpenMP's parallel for in the
-// GEMV path: libgomp's barriers spin for ~300k iterations, which under oversubscription makes each
-// of a step's ~120 barriers cost a scheduler time slice (bench/NOTES.md: 686 ms instead of 25 ms a
-// step on a shared 2-core machine).
+// (std::atomic::wait), so a waiting thread burns no time slice of a shared core. This replaces
+// OpenMP's parallel for in the GEMV path: libgomp's barriers spin for ~300k iterations, which under
+// oversubscription makes each of a step's ~120 barriers cost a scheduler time slice
+// (bench/NOTES.md: 686 ms instead of 25 ms a step on a shared 2-core machine).
 //
 // The helpers form one process-wide pool, started lazily and grown to the largest thread count
 // asked for; a call made while another thread's call is running runs on the calling thread alone.
@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -87,13 +88,13 @@ class worker_pool {
       m_claim.store(std::uint64_t(gen) << 32);
       m_posted.store(gen);
     }
-    m_posted.notify_all();
+    m_wake.notify_all();
     work(gen, chunks, m_fn, m_arg);
     // Wait for the chunks helpers claimed until the last one is finished.
     wait_while([&] { return m_left.load(std::memory_order_acquire) != 0; },
                [&] {
-                 const std::int32_t left = m_left.load(std::memory_order_acquire);
-                 if (left != 0) m_left.wait(left, std::memory_order_acquire);
+                 std::unique_lock lk(m_done_mutex);
+                 m_done.wait(lk, [&] { return m_left.load(std::memory_order_acquire) == 0; });
                });
   }
 
@@ -103,7 +104,7 @@ class worker_pool {
       m_stop = true;
       m_posted.store(++m_gen);
     }
-    m_posted.notify_all();
+    m_wake.notify_all();
     for (auto& t : m_threads) t.join();
   }
 
@@ -127,7 +128,10 @@ class worker_pool {
       if (std::uint32_t(v >> 32) != gen || index_t(v & 0xffffffffu) >= chunks) return;
       if (!m_claim.compare_exchange_weak(v, v + 1)) continue;
       fn(arg, index_t(v & 0xffffffffu));
-      if (m_left.fetch_sub(1, std::memory_order_acq_rel) == 1) m_left.notify_all();
+      if (m_left.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        { std::lock_guard lk(m_done_mutex); }  // a waiter is either before its check or asleep
+        m_done.notify_all();
+      }
       v = m_claim.load();
     }
   }
@@ -135,7 +139,11 @@ class worker_pool {
   void helper_loop(int id) {
     std::uint32_t seen = m_posted.load();
     for (;;) {
-      wait_while([&] { return m_posted.load() == seen; }, [&] { m_posted.wait(seen); });
+      wait_while([&] { return m_posted.load() == seen; },
+                 [&] {
+                   std::unique_lock lk(m_job);  // posts happen under m_job: no lost wake-up
+                   m_wake.wait(lk, [&] { return m_posted.load() != seen; });
+                 });
       std::uint32_t gen;
       index_t chunks;
       chunk_fn fn;
@@ -159,6 +167,11 @@ class worker_pool {
   index_t m_chunks = 0;
   int m_helpers = 0;
   bool m_stop = false;
+  // Sleeping uses condition variables, not std::atomic::wait: libstdc++ 12's atomic wait lost a
+  // wake-up here (a helper never woke for the destructor's stop; the asan test run hung at exit).
+  std::condition_variable m_wake;  // m_posted changed (under m_job)
+  std::mutex m_done_mutex;
+  std::condition_variable m_done;          // m_left reached 0
   std::atomic<std::uint32_t> m_posted{0};  // the newest generation, for helpers to wait on
   std::atomic<std::uint64_t> m_claim{0};   // generation << 32 | next chunk
   std::atomic<std::int32_t> m_left{0};     // chunks of the current job not yet finished
