@@ -6,8 +6,8 @@
 // every active layer of the step). Its four projections go through the pinned strided-batched
 // matmul (ops/cuda/strided_batched_linear.cuh): one call over the whole group when the members
 // hold the same number of sequences (always for batch 1), else one call per member; RoPE, the
-// causal attention over all sequences of the group (recurrent/cuda/segment_attention.cuh: two
-// batched tensor-core matmuls per chunk of sequences) and the MLP activation run once over the
+// causal attention over all sequences of the group (recurrent/cuda/segment_attention.cuh: the
+// engine's attention op, on tensor cores in 16 bits) and the MLP activation run once over the
 // group; norms per member with its layer's weights. The memory reads and writes of a step are
 // batched over all its cells (one pinned matmul per run of consecutive layers). Since a member's
 // rows get the same kernels, in the same reduction order, whichever group they are in, the
@@ -101,7 +101,6 @@ struct cuda_group_member {
 template <class T>
 struct cuda_group_workspace {
   decoder_workspace<T, cuda> block;
-  segment_attention_workspace<T> attention;
   tensor<std::int32_t, cuda> pos;  // (sequences * T): every segment's positions 0 .. T-1
   tensor<std::int32_t, cuda> iota;  // (T + M): 0, 1, ... (ids of memory rows, positions)
   memory_scratch memory;
@@ -110,7 +109,6 @@ struct cuda_group_workspace {
   cuda_group_workspace(const model_config& c, const armt_config& a, index_t sequences_,
                        index_t memory_cells)
       : block(c, sequences_ * a.rows()),
-        attention(c, a.rows(), sequences_),
         memory(memory_cells, c.hidden_size, a),
         sequences(sequences_),
         rows(a.rows()) {
@@ -331,8 +329,7 @@ void grouped_layer(const context<cuda>& ctx, const cuda_armt<T>& m,
     apply_rope(ctx, tensor_view<T, cuda>(k.data, {n, hkv, dh}, {width, dh, 1}), posv,
                tensor_view<const float, cuda>(m.base.inv_freq.view()));
   }
-  segment_attention(ctx, c, w.attn.data(), static_cast<const T*>(w.qkv.data()), width, seqs,
-                    ws.attention);
+  segment_attention(ctx, c, w.attn.data(), static_cast<const T*>(w.qkv.data()), width, seqs, t);
   project(w.o, w.attn, m.stack.o_w, m.stack.o_b, &LW::o_w, &LW::o_b);
   for (std::size_t g = 0; g < members.size(); ++g) {
     const auto& L = m.base.layers[members[g].layer];
