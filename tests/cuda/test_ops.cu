@@ -1,10 +1,9 @@
 // Every CUDA op against the CPU op on fresh random inputs in float32, float16 and bfloat16, with
 // the tolerances of dtype_traits: embedding, norms, residual norm, linear (GEMV and cuBLASLt paths,
 // with and without bias, strided rows), activations, rope on strided views, softmax/log-softmax,
-// write_kv, rope_write_kv (with and without rope, device slot shift), rope_attention (the one
-// decode kernel and the two ops), attention (prefill on both kernels, decode on the tiled and the
-// lane-per-key kernels, split-KV decode, GQA, every mask policy, probs, device slot shift) and the
-// device samplers (greedy exact, seeded draws equal to the CPU's, deterministic).
+// write_kv, rope_write_kv (with and without rope, device slot shift), attention (prefill and
+// split-KV decode, GQA, every mask policy, probs, device slot shift) and the device samplers
+// (greedy exact, seeded draws equal to the CPU's, deterministic).
 #define BOOST_TEST_MODULE cuda_ops
 #include "gpu_main.hpp"
 // gpu_main.hpp first: it configures Boost.Test for everything below.
@@ -266,59 +265,6 @@ BOOST_AUTO_TEST_CASE_TEMPLATE(rope_write_kv_matches_cpu, T, dtypes) {
                     value_error);
 }
 
-BOOST_AUTO_TEST_CASE_TEMPLATE(rope_attention_matches_cpu, T, dtypes) {
-  // B 3 sequences decoding one token each at slot 40 (T = 1: the one kernel) or three tokens at
-  // slots [40, 43) (rope_write_kv + attention) over caches of capacity 64; H 6 q heads on Hkv 2,
-  // D 64 and 128, fused rows of width (H + 2 Hkv) D + 8; causal + left padding; with and without
-  // rope; with the device slot shift (base 30 + shift 10); and with the one kernel turned off
-  // (one_kernel_max_len 0). The CPU form is the two ops; output and both caches are compared.
-  const index_t b = 3, h = 6, hkv = 2, cap = 64;
-  const int slot = 40;
-  const std::vector<int> pad = {0, 7, 33};
-  dints dpad(pad), shift({10});
-  const auto hm = all_of<causal, left_padding>(causal{}, left_padding{pad.data()});
-  const auto dm = all_of<causal, left_padding>(causal{}, left_padding{dpad.ptr()});
-  for (index_t d : {64, 128}) {
-    rope_parameters rp;
-    const auto f = rope_inv_freq(rp, int(d));
-    tensor<float> inv({d / 2});
-    std::copy(f.begin(), f.end(), inv.data());
-    auto ginv = up(inv);
-    const index_t width = (h + 2 * hkv) * d + 8;
-    const float scale = 1.0f / std::sqrt(float(d));
-    for (index_t t : {1, 3})
-      for (bool rope : {true, false})
-        for (bool shifted : {false, true})
-          for (bool one_kernel : {true, false}) {
-            const std::string what = "rope_attention D=" + std::to_string(d) +
-                                     " T=" + std::to_string(t) + (rope ? "" : " (no rope)") +
-                                     (shifted ? " (slot shift)" : "") +
-                                     (one_kernel ? "" : " (two ops)");
-            auto qkv = rnd<T>({b * t, width}, -2, 2);
-            auto kc = rnd<T>({b, hkv, cap, d}, -2, 2), vc = rnd<T>({b, hkv, cap, d});
-            std::vector<int> p(std::size_t(b * t));
-            for (std::size_t i = 0; i < p.size(); ++i) p[i] = slot + int(i % t) + int(i / t);
-            auto pos = ints(p);
-            auto gpos = up(pos);
-            auto gq = up(qkv), gk = up(kc), gv = up(vc);
-            tensor<T> want({b, t, h, d});
-            tensor<T, gpu> got({b, t, h, d});
-            rope_attention(hctx, want.view(), qkv.view(), t, int(h), int(hkv), c(pos),
-                           rope ? c(inv) : tensor_view<const float>{}, kc.view(), vc.view(), slot,
-                           hm, scale);
-            if (shifted) gctx().slot_shift = shift.ptr();
-            rope_attention(gctx(), got.view(), gq.view(), t, int(h), int(hkv), c(gpos),
-                           rope ? c(ginv) : tensor_view<const float, gpu>{}, gk.view(), gv.view(),
-                           shifted ? slot - 10 : slot, dm, scale,
-                           one_kernel ? rope_attention_max_len : 0);
-            gctx().slot_shift = nullptr;
-            check<T>(got, want, what, 2.f);
-            check<T>(gk, kc, what + " keys", 2.f);
-            check<T>(gv, vc, what + " values");
-          }
-  }
-}
-
 // Every case on both prefill kernels where the dtype has two (16-bit: tensor cores for D 64 and
 // 128, else CUDA cores).
 template <class T>
@@ -369,15 +315,11 @@ void attention_cases() {
   // slots, GQA 6:2, left padding reaching into the second tile.
   const std::vector<int> pad2 = {0, 77};
   dints dpad2(pad2);
-  for (int d : {64, 128}) {
-    const auto hm2 = all_of<causal, left_padding>(causal{}, left_padding{pad2.data()});
-    const auto dm2 = all_of<causal, left_padding>(causal{}, left_padding{dpad2.ptr()});
-    attention_case<T>("long prefill after cache D=" + std::to_string(d), hm2, dm2, 2, 300, 6, 2, d,
-                      45, 345, false, true);
-    // The tiled decode kernel over several key tiles (an empty, a partial and full ones).
-    attention_case<T>("decode after 299 slots D=" + std::to_string(d), hm2, dm2, 2, 1, 6, 2, d, 299,
-                      300, false, true);
-  }
+  for (int d : {64, 128})
+    attention_case<T>("long prefill after cache D=" + std::to_string(d),
+                      all_of<causal, left_padding>(causal{}, left_padding{pad2.data()}),
+                      all_of<causal, left_padding>(causal{}, left_padding{dpad2.ptr()}), 2, 300, 6,
+                      2, d, 45, 345, false, true);
 }
 
 BOOST_AUTO_TEST_CASE(attention_slot_shift_reads_device_offset) {

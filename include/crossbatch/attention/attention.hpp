@@ -132,20 +132,4 @@ void attention(const context<cpu>& ctx, tensor_view<T> out, in_view<T> q, in_vie
   });
 }
 
-// out (B, T, H, D) = attention of the rotated q part of qkv (B * T, width) over the cache after
-// rope_write_kv has written the new tokens' k and v at slots [start, start + T): the two ops, which
-// the CUDA form (attention/cuda/rope_attention.cuh) runs as one kernel for a decode step.
-template <class T, mask_policy M>
-void rope_attention(const context<cpu>& ctx, tensor_view<T> out, tensor_view<T> qkv, index_t t,
-                    int h, int hkv, in_view<std::int32_t> positions, in_view<float> inv_freq,
-                    tensor_view<T> kcache, tensor_view<T> vcache, int start, const M& mask,
-                    float scale, int /*one_kernel_max_len*/ = 0) {
-  rope_write_kv(ctx, qkv, t, h, hkv, positions, inv_freq, kcache, vcache, start);
-  const index_t n = qkv.shape[0], d = kcache.shape[3], b = n / t;
-  const index_t width = n <= 1 ? qkv.shape[1] : qkv.strides[0];
-  const in_view<T> q(qkv.data, {b, t, h, d}, {t * width, width, d, 1});
-  attention(ctx, out, q, in_view<T>(kcache), in_view<T>(vcache), mask,
-            attention_shape{start, int(start + t), scale});
-}
-
 }  // namespace crossbatch

@@ -164,15 +164,20 @@ class decoder_model {
     auto hbuf = detail::first_rows(ws.h, n);
     auto qkv = detail::first_rows(ws.qkv, n);
     auto attn = detail::first_rows(ws.attn, n);
+    const index_t width = qkv.shape[1];
+    // q (B,T,H,Dh): a strided view into the fused projection (then k and v, Hkv heads each).
+    const tensor_view<T, D> q(qkv.data, {b, t, h, dh}, {t * width, width, dh, 1});
+    const attention_shape shape{start, int(start + t), 1.0f / std::sqrt(float(dh))};
     const auto& L = layers[l];
     hooks.before_block(ctx, l, x);
     if (!input_normed) norm(ctx, hbuf, x2, L.norm1_w, L.norm1_b);
     linear(ctx, qkv, cview(hbuf), L.qkv_w.view(), L.qkv_b.view());
-    // q and k rotated (rotary families), k and v into the cache, attention over it (on CUDA one
-    // kernel for a decode step).
-    rope_attention(ctx, attn.reshape({b, t, h, dh}), qkv, t, int(h), int(hkv), positions,
-                   config.uses_rope() ? inv_freq.view() : tensor_view<const float, D>{},
-                   cache.keys(l), cache.values(l), start, mask, 1.0f / std::sqrt(float(dh)));
+    // q and k rotated (rotary families), k and v into the cache.
+    rope_write_kv(ctx, qkv, t, int(h), int(hkv), positions,
+                  config.uses_rope() ? inv_freq.view() : tensor_view<const float, D>{},
+                  cache.keys(l), cache.values(l), start);
+    attention(ctx, attn.reshape({b, t, h, dh}), cview(q), cview(cache.keys(l)),
+              cview(cache.values(l)), mask, shape);
     auto o = detail::first_rows(ws.o, n);
     linear(ctx, o, cview(attn), L.o_w.view(), L.o_b.view());
     // x += o; hbuf = norm2(x)

@@ -8,10 +8,8 @@
 //    as 16-byte loads all in flight and the next non-empty tile's loads are issued before the
 //    current tile's arithmetic.
 //  - decode (Tq <= 4): one query row per block, split along the KV length when the rows alone do
-//    not fill the GPU; grouped-query heads read their shared KV head; partial (max, sum, acc) per
-//    split merged by a second kernel. Head sizes of exactly 64 or 128 take the tiled kernel
-//    (attention/cuda/decode_tiled.cuh: a key's 16-byte chunks spread over threads, a tile of keys
-//    in flight at once); other sizes the lane-per-key kernel below.
+//    not fill the GPU; each lane owns keys, 16-byte K/V loads, grouped-query heads read their
+//    shared KV head; partial (max, sum, acc) per split merged by a second kernel.
 //  - probs: a simple row-at-a-time kernel, used only when the caller asks for the probabilities.
 // Under graph replay (context<cuda>::slot_shift set) q_start and kv_len are shifted by the device
 // int, and grids are sized for the cache capacity instead of kv_len.
@@ -21,7 +19,6 @@
 #include <cmath>
 
 #include "crossbatch/attention/attention.hpp"  // attention_shape, the CPU reference
-#include "crossbatch/attention/cuda/decode_tiled.cuh"
 #include "crossbatch/attention/cuda/geometry.cuh"
 #include "crossbatch/attention/cuda/prefill_tc.cuh"
 #include "crossbatch/attention/mask.hpp"
@@ -416,14 +413,9 @@ void launch_decode(const context<cuda>& ctx, T* out, const T* q, const T* keys, 
   splits = std::max(1, std::min<int>(splits, int(ctx.scratch_bytes / per_split)));
   const int chunk = ((max_len + splits - 1) / splits + 31) / 32 * 32;
   auto* partial = static_cast<float*>(ctx.scratch);
-  if (g.d == DMAX)
-    launch(ctx, "attention (decode, tiled)", attention_decode_tiled_kernel<T, M, DMAX>,
-           dim3(unsigned(rows), unsigned(splits)), dim3(decode_tiled_threads), 0, out, partial, q,
-           keys, values, mask, g, ctx.slot_shift, chunk);
-  else
-    launch(ctx, "attention (decode)", attention_decode_kernel<T, M, DMAX>,
-           dim3(unsigned(rows), unsigned(splits)), dim3(32 * decode_warps), 0, out, partial, q,
-           keys, values, mask, g, ctx.slot_shift, chunk);
+  launch(ctx, "attention (decode)", attention_decode_kernel<T, M, DMAX>,
+         dim3(unsigned(rows), unsigned(splits)), dim3(32 * decode_warps), 0, out, partial, q, keys,
+         values, mask, g, ctx.slot_shift, chunk);
   if (splits > 1)
     launch(ctx, "attention (combine)", attention_combine_kernel<T, DMAX>, dim3(unsigned(rows)),
            dim3(DMAX), 0, out, static_cast<const float*>(partial), g, splits);
@@ -580,7 +572,3 @@ void attention(const context<cuda>& ctx, tensor_view<T, cuda> out, tensor_view<c
 }
 
 }  // namespace crossbatch
-
-// The decode step's rope + KV write + attention op (one kernel for T = 1), which the
-// device-generic decoder blocks call next to the two ops above.
-#include "crossbatch/attention/cuda/rope_attention.cuh"  // NOLINT(build/include_order)

@@ -18,17 +18,15 @@
 // generate/fused_launch_config.hpp, checked against the device's limits before each launch.
 // Decode at small batches is bound by latency more than by bytes: every kernel fetches what no
 // earlier kernel of the step writes (weights; KV slots of earlier steps) before its grid-dependency
-// wait, so under programmatic dependent launch those loads overlap the preceding kernel. The
-// attention is the rope_attention op (attention/cuda/rope_attention.cuh): one kernel up to
-// fused_decode_options::fused_attention_max_len cache slots, rope_write_kv + the attention op
-// beyond; shapes outside the step's limits fall back to run_layers.
+// wait, so under programmatic dependent launch those loads overlap the preceding kernel. Long
+// caches and shapes outside the attention kernel's limits use rope_write_kv + the attention op;
+// shapes outside the step's limits fall back to run_layers.
 #pragma once
 
 #include <cstdint>
 #include <type_traits>
 
 #include "crossbatch/attention/cuda/attention.cuh"
-#include "crossbatch/attention/cuda/rope_attention.cuh"
 #include "crossbatch/generate/cuda/fused_gemv_common.cuh"
 #include "crossbatch/generate/cuda/fused_gemv_tc.cuh"
 #include "crossbatch/generate/fast_path.hpp"
@@ -315,6 +313,163 @@ __global__ void __launch_bounds__(256) fused_gemv_kernel(fused_gemv_args a) {
   }
 }
 
+struct rope_attention_args {
+  const void* qkv;  // (B, width): H q heads, Hkv k heads, Hkv v heads of D
+  index_t width;
+  const std::int32_t* positions;  // (B)
+  const float* inv_freq;          // (D / 2), null without rope
+  void* kc;                       // cache layer (B, Hkv, S, D), strides cb, ch, cs
+  void* vc;
+  index_t cb, ch, cs;
+  void* out;  // (B, H, D) contiguous
+  int h, hkv, d, start;
+  const int* shift;
+  float scale;
+};
+
+constexpr int rope_attention_threads = 256, rope_attention_keys = 8;
+
+// One block per (b, q head): rope on the new q and k (as rope_write_kv), the first q head of each
+// KV group writes k and v into the cache slot, then attention over slots [0, slot] (as
+// attention_decode_kernel). cpk = D / vec threads share a key (one 16-byte chunk each); the
+// 256 / cpk key groups each run an online softmax over keys g, g + groups, ... (J keys a tile in
+// registers), then the groups are merged through shared memory. The new slot's k and v come from
+// shared memory. Before the grid-dependency wait, the block reads only what was written before
+// the step's qkv GEMV (its predecessor): the first tile of cached keys and values (earlier steps),
+// the positions and the mask (the rotation angles and the first tile's visibility).
+template <class T, class M>
+__global__ void __launch_bounds__(rope_attention_threads)
+    rope_attention_kernel(rope_attention_args a, M mask) {
+  constexpr int vec = 16 / sizeof(T), J = rope_attention_keys, threads = rope_attention_threads;
+  __shared__ float qs[256];
+  __shared__ __align__(16) T knew[256];
+  __shared__ __align__(16) T vnew[256];
+  __shared__ float gm[threads], gl[threads];
+  __shared__ float red[threads * vec];  // (groups, D)
+  const int row = blockIdx.x, hi = row % a.h, b = row / a.h, per_kv = a.h / a.hkv,
+            kvh = hi / per_kv;
+  const int d = a.d, cpk = d / vec, groups = threads / cpk, tile = groups * J;
+  const int g = threadIdx.x / cpk, sub = threadIdx.x % cpk;
+  const int slot = a.start + (a.shift ? *a.shift : 0);  // the new token's slot; keys [0, slot]
+  T* kb = static_cast<T*>(a.kc) + b * a.cb + kvh * a.ch;
+  T* vb = static_cast<T*>(a.vc) + b * a.cb + kvh * a.ch;
+  uint4 kr[J], vr[J];
+  auto fetch = [&](int base) {
+#pragma unroll
+    for (int j = 0; j < J; ++j) {
+      const int k = base + g + groups * j;
+      const bool ok = k < slot;
+      kr[j] =
+          ok ? __ldcg(reinterpret_cast<const uint4*>(kb + k * a.cs) + sub) : make_uint4(0, 0, 0, 0);
+      vr[j] =
+          ok ? __ldcg(reinterpret_cast<const uint4*>(vb + k * a.cs) + sub) : make_uint4(0, 0, 0, 0);
+    }
+  };
+  fetch(0);
+  // Also written before the step, not by the qkv GEMV just before: the rotation angle of this
+  // thread's pair (half_d <= 128 threads) and the first tile's mask.
+  const int half_d = d / 2, kv_len = slot + 1;
+  float sin_a = 0.0f, cos_a = 1.0f;
+  if (a.inv_freq && threadIdx.x < half_d)
+    sincosf(float(a.positions[b]) * a.inv_freq[threadIdx.x], &sin_a, &cos_a);
+  unsigned allowed0 = 0;  // bit j: key g + groups * j of the first tile is visible
+#pragma unroll
+  for (int j = 0; j < J; ++j) {
+    const int k = g + groups * j;
+    if (k < kv_len && mask.allowed(b, slot, k)) allowed0 |= 1u << j;
+  }
+  grid_dependency();
+  const T* src = static_cast<const T*>(a.qkv) + b * a.width;
+  if (threadIdx.x < half_d) {
+    const int i = threadIdx.x;
+    float q0 = to_f(src[hi * d + i]), q1 = to_f(src[hi * d + i + half_d]);
+    float k0 = to_f(src[(a.h + kvh) * d + i]), k1 = to_f(src[(a.h + kvh) * d + i + half_d]);
+    if (a.inv_freq) {
+      const float rq0 = q0 * cos_a - q1 * sin_a, rq1 = q1 * cos_a + q0 * sin_a;
+      const float rk0 = k0 * cos_a - k1 * sin_a, rk1 = k1 * cos_a + k0 * sin_a;
+      q0 = round_to<T>(rq0);
+      q1 = round_to<T>(rq1);
+      k0 = round_to<T>(rk0);
+      k1 = round_to<T>(rk1);
+    }
+    qs[i] = q0 * a.scale;
+    qs[i + half_d] = q1 * a.scale;
+    knew[i] = from_f<T>(k0);
+    knew[i + half_d] = from_f<T>(k1);
+  }
+  for (int i = threadIdx.x; i < d; i += threads) vnew[i] = src[(a.h + a.hkv + kvh) * d + i];
+  __syncthreads();
+  if (hi % per_kv == 0)
+    for (int i = threadIdx.x; i < d; i += threads) {
+      kb[index_t(slot) * a.cs + i] = knew[i];
+      vb[index_t(slot) * a.cs + i] = vnew[i];
+    }
+  float qf[vec];
+#pragma unroll
+  for (int e = 0; e < vec; ++e) qf[e] = qs[sub * vec + e];
+  const uint4 kn = reinterpret_cast<const uint4*>(knew)[sub],
+              vn = reinterpret_cast<const uint4*>(vnew)[sub];
+  float m = -INFINITY, l = 0.0f, acc[vec];
+#pragma unroll
+  for (int e = 0; e < vec; ++e) acc[e] = 0.0f;
+  for (int base = 0; base < kv_len; base += tile) {
+    if (base > 0) fetch(base);
+    // The tile's scores first (independent), then one rescale of the running sums.
+    float sj[J];
+#pragma unroll
+    for (int j = 0; j < J; ++j) {
+      const int k = base + g + groups * j;
+      float kf[vec];
+      unpack<T>(k == slot ? kn : kr[j], kf);
+      float dot = 0.0f;
+#pragma unroll
+      for (int e = 0; e < vec; ++e) dot += qf[e] * kf[e];
+      for (int o = 1; o < cpk; o <<= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+      const bool visible =
+          base == 0 ? (allowed0 >> j) & 1u : k < kv_len && mask.allowed(b, slot, k);
+      sj[j] = visible ? dot : -INFINITY;
+    }
+    float mt = m;
+#pragma unroll
+    for (int j = 0; j < J; ++j) mt = fmaxf(mt, sj[j]);
+    if (mt != -INFINITY) {
+      const float corr = expf(m - mt);
+      l *= corr;
+#pragma unroll
+      for (int e = 0; e < vec; ++e) acc[e] *= corr;
+      m = mt;
+#pragma unroll
+      for (int j = 0; j < J; ++j) {
+        const float p = expf(sj[j] - m);
+        l += p;
+        float vf[vec];
+        unpack<T>(base + g + groups * j == slot ? vn : vr[j], vf);
+#pragma unroll
+        for (int e = 0; e < vec; ++e) acc[e] += p * vf[e];
+      }
+    }
+  }
+  // Key groups -> block: each group's sum and accumulator rescaled to the block maximum.
+  if (sub == 0) gm[g] = m;
+  __syncthreads();
+  float mb = -INFINITY;
+  for (int i = 0; i < groups; ++i) mb = fmaxf(mb, gm[i]);
+  const float sc = m == -INFINITY ? 0.0f : expf(m - mb);
+  if (sub == 0) gl[g] = l * sc;
+#pragma unroll
+  for (int e = 0; e < vec; ++e) red[g * d + sub * vec + e] = acc[e] * sc;
+  __syncthreads();
+  T* out = static_cast<T*>(a.out) + (index_t(b) * a.h + hi) * d;
+  for (int j = threadIdx.x; j < d; j += threads) {
+    float lb = 0.0f, s = 0.0f;
+    for (int i = 0; i < groups; ++i) {
+      lb += gl[i];
+      s += red[i * d + j];
+    }
+    out[j] = from_f<T>(lb > 0.0f ? s / lb : 0.0f);
+  }
+}
+
 // One GEMV of the step with its launch from fused_launch_config.hpp (gemv_launch_for): on tensor
 // cores for 16-bit T from opt.tensor_core_min_batch rows on, else on CUDA cores (NT = 1, 2, 4, 8
 // or 16 rows). At most one wave of blocks: when the row groups need more, the blocks stride over
@@ -391,6 +546,18 @@ const char* fused_decode_route(const decoder_model<T, cuda>& m, int batch,
                                                           : "fused, CUDA-core GEMV";
 }
 
+// Whether the one-kernel rope + KV write + attention handles this model and cache.
+template <class T>
+bool rope_attention_supported(const decoder_model<T, cuda>& m, int capacity,
+                              const fused_decode_options& opt) {
+  const auto& c = m.config;
+  constexpr int vec = 16 / sizeof(T);
+  const int cpk = c.head_dim / vec;
+  return opt.fused_attention && capacity <= opt.fused_attention_max_len && c.head_dim % vec == 0 &&
+         c.head_dim <= 256 && cpk >= 1 && cpk <= 32 && (cpk & (cpk - 1)) == 0 &&
+         c.num_heads % c.num_kv_heads == 0;
+}
+
 // One decode step: x (B, C) holds the token embeddings on entry and the final residual stream on
 // exit; logits (B, V) receive the LM head output. start is the cache slot (plus *ctx.slot_shift).
 // With greedy_best (B) (zero on entry), the LM head also folds each row's argmax into it as
@@ -411,6 +578,8 @@ void fused_decode_step(const context<cuda>& ctx, const decoder_model<T, cuda>& m
       fused_decode_supported(m, b, opt) && b <= ws.tokens && start + 1 <= cache.capacity(),
       "fused_decode_step: unsupported shape");
   const bool layer = c.kind == family::gpt2, gated = !layer;
+  const bool one_kernel_attention = rope_attention_supported(m, cache.capacity(), opt);
+  const attention_shape shape{start, start + 1, 1.0f / std::sqrt(float(dh))};
   auto args = [&](const void* in, index_t in_stride, int in_dim, const tensor<T, cuda>& w,
                   const tensor<T, cuda>& bias, void* out, index_t out_stride, int o,
                   const tensor<T, cuda>* nw, const tensor<T, cuda>* nb) {
@@ -440,11 +609,35 @@ void fused_decode_step(const context<cuda>& ctx, const decoder_model<T, cuda>& m
     else
       fused_gemv<C, prologue::rms, epilogue::store>(ctx, qa, opt);
     auto kc = cache.keys(l), vc = cache.values(l);
-    rope_attention(ctx, tensor_view<T, cuda>(ws.attn.data(), {b, 1, h, dh}),
-                   tensor_view<T, cuda>(ws.qkv.data(), {b, width}), 1, int(h), int(hkv), positions,
-                   c.uses_rope() ? m.inv_freq.view() : tensor_view<const float, cuda>{}, kc, vc,
-                   start, mask, 1.0f / std::sqrt(float(dh)),
-                   opt.fused_attention ? opt.fused_attention_max_len : 0);
+    const float* inv_freq = c.uses_rope() ? m.inv_freq.data() : nullptr;
+    if (one_kernel_attention) {
+      rope_attention_args ra{};
+      ra.qkv = ws.qkv.data();
+      ra.width = width;
+      ra.positions = positions.data;
+      ra.inv_freq = inv_freq;
+      ra.kc = kc.data;
+      ra.vc = vc.data;
+      ra.cb = kc.strides[0];
+      ra.ch = kc.strides[1];
+      ra.cs = kc.strides[2];
+      ra.out = ws.attn.data();
+      ra.h = int(h);
+      ra.hkv = int(hkv);
+      ra.d = int(dh);
+      ra.start = start;
+      ra.shift = ctx.slot_shift;
+      ra.scale = shape.scale;
+      launch(ctx, "rope + attention (decode)", rope_attention_kernel<C, M>, dim3(unsigned(b * h)),
+             dim3(rope_attention_threads), 0, ra, mask);
+    } else {
+      rope_write_kv(ctx, tensor_view<T, cuda>(ws.qkv.data(), {b, width}), 1, int(h), int(hkv),
+                    positions, c.uses_rope() ? m.inv_freq.view() : tensor_view<const float, cuda>{},
+                    kc, vc, start);
+      const tensor_view<const T, cuda> q(ws.qkv.data(), {b, 1, h, dh}, {width, width, dh, 1});
+      attention(ctx, tensor_view<T, cuda>(ws.attn.data(), {b, 1, h, dh}), q,
+                tensor_view<const T, cuda>(kc), tensor_view<const T, cuda>(vc), mask, shape);
+    }
     fused_gemv<C, prologue::none, epilogue::residual>(
         ctx,
         args(ws.attn.data(), h * dh, int(h * dh), L.o_w, L.o_b, x.data, cdim, int(cdim), nullptr,

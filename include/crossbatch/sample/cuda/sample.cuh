@@ -39,22 +39,11 @@ __global__ void __launch_bounds__(1024)
   const T* row = logits + blockIdx.x * stride;
   float best = -INFINITY;
   int bi = v;  // first maximum: smallest index among equals
-  // U loads in flight a thread (a loop of one load each waited ~48 latencies on a 49k vocabulary).
-  constexpr int U = 8;
-  for (int j0 = threadIdx.x; j0 < v; j0 += U * blockDim.x) {
-    float x[U];
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int j = j0 + u * int(blockDim.x);
-      x[u] = j < v ? to_f(row[j]) : -INFINITY;
-    }
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int j = j0 + u * int(blockDim.x);
-      if (j < v && (x[u] > best || (bi == v && x[u] == best))) {
-        best = x[u];
-        bi = j;
-      }
+  for (int j = threadIdx.x; j < v; j += blockDim.x) {
+    const float x = to_f(row[j]);
+    if (x > best || (bi == v && x == best)) {
+      best = x;
+      bi = j;
     }
   }
 #pragma unroll
