@@ -4,10 +4,12 @@
 #   - Nsight Systems (when the image has nsys) over a 128-step run: every kernel's summed GPU time,
 #     CUDA-graph nodes traced one by one, i.e. the times as they overlap under PDL;
 #   - Nsight Compute over the first LAUNCHES kernels of a 3-step run (each kernel alone, flushed
-#     caches): per-kernel time, DRAM bytes and grid, for bench/decode/ncu_table.py.
+#     caches): per-kernel time, DRAM bytes and grid. The weight fill, the prefill and the steps
+#     are all in ncu.csv; one step lies between two advance kernels (bench/NOTES.md's batch-64
+#     table was read that way).
 # SHAPE (smollm2-135m), BATCH (64), MODE (fused+pdl: the session's default route for the batch).
-# Writes $OUT/profile/{bench.log,nsys_kern.csv,ncu.csv}. Exits non-zero when bench_decode's check
-# fails.
+# Writes $OUT/profile/{bench.log,ncu.csv} and, with nsys, nsys_cuda_gpu_kern_sum.csv. Exits
+# non-zero when bench_decode's check fails.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${OUT:-build/device_out}/profile

@@ -50,11 +50,10 @@ inline std::int64_t alignment_class(std::initializer_list<const void*> ptrs,
 
 // A plan (descriptors + algorithm) for `count` members of one problem; the member strides are
 // set on the layouts at every call (they do not change the algorithm).
-inline context<cuda>::matmul_plan make_batched_plan(cudaDataType_t type, cudaDataType_t out_type,
-                                                    const void* bias, std::int64_t sbias,
-                                                    index_t n, index_t in, index_t o,
-                                                    index_t ldw, index_t ldx, index_t ldo,
-                                                    int count) {
+inline context<cuda>::matmul_plan make_batched_plan(cudaDataType_t type, const void* bias,
+                                                    std::int64_t sbias, index_t n, index_t in,
+                                                    index_t o, index_t ldw, index_t ldx,
+                                                    index_t ldo, int count) {
   context<cuda>::matmul_plan p;
   cublas_check(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F),
                "cublasLtMatmulDescCreate");
@@ -68,9 +67,9 @@ inline context<cuda>::matmul_plan make_batched_plan(cudaDataType_t type, cudaDat
     cublas_check(
         cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)),
         "set EPILOGUE");
-    cublas_check(
-        cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)),
-        "set BIAS_POINTER");
+    cublas_check(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
+                                                sizeof(bias)),
+                 "set BIAS_POINTER");
     cublas_check(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_BATCH_STRIDE,
                                                 &sbias, sizeof(sbias)),
                  "set BIAS_BATCH_STRIDE");
@@ -78,7 +77,7 @@ inline context<cuda>::matmul_plan make_batched_plan(cudaDataType_t type, cudaDat
   // Column-major view: out_g^T (o, n) = W_g (in, o)^T x_g^T (in, n).
   cublas_check(cublasLtMatrixLayoutCreate(&p.a, type, in, o, ldw), "layout A");
   cublas_check(cublasLtMatrixLayoutCreate(&p.b, type, in, n, ldx), "layout B");
-  cublas_check(cublasLtMatrixLayoutCreate(&p.c, out_type, o, n, ldo), "layout C");
+  cublas_check(cublasLtMatrixLayoutCreate(&p.c, type, o, n, ldo), "layout C");
   const std::int32_t c32 = count;
   for (auto* layout : {p.a, p.b, p.c})
     cublas_check(cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &c32,
@@ -87,8 +86,8 @@ inline context<cuda>::matmul_plan make_batched_plan(cudaDataType_t type, cudaDat
   return p;
 }
 
-inline void set_batch_strides(const context<cuda>::matmul_plan& p, std::int64_t sw,
-                              std::int64_t sx, std::int64_t so) {
+inline void set_batch_strides(const context<cuda>::matmul_plan& p, std::int64_t sw, std::int64_t sx,
+                              std::int64_t so) {
   for (auto [layout, stride] : {std::pair{p.a, sw}, {p.b, sx}, {p.c, so}})
     cublas_check(cublasLtMatrixLayoutSetAttribute(
                      layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof(stride)),
@@ -98,8 +97,7 @@ inline void set_batch_strides(const context<cuda>::matmul_plan& p, std::int64_t 
 // The heuristic's first algorithm without split-K for plan p (its layouts' batch count).
 // (When the reduction-scheme filter leaves nothing, the unfiltered list is searched.)
 inline bool no_split_algorithm(const context<cuda>& ctx, const context<cuda>::matmul_plan& p,
-                               std::int64_t align, cublasLtMatmulAlgo_t& algo,
-                               bool filter = true) {
+                               std::int64_t align, cublasLtMatmulAlgo_t& algo, bool filter = true) {
   cublasLtMatmulPreference_t pref = nullptr;
   cublas_check(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
   const std::size_t wsb = ctx.lt_workspace_bytes;
@@ -109,14 +107,15 @@ inline bool no_split_algorithm(const context<cuda>& ctx, const context<cuda>::ma
   if (filter)
     cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &none,
                                          sizeof(none));
-  for (auto attr : {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
-                    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES})
+  for (auto attr :
+       {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES})
     cublasLtMatmulPreferenceSetAttribute(pref, attr, &al, sizeof(al));
   constexpr int want = 32;
   cublasLtMatmulHeuristicResult_t results[want] = {};
   int found = 0;
-  const auto st = cublasLtMatmulAlgoGetHeuristic(ctx.lt, p.op, p.a, p.b, p.c, p.c, pref, want,
-                                                 results, &found);
+  const auto st =
+      cublasLtMatmulAlgoGetHeuristic(ctx.lt, p.op, p.a, p.b, p.c, p.c, pref, want, results, &found);
   cublasLtMatmulPreferenceDestroy(pref);
   if (st != CUBLAS_STATUS_SUCCESS || found == 0)
     return filter && no_split_algorithm(ctx, p, align, algo, false);
@@ -151,34 +150,37 @@ inline bool no_split_algorithm(const context<cuda>& ctx, const context<cuda>::ma
 
 // out_g = x_g w_g^T + bias_g for g < count; row-major operands with leading dimensions ldo, ldx,
 // ldw and member strides so, sx, sw, sbias (elements). The algorithm is the problem's pinned one.
-// Out: the output's type (T, or float for attention scores; bias only when Out is T).
-template <class T, class Out = T>
-void pinned_batched_matmul(const context<cuda>& ctx, Out* out, index_t ldo, std::int64_t so,
+template <class T>
+void pinned_batched_matmul(const context<cuda>& ctx, T* out, index_t ldo, std::int64_t so,
                            const T* x, index_t ldx, std::int64_t sx, const T* w, index_t ldw,
-                           std::int64_t sw, const T* bias, std::int64_t sbias, int count,
-                           index_t n, index_t in, index_t o) {
+                           std::int64_t sw, const T* bias, std::int64_t sbias, int count, index_t n,
+                           index_t in, index_t o) {
   if (count == 0 || n == 0 || o == 0) return;
   using namespace cuda_detail;
   using C = cuda_t<T>;
-  using CO = cuda_t<Out>;
   require(in > 0 && ldx >= in && ldw >= in && ldo >= o,
           "pinned_batched_matmul: leading dimensions smaller than the rows");
-  require(!bias || std::is_same_v<T, Out>, "pinned_batched_matmul: a bias needs Out = T");
-  const cudaDataType_t type = cuda_data_type<C>(), out_type = cuda_data_type<CO>();
-  const std::int64_t e = sizeof(T), eo = sizeof(Out);
+  const cudaDataType_t type = cuda_data_type<C>();
+  const std::int64_t e = sizeof(T);
   const std::int64_t align = alignment_class(
-      {out, x, w, bias}, {ldo * eo, ldx * e, ldw * e, so * eo, sx * e, sw * e, sbias * e});
+      {out, x, w, bias}, {ldo * e, ldx * e, ldw * e, so * e, sx * e, sw * e, sbias * e});
   int align_log = 0;
   while ((std::int64_t(1) << align_log) < align) ++align_log;
   const bool has_bias = bias != nullptr;
   const auto key = [&](int cnt) {
     return context<cuda>::plan_key{-(1 + ((cnt * 8 + align_log) * 64 + int(type)) * 2 + has_bias),
-                                   o, n, in, ldw, ldx, ldo, 0x41524d54 + int(out_type)};
+                                   o,
+                                   n,
+                                   in,
+                                   ldw,
+                                   ldx,
+                                   ldo,
+                                   0x41524d54 + int(type)};
   };
   auto* pinned = ctx.find_plan(key(0));
   if (!pinned) {
-    auto p = make_batched_plan(type, out_type, dev(bias), sbias, n, in, o, ldw, ldx, ldo,
-                               pinned_heuristic_batch);
+    auto p =
+        make_batched_plan(type, dev(bias), sbias, n, in, o, ldw, ldx, ldo, pinned_heuristic_batch);
     set_batch_strides(p, std::int64_t(o) * ldw, std::int64_t(n) * ldx, std::int64_t(n) * ldo);
     if (!no_split_algorithm(ctx, p, align, p.algo))
       throw device_error("pinned_batched_matmul: cuBLASLt found no algorithm without split-K for " +
@@ -188,7 +190,7 @@ void pinned_batched_matmul(const context<cuda>& ctx, Out* out, index_t ldo, std:
   }
   auto* plan = ctx.find_plan(key(count));
   if (!plan) {
-    auto p = make_batched_plan(type, out_type, dev(bias), sbias, n, in, o, ldw, ldx, ldo, count);
+    auto p = make_batched_plan(type, dev(bias), sbias, n, in, o, ldw, ldx, ldo, count);
     set_batch_strides(p, sw, sx, so);
     p.algo = pinned->algo;
     cublasLtMatmulHeuristicResult_t check{};
